@@ -1,0 +1,6 @@
+//! paramx: PDFs -> text -> LLM extraction -> parameter table -> score.
+//!
+//! See `ARCHITECTURE.md` for the modules and what flows between them.
+
+pub mod cmd;
+pub mod tp;

@@ -1,0 +1,27 @@
+//! `paramx`: the command-line entry point. Each subcommand lives in `paramx::cmd::*`;
+//! this file only parses arguments and maps errors to exit codes.
+
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(name = "paramx", version, about = "Extract experimental-design parameter tables from scientific PDFs")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result: anyhow::Result<ExitCode> = match cli.command {};
+    match result {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("paramx: error: {err:#}");
+            ExitCode::from(2)
+        }
+    }
+}

@@ -4,3 +4,4 @@
 
 pub mod cmd;
 pub mod tp;
+pub mod run;

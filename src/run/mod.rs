@@ -1,0 +1,4 @@
+//! `paramx run`: PDFs -> prompts -> constrained generation -> grounded, normalized rows.
+
+pub mod job;
+pub mod locate;

@@ -3,5 +3,5 @@
 //! See `ARCHITECTURE.md` for the modules and what flows between them.
 
 pub mod cmd;
-pub mod tp;
 pub mod run;
+pub mod tp;

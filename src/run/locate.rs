@@ -150,7 +150,9 @@ impl<'a> QuoteIndex<'a> {
             if ok {
                 let start = self.folded.offsets[first];
                 let stop = self.folded.ends[end - 1];
-                debug_assert!(self.text.is_char_boundary(start) && self.text.is_char_boundary(stop));
+                debug_assert!(
+                    self.text.is_char_boundary(start) && self.text.is_char_boundary(stop)
+                );
                 return Some(Span { start, end: stop });
             }
             search_from = first + 1;
@@ -164,7 +166,9 @@ mod tests {
     use super::*;
 
     fn find<'a>(text: &'a str, q: &str) -> Option<&'a str> {
-        QuoteIndex::new(text).locate(q).map(|s| &text[s.start..s.end])
+        QuoteIndex::new(text)
+            .locate(q)
+            .map(|s| &text[s.start..s.end])
     }
 
     #[test]
@@ -179,7 +183,11 @@ mod tests {
     #[test]
     fn whitespace_line_breaks_and_hyphenation_are_tolerated() {
         let t = "The rotation was\n introduced abruptly after adapta-\ntion trials began.";
-        assert!(find(t, "The rotation was introduced abruptly after adaptation trials").is_some());
+        assert!(find(
+            t,
+            "The rotation was introduced abruptly after adaptation trials"
+        )
+        .is_some());
         // a real hyphen inside a line stays a hyphen
         let t2 = "a visuo-motor rotation";
         assert!(find(t2, "a visuo-motor rotation").is_some());
@@ -209,7 +217,10 @@ mod tests {
     fn absent_or_trivial_quotes_are_rejected() {
         let t = "Participants (n = 24) were recruited.";
         assert!(find(t, "Participants (n = 32) were recruited.").is_none());
-        assert!(find(t, "n = 24").is_none(), "shorter than MIN_QUOTE_CHARS folded");
+        assert!(
+            find(t, "n = 24").is_none(),
+            "shorter than MIN_QUOTE_CHARS folded"
+        );
         assert!(find(t, "").is_none());
     }
 
@@ -218,14 +229,19 @@ mod tests {
         let t = "We tested 24 participants. They used a tablet. The rotation was 45 degrees.";
         assert!(find(t, "We tested 24 participants ... rotation was 45 degrees").is_some());
         assert!(find(t, "rotation was 45 degrees ... We tested 24 participants").is_none());
-        let far = format!("We tested 24 participants.{}The rotation was 45.", " word".repeat(200));
+        let far = format!(
+            "We tested 24 participants.{}The rotation was 45.",
+            " word".repeat(200)
+        );
         assert!(find(&far, "We tested 24 participants … The rotation was 45").is_none());
     }
 
     #[test]
     fn offsets_are_char_boundaries_with_multibyte_text() {
         let t = "Größe: ±15° and −30° rotations were used in Exp. 2.";
-        let s = QuoteIndex::new(t).locate("±15° and -30° rotations").expect("found");
+        let s = QuoteIndex::new(t)
+            .locate("±15° and -30° rotations")
+            .expect("found");
         assert_eq!(&t[s.start..s.end], "±15° and −30° rotations");
     }
 }

@@ -1,4 +1,5 @@
 //! `paramx run`: PDFs -> prompts -> constrained generation -> grounded, normalized rows.
 
+pub mod constrain;
 pub mod job;
 pub mod locate;

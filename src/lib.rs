@@ -3,4 +3,6 @@
 //! See `ARCHITECTURE.md` for the modules and what flows between them.
 
 pub mod cmd;
+pub mod schema;
+pub mod table;
 pub mod tp;

@@ -5,7 +5,11 @@ use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 
 #[derive(Parser)]
-#[command(name = "paramx", version, about = "Extract experimental-design parameter tables from scientific PDFs")]
+#[command(
+    name = "paramx",
+    version,
+    about = "Extract experimental-design parameter tables from scientific PDFs"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

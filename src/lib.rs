@@ -3,6 +3,7 @@
 //! See `ARCHITECTURE.md` for the modules and what flows between them.
 
 pub mod cmd;
+pub mod eval;
 pub mod schema;
 pub mod table;
 pub mod tp;

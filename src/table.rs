@@ -26,11 +26,11 @@ pub const PIPELINE_COLUMNS: [&str; 5] = [
 /// Why a table could not be read or written.
 #[derive(Debug, thiserror::Error)]
 pub enum TableError {
-    #[error("{file}: {source}")]
+    /// The I/O error is part of the message (not a `source`), so it is printed once.
+    #[error("{file}: {error}")]
     Io {
         file: PathBuf,
-        #[source]
-        source: std::io::Error,
+        error: std::io::Error,
     },
     #[error("{file}: line {line}, column {column}: {reason}")]
     Malformed {
@@ -87,9 +87,9 @@ impl Table {
         let mut bytes = Vec::new();
         std::fs::File::open(path)
             .and_then(|mut f| f.read_to_end(&mut bytes))
-            .map_err(|source| TableError::Io {
+            .map_err(|error| TableError::Io {
                 file: path.to_path_buf(),
-                source,
+                error,
             })?;
         Table::from_bytes(path, &bytes)
     }
@@ -219,24 +219,24 @@ impl Table {
     pub fn write_to(&self, w: impl Write) -> Result<(), TableError> {
         let io = |e: csv::Error| TableError::Io {
             file: self.path.clone(),
-            source: std::io::Error::other(e.to_string()),
+            error: std::io::Error::other(e.to_string()),
         };
         let mut wtr = csv::WriterBuilder::new().from_writer(w);
         wtr.write_record(&self.headers).map_err(io)?;
         for r in &self.rows {
             wtr.write_record(&r.cells).map_err(io)?;
         }
-        wtr.flush().map_err(|source| TableError::Io {
+        wtr.flush().map_err(|error| TableError::Io {
             file: self.path.clone(),
-            source,
+            error,
         })
     }
 
     /// Write to `self.path`.
     pub fn write(&self) -> Result<(), TableError> {
-        let f = std::fs::File::create(&self.path).map_err(|source| TableError::Io {
+        let f = std::fs::File::create(&self.path).map_err(|error| TableError::Io {
             file: self.path.clone(),
-            source,
+            error,
         })?;
         self.write_to(std::io::BufWriter::new(f))
     }

@@ -1,8 +1,8 @@
 //! Which predicted rows are compared with which gold rows (strict scorer).
 //!
-//! Papers: one-to-one, in three passes — normalized DOI, then the best title token-Jaccard
-//! >= 0.8, then first-author surname + year — and two papers whose DOIs both exist and differ
-//! are never matched. A file name alone never matches anything. Duplicate PDFs (same sha256)
+//! Papers: one-to-one, in three passes — normalized DOI, then the best title token-Jaccard of
+//! at least 0.8, then first-author surname + year — and two papers whose DOIs both exist and
+//! differ are never matched. A file name alone never matches anything. Duplicate PDFs (same sha256)
 //! count once.
 //!
 //! Experiments: gold `...EXPn` <-> predicted experiment n; a gold label such as `GEN` <-> the

@@ -229,36 +229,36 @@ impl Report {
         let b = &self.constant_baseline.summary;
         let g = &self.gold_vs_itself_strict.summary;
         let mut h = String::new();
-        let _ = write!(
+        let _ = writeln!(
             h,
             "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>paramx eval ({})</title>\n<style>\
 body{{font-family:system-ui,sans-serif;margin:2em;max-width:1000px;color:#222}}\
 table{{border-collapse:collapse;margin:1em 0}}td,th{{border:1px solid #ccc;padding:3px 8px;text-align:right}}\
 td:first-child,th:first-child{{text-align:left}}.big{{font-size:1.4em}}.warn{{color:#b00}}\
-</style></head><body>\n<h1>paramx eval &mdash; {} scorer</h1>\n",
+</style></head><body>\n<h1>paramx eval &mdash; {} scorer</h1>",
             self.scorer, self.scorer
         );
-        let _ = write!(
+        let _ = writeln!(
             h,
-            "<p>gold: <code>{}</code> ({} rows with empty study_id skipped)<br>predictions: <code>{}</code><br>schema: <code>{}</code></p>\n",
+            "<p>gold: <code>{}</code> ({} rows with empty study_id skipped)<br>predictions: <code>{}</code><br>schema: <code>{}</code></p>",
             esc(&self.gold),
             self.result.outcome.skipped_gold_rows,
             esc(&self.pred),
             esc(&self.schema)
         );
-        let _ = write!(
+        let _ = writeln!(
             h,
-            "<p class=\"big\">micro F1 <b>{:.3}</b> (P {:.3}, R {:.3}), 95% bootstrap interval [{:.3}, {:.3}]; macro F1 {:.3}</p>\n",
+            "<p class=\"big\">micro F1 <b>{:.3}</b> (P {:.3}, R {:.3}), 95% bootstrap interval [{:.3}, {:.3}]; macro F1 {:.3}</p>",
             sm.f1, sm.precision, sm.recall, sm.ci95.0, sm.ci95.1, sm.macro_f1
         );
-        let _ = write!(
+        let _ = writeln!(
             h,
             "<table><tr><th>check</th><th>P</th><th>R</th><th>F1</th></tr>\
 <tr><td>this result</td><td>{:.3}</td><td>{:.3}</td><td>{:.3}</td></tr>\
 <tr><td>constant baseline (same answer for every paper)</td><td>{:.3}</td><td>{:.3}</td><td>{:.3}</td></tr>\
 <tr><td>gold vs itself (strict)</td><td>{:.3}</td><td>{:.3}</td><td{}>{:.3}</td></tr>\
 <tr><td>reads-the-paper fields ({})</td><td>{:.3}</td><td>{:.3}</td><td>{:.3}</td></tr>\
-<tr><td>free text (not in headline)</td><td>{:.3}</td><td>{:.3}</td><td>{:.3}</td></tr></table>\n",
+<tr><td>free text (not in headline)</td><td>{:.3}</td><td>{:.3}</td><td>{:.3}</td></tr></table>",
             sm.precision,
             sm.recall,
             sm.f1,
@@ -277,9 +277,9 @@ td:first-child,th:first-child{{text-align:left}}.big{{font-size:1.4em}}.warn{{co
             sm.free_text.recall(),
             sm.free_text_f1,
         );
-        let _ = write!(
+        let _ = writeln!(
             h,
-            "<p>{} unscored predictions (gold empty or no gold row); {} predicted papers matched no gold paper.</p>\n",
+            "<p>{} unscored predictions (gold empty or no gold row); {} predicted papers matched no gold paper.</p>",
             self.result.outcome.unscored_predictions, self.result.outcome.unmatched_predicted_papers
         );
         h.push_str("<h2>F1 per field</h2>\n");
@@ -353,23 +353,23 @@ td:first-child,th:first-child{{text-align:left}}.big{{font-size:1.4em}}.warn{{co
         let height = top + row_h * fields.len() as f64 + 30.0;
         let width = label_w + bar_w + 70.0;
         let mut s = String::new();
-        let _ = write!(
+        let _ = writeln!(
             s,
             "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{width}\" height=\"{height}\" role=\"img\" aria-label=\"F1 per field\" font-family=\"sans-serif\" font-size=\"12\">\n"
         );
         let _ = write!(
             s,
             "<rect x=\"{label_w}\" y=\"4\" width=\"12\" height=\"10\" fill=\"#3b6fb6\"/><text x=\"{}\" y=\"13\">F1</text>\
-<rect x=\"{}\" y=\"4\" width=\"12\" height=\"10\" fill=\"#bbb\"/><text x=\"{}\" y=\"13\">constant baseline F1</text>\n",
+<rect x=\"{}\" y=\"4\" width=\"12\" height=\"10\" fill=\"#bbb\"/><text x=\"{}\" y=\"13\">constant baseline F1</text>",
             label_w + 16.0,
             label_w + 50.0,
             label_w + 66.0
         );
         for tick in 0..=4 {
             let x = label_w + bar_w * tick as f64 / 4.0;
-            let _ = write!(
+            let _ = writeln!(
                 s,
-                "<line x1=\"{x}\" y1=\"{top}\" x2=\"{x}\" y2=\"{}\" stroke=\"#ddd\"/><text x=\"{x}\" y=\"{}\" text-anchor=\"middle\">{:.2}</text>\n",
+                "<line x1=\"{x}\" y1=\"{top}\" x2=\"{x}\" y2=\"{}\" stroke=\"#ddd\"/><text x=\"{x}\" y=\"{}\" text-anchor=\"middle\">{:.2}</text>",
                 height - 24.0,
                 height - 10.0,
                 tick as f64 / 4.0
@@ -379,12 +379,12 @@ td:first-child,th:first-child{{text-align:left}}.big{{font-size:1.4em}}.warn{{co
             let y = top + row_h * i as f64;
             let f1 = f.counts.f1();
             let base = self.baseline_f1(&f.name).unwrap_or(0.0);
-            let _ = write!(
+            let _ = writeln!(
                 s,
                 "<text x=\"{}\" y=\"{}\" text-anchor=\"end\">{}</text>\
 <rect x=\"{label_w}\" y=\"{}\" width=\"{:.1}\" height=\"12\" fill=\"#3b6fb6\"><title>{}: F1 {:.3}</title></rect>\
 <rect x=\"{label_w}\" y=\"{}\" width=\"{:.1}\" height=\"6\" fill=\"#bbb\"><title>baseline {:.3}</title></rect>\
-<text x=\"{}\" y=\"{}\">{:.3}</text>\n",
+<text x=\"{}\" y=\"{}\">{:.3}</text>",
                 label_w - 6.0,
                 y + 13.0,
                 esc(&f.name),

@@ -492,7 +492,8 @@ mod tests {
                 .lookup_term("horiztonal"),
             Some("horizontal")
         );
-        assert_eq!(ft.lookup_term("scalar point"), None);
+        assert_eq!(ft.lookup_term("scalar point"), Some("scalar_point"));
+        assert_eq!(ft.lookup_term("where cursor is hidden"), None);
     }
 
     #[test]

@@ -406,4 +406,22 @@ mod tests {
         let back = Table::from_bytes("p.csv", &buf).unwrap();
         assert_eq!(back.rows()[0].cells, cells);
     }
+
+    proptest::proptest! {
+        /// Any bytes give a table or an error, never a panic.
+        #[test]
+        fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..200)) {
+            let _ = Table::from_bytes("fuzz.csv", &bytes);
+        }
+
+        /// CSV-ish text built from quotes, separators and line endings.
+        #[test]
+        fn csv_like_text_never_panics(text in "[a\",\r\n]{0,60}") {
+            if let Ok(t) = Table::from_bytes("fuzz.csv", text.as_bytes()) {
+                for r in t.rows() {
+                    proptest::prop_assert_eq!(r.cells.len(), t.headers().len());
+                }
+            }
+        }
+    }
 }

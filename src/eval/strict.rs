@@ -220,4 +220,60 @@ mod tests {
         assert_eq!(o.summary().micro.tp, 1);
         assert_eq!(o.unscored_predictions, 0);
     }
+
+    mod props {
+        use super::*;
+        use proptest::prelude::*;
+
+        const COLS: [&str; 6] = [
+            "n_total",
+            "feedback_type",
+            "perturbation_magnitude",
+            "number_of_locations",
+            "age_mean",
+            "environment",
+        ];
+
+        fn value() -> impl Strategy<Value = String> {
+            prop_oneof![
+                "[1-9][0-9]{0,2}",
+                "[0-9]{1,3}(, [0-9]{1,3}){0,3}",
+                "[0-9]{1,3} ?(ms|s|°)",
+                "[1-9] targets",
+                "(continous|endpoint|tablet|mouse|clamped|arm)(, (continuous|mouse|hand))?",
+            ]
+        }
+
+        fn csv_table(cells: &[String]) -> Table {
+            let mut text = format!("study_id,title,{}\n", COLS.join(","));
+            text.push_str("Lee2019,A title,");
+            let quoted: Vec<String> = cells.iter().map(|c| format!("\"{c}\"")).collect();
+            text.push_str(&quoted.join(","));
+            text.push('\n');
+            Table::from_bytes("p.csv", text.as_bytes()).unwrap()
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(64))]
+
+            /// With every cell filled on both sides, swapping gold and prediction swaps FP and
+            /// FN, so micro-F1 is symmetric; all scores stay within [0, 1].
+            #[test]
+            fn full_tables_score_symmetrically_within_unit(
+                a in proptest::collection::vec(value(), 6),
+                b in proptest::collection::vec(value(), 6),
+            ) {
+                let s = schema();
+                let (ta, tb) = (csv_table(&a), csv_table(&b));
+                let ab = score(&s, &ta, &tb).unwrap().summary();
+                let ba = score(&s, &tb, &ta).unwrap().summary();
+                for x in [ab.precision, ab.recall, ab.f1, ab.macro_f1, ab.ci95.0, ab.ci95.1] {
+                    prop_assert!((0.0..=1.0).contains(&x));
+                }
+                prop_assert!((ab.f1 - ba.f1).abs() < 1e-12, "{} vs {}", ab.f1, ba.f1);
+                prop_assert_eq!(ab.micro.tp, ba.micro.tp);
+                prop_assert_eq!(score(&s, &ta, &ta).unwrap().summary().f1, 1.0);
+            }
+        }
+    }
 }

@@ -260,6 +260,11 @@ impl Schema {
         self.fields.iter().find(|f| f.name == name)
     }
 
+    /// Fields the extraction run asks the model for: every non-identity column, scored or not.
+    pub fn parameters(&self) -> impl Iterator<Item = &Field> {
+        self.fields.iter().filter(|f| f.role == Role::Parameter)
+    }
+
     /// The column names, in order.
     pub fn column_names(&self) -> Vec<String> {
         self.fields.iter().map(|f| f.name.clone()).collect()
@@ -379,6 +384,29 @@ impl Field {
     /// equal to `parse(x)`; the extraction run writes this form into its table.
     pub fn normalize(&self, raw: &str) -> String {
         self.parse(raw).render(self)
+    }
+
+    /// One line describing the field for an extraction prompt, built only from the schema:
+    /// `name: description (one of: a, b, ...; units: s, ms)`.
+    pub fn prompt_line(&self) -> String {
+        let mut extra = Vec::new();
+        if !self.vocabulary.is_empty() {
+            let terms: Vec<&str> = self
+                .vocabulary
+                .iter()
+                .map(|t| t.canonical.as_str())
+                .collect();
+            extra.push(format!("one or more of: {}", terms.join(", ")));
+        }
+        if !self.units.is_empty() {
+            let units: Vec<&str> = self.units.iter().map(|u| u.symbol.as_str()).collect();
+            extra.push(format!("units: {}", units.join(", ")));
+        }
+        if extra.is_empty() {
+            format!("{}: {}", self.name, self.description)
+        } else {
+            format!("{}: {} ({})", self.name, self.description, extra.join("; "))
+        }
     }
 
     /// Whether this field is one that is reported outside the headline score (free text).
@@ -535,6 +563,23 @@ mod tests {
             "0°, 315°"
         );
         assert_eq!(s.field("effector").unwrap().normalize("?"), "");
+    }
+
+    #[test]
+    fn prompt_lines_come_from_the_schema() {
+        let s = schema();
+        let names: Vec<&str> = s.parameters().map(|f| f.name.as_str()).collect();
+        assert!(
+            !names.contains(&"study_id") && names.contains(&"n_total") && names.contains(&"notes")
+        );
+        let line = s.field("feedback_delay").unwrap().prompt_line();
+        assert!(line.starts_with("feedback_delay: Delay"), "{line}");
+        assert!(line.ends_with("(units: s, ms, min)"), "{line}");
+        let line = s.field("effector").unwrap().prompt_line();
+        assert!(
+            line.contains("one or more of: arm, finger, wrist, eye, leg"),
+            "{line}"
+        );
     }
 
     #[test]

@@ -123,6 +123,22 @@ fn bad_inputs_exit_2_with_the_file_and_reason() {
     assert!(err.contains("/no/such/gold.csv"), "{err}");
     let (code, _, _) = paramx(&["eval", "--gold", bad, "--pred", bad, "--scorer", "lenient"]);
     assert_eq!(code, 2);
+    let other = dir.path().join("other.csv");
+    std::fs::write(&other, "name,size\na,1\n").unwrap();
+    let good = dir.path().join("good.csv");
+    std::fs::write(&good, "study_id,n_total\nA2019,3\n").unwrap();
+    let (code, _, err) = paramx(&[
+        "eval",
+        "--gold",
+        good.to_str().unwrap(),
+        "--pred",
+        other.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("other.csv: none of the schema's parameter columns"),
+        "{err}"
+    );
 }
 
 #[test]

@@ -81,6 +81,17 @@ pub fn run(args: Args) -> Result<ExitCode> {
     let schema = Schema::load(&schema_path)?;
     let gold = Table::read(&args.gold).context("cannot read the gold table")?;
     let pred = Table::read(&args.pred).context("cannot read the prediction table")?;
+    // A table with none of the schema's parameter columns is a wrong file, not a score of 0.
+    if !schema
+        .scored_fields()
+        .any(|f| pred.column(&f.name).is_some())
+    {
+        anyhow::bail!(
+            "{}: none of the schema's parameter columns (n_total, effector, ...) is in its header; \
+             is this a prediction table?",
+            pred.path.display()
+        );
+    }
     let report = build_report(args.scorer, &schema, &gold, &pred)?;
     print!("{}", report.to_text());
     if let Some(p) = &args.json {

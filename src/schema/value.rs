@@ -238,6 +238,11 @@ fn parse_numbers(s: &str) -> Value {
     let mut i = 0;
     while i < toks.len() {
         if let Tok::Num { value, neg, .. } = toks[i] {
+            // `24.8 ± 4.1`: the number after `±` is a spread, not a value.
+            if i > 0 && toks[i - 1] == Tok::Word("±".into()) {
+                i += 1;
+                continue;
+            }
             let a = if neg { -value } else { value };
             if let (Some(Tok::Dash), Some(Tok::Num { value: b, .. })) =
                 (toks.get(i + 1), toks.get(i + 2))
@@ -488,6 +493,10 @@ mod tests {
         assert_eq!(
             f("age_mean").parse("18 to 30"),
             Value::Numbers(vec![NumItem::Range(18.0, 30.0)])
+        );
+        assert_eq!(
+            f("age_mean").parse("24.8 ± 4.1"),
+            Value::Numbers(vec![NumItem::Single(24.8)])
         );
         assert_eq!(
             f("age_mean").parse("22 (young), 61 (old)"),

@@ -175,3 +175,60 @@ fn a_prediction_table_in_the_pipeline_layout_is_scored() {
     );
     assert_eq!(v["result"]["outcome"]["papers"][0]["matched_by"], "title");
 }
+
+/// The reference's number, reproduced: the constant answer keyed only by the corpus' real PDF
+/// file names. The legacy scorer aligns it by file name and gives it about 0.775; the strict
+/// scorer never aligns by file name alone, so it gets nothing.
+#[test]
+fn constant_answer_by_file_name_scores_0_775_legacy_and_0_strict() {
+    use paramx::schema::Schema;
+    use paramx::table::Table;
+    let Some(g) = gold() else { return };
+    let papers = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/corpus/papers");
+    let Ok(entries) = std::fs::read_dir(&papers) else {
+        eprintln!("SKIP: {} not found", papers.display());
+        return;
+    };
+    let mut names: Vec<String> = entries
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    let schema = Schema::load(Schema::default_path()).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let pred = dir.path().join("constant.csv");
+    let mut t = Table::for_predictions(&pred, &schema);
+    for n in &names {
+        let cells = t
+            .headers()
+            .iter()
+            .map(|h| match h.as_str() {
+                "source_file" => n.clone(),
+                _ => schema
+                    .field(h)
+                    .and_then(|f| f.baseline.clone())
+                    .unwrap_or_default(),
+            })
+            .collect();
+        t.push(cells).unwrap();
+    }
+    t.write().unwrap();
+    let j = dir.path().join("r.json");
+    let (g, p, js) = (
+        g.to_str().unwrap().to_string(),
+        pred.to_str().unwrap(),
+        j.to_str().unwrap(),
+    );
+    let f1 = |scorer: &str| {
+        let (code, out, err) = paramx(&[
+            "eval", "--gold", &g, "--pred", p, "--scorer", scorer, "--json", js,
+        ]);
+        assert_eq!(code, 0, "{out}\n{err}");
+        json(&j)["result"]["summary"]["f1"].as_f64().unwrap()
+    };
+    let legacy = f1("legacy");
+    let strict = f1("strict");
+    eprintln!("constant answer by file name: legacy F1 {legacy:.3}, strict F1 {strict:.3}");
+    assert!((0.76..0.79).contains(&legacy), "legacy {legacy}");
+    assert_eq!(strict, 0.0);
+}

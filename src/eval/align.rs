@@ -446,6 +446,10 @@ pub fn merge<'a>(field: &Field, values: impl Iterator<Item = &'a Value>) -> Valu
     let Some(first) = vals.first() else {
         return Value::Empty;
     };
+    // One experiment: its value as is (a union would collapse a multiset such as `0, 0`).
+    if vals.len() == 1 {
+        return (*first).clone();
+    }
     if field.merge == Merge::Sum {
         let ints: Vec<i64> = vals
             .iter()

@@ -124,8 +124,10 @@ impl Report {
         let _ = writeln!(s, "honesty checks");
         let _ = writeln!(
             s,
-            "  constant baseline  {}   reads-the-paper F1 {:.3}   (distance above it: {:+.3})",
+            "  constant baseline  {}  95% CI [{:.3}, {:.3}]   reads-the-paper F1 {:.3}   (distance above it: {:+.3})",
             prf(&b.micro),
+            b.ci95.0,
+            b.ci95.1,
             b.reads_paper_f1,
             sm.f1 - b.f1
         );
@@ -200,6 +202,14 @@ impl Report {
         );
         for p in &o.papers {
             let c = &p.counts;
+            if !c.has_gold() && c.fp == 0 {
+                let _ = writeln!(
+                    s,
+                    "{:<18} {:>6} {:>6} {:>6}  (no scored gold cells)",
+                    p.id, "-", "-", "-"
+                );
+                continue;
+            }
             let _ = writeln!(
                 s,
                 "{:<18} {:>6.3} {:>6.3} {:>6.3} {:>4} {:>4} {:>4}  {}",

@@ -210,6 +210,14 @@ mod tests {
         assert_eq!(o.unmatched_predicted_papers, 1);
     }
 
+    /// Found by the symmetry property: merging one experiment must not collapse `0, 0`.
+    #[test]
+    fn single_row_gold_against_itself_keeps_multisets() {
+        let s = schema();
+        let gold = table("study_id,title,age_mean\nLee2019,T,\"0, 0\"\n");
+        assert_eq!(score(&s, &gold, &gold).unwrap().summary().f1, 1.0);
+    }
+
     #[test]
     fn duplicate_pdfs_count_once() {
         let s = schema();

@@ -22,6 +22,9 @@ use std::sync::Arc;
 /// The schema shipped with the repository, relative to the crate root.
 pub const DEFAULT_SCHEMA: &str = "configs/schema.toml";
 
+/// The same file, compiled in.
+const EMBEDDED_SCHEMA: &str = include_str!("../configs/schema.toml");
+
 /// How a field's cells are read and compared. Declared per field in the schema file.
 #[derive(Debug, Clone, PartialEq)]
 pub enum FieldKind {
@@ -184,6 +187,19 @@ impl Schema {
     /// when running from the source tree).
     pub fn default_path() -> PathBuf {
         Path::new(env!("CARGO_MANIFEST_DIR")).join(DEFAULT_SCHEMA)
+    }
+
+    /// The default schema: `configs/schema.toml` of the source tree when it exists (so edits
+    /// take effect without a rebuild), else the copy compiled into the binary (so an installed
+    /// `paramx` works from any directory).
+    pub fn load_default() -> Result<Schema> {
+        let path = Self::default_path();
+        if path.exists() {
+            Self::load(&path)
+        } else {
+            Self::from_toml(EMBEDDED_SCHEMA, Path::new("<built-in configs/schema.toml>"))
+                .context("invalid built-in schema")
+        }
     }
 
     /// Load and validate a schema file.
@@ -563,6 +579,16 @@ mod tests {
             "0°, 315°"
         );
         assert_eq!(s.field("effector").unwrap().normalize("?"), "");
+    }
+
+    #[test]
+    fn the_built_in_copy_is_the_file() {
+        let built_in = Schema::from_toml(EMBEDDED_SCHEMA, Path::new("x")).unwrap();
+        assert_eq!(built_in.column_names(), schema().column_names());
+        assert_eq!(
+            Schema::load_default().unwrap().column_names(),
+            schema().column_names()
+        );
     }
 
     #[test]

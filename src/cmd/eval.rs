@@ -77,8 +77,10 @@ fn write(path: &Path, text: &str, what: &str) -> Result<()> {
 }
 
 pub fn run(args: Args) -> Result<ExitCode> {
-    let schema_path = args.schema.clone().unwrap_or_else(Schema::default_path);
-    let schema = Schema::load(&schema_path)?;
+    let schema = match &args.schema {
+        Some(p) => Schema::load(p)?,
+        None => Schema::load_default()?,
+    };
     let gold = Table::read(&args.gold).context("cannot read the gold table")?;
     let pred = Table::read(&args.pred).context("cannot read the prediction table")?;
     // A table with none of the schema's parameter columns is a wrong file, not a score of 0.

@@ -111,7 +111,10 @@ impl Table {
                 Ok(false) => break,
                 Ok(true) => {}
                 Err(e) => {
-                    let line = e.position().map(|p| p.line()).unwrap_or(0);
+                    let line = e
+                        .position()
+                        .map(|p| record_line(bytes, p.byte() as usize))
+                        .unwrap_or(0);
                     return Err(TableError::Malformed {
                         file,
                         line,
@@ -120,7 +123,10 @@ impl Table {
                     });
                 }
             }
-            let line = record.position().map(|p| p.line()).unwrap_or(0);
+            let line = record
+                .position()
+                .map(|p| record_line(bytes, p.byte() as usize))
+                .unwrap_or(0);
             let mut cells = Vec::with_capacity(record.len());
             for (i, cell) in record.iter().enumerate() {
                 match std::str::from_utf8(cell) {
@@ -253,9 +259,10 @@ pub fn prediction_headers(schema: &Schema) -> Vec<String> {
 /// file is one cell". Follows the csv crate's quoting: a quote opens only at a field start, `""`
 /// inside quotes is an escaped quote.
 fn check_quotes(file: &Path, bytes: &[u8]) -> Result<(), TableError> {
-    let (mut line, mut column) = (1u64, 1usize);
+    let mut column = 1usize;
     let mut field_start = true;
-    let mut open: Option<(u64, usize)> = None;
+    // Byte offset and column of the quote that opened the current quoted cell.
+    let mut open: Option<(usize, usize)> = None;
     let mut i = 0;
     while i < bytes.len() {
         let b = bytes[i];
@@ -266,50 +273,45 @@ fn check_quotes(file: &Path, bytes: &[u8]) -> Result<(), TableError> {
                     continue;
                 }
                 open = None;
-            } else if b == b'\n' || (b == b'\r' && bytes.get(i + 1) != Some(&b'\n')) {
-                line += 1;
             }
             i += 1;
             continue;
         }
         match b {
-            b'"' if field_start => open = Some((line, column)),
-            b',' => {
-                column += 1;
-                field_start = true;
-                i += 1;
-                continue;
-            }
-            b'\n' => {
-                line += 1;
-                column = 1;
-                field_start = true;
-                i += 1;
-                continue;
-            }
-            b'\r' => {
-                if bytes.get(i + 1) != Some(&b'\n') {
-                    line += 1;
-                    column = 1;
-                }
-                field_start = true;
-                i += 1;
-                continue;
-            }
+            b'"' if field_start => open = Some((i, column)),
+            b',' => column += 1,
+            b'\n' | b'\r' => column = 1,
             _ => {}
         }
-        field_start = false;
+        field_start = matches!(b, b',' | b'\n' | b'\r');
         i += 1;
     }
     match open {
-        Some((line, column)) => Err(TableError::Malformed {
+        Some((offset, column)) => Err(TableError::Malformed {
             file: file.to_path_buf(),
-            line,
+            line: line_at(bytes, offset),
             column,
             reason: "quoted cell is never closed".into(),
         }),
         None => Ok(()),
     }
+}
+
+/// Line where a record starts: the csv reader's record offset can sit on the line break left
+/// over from a `\r\r\n` ending, so skip line-break bytes first.
+fn record_line(bytes: &[u8], mut offset: usize) -> u64 {
+    while offset < bytes.len() && matches!(bytes[offset], b'\r' | b'\n') {
+        offset += 1;
+    }
+    line_at(bytes, offset)
+}
+
+/// 1-based line of a byte offset, counting `\n` as editors do (so a `\r\r\n` ending is one
+/// line break); a file with no `\n` at all counts `\r`.
+fn line_at(bytes: &[u8], offset: usize) -> u64 {
+    let head = &bytes[..offset.min(bytes.len())];
+    let sep = if bytes.contains(&b'\n') { b'\n' } else { b'\r' };
+    1 + head.iter().filter(|&&b| b == sep).count() as u64
 }
 
 #[cfg(test)]
@@ -335,6 +337,7 @@ mod tests {
         assert_eq!(t.headers()[0], "study_id");
         assert_eq!(t.headers()[31], "notes");
         assert_eq!(t.rows().len(), 30);
+        assert_eq!((t.rows()[0].line, t.rows()[1].line), (2, 3));
         let poh = t.rows().iter().find(|r| r.cells[0] == "Poh2019").unwrap();
         assert!(t.get(poh, "title").contains("explicit\r\nand implicit"));
         let empty_ids = t
@@ -361,6 +364,19 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("bad.csv: line 3, column 3"), "{err}");
+    }
+
+    #[test]
+    fn line_numbers_count_crcrlf_as_one_break() {
+        let bad = b"a,b\r\r\n1,2\r\r\n\"x\r\ny\",3\r\r\n4,5,6\r\r\n";
+        let err = Table::from_bytes("bad.csv", bad).unwrap_err().to_string();
+        assert!(err.contains("bad.csv: line 5, column 3"), "{err}");
+        let t = Table::from_bytes("ok.csv", b"a,b\r\r\n1,2\r\r\n\"x\r\ny\",3\r\r\n").unwrap();
+        assert_eq!(t.rows()[1].line, 3);
+        let err = Table::from_bytes("q.csv", b"a,b\r\r\n1,2\r\r\n3,\"open\r\r\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("q.csv: line 3, column 2"), "{err}");
     }
 
     #[test]

@@ -27,6 +27,9 @@ pub struct Args {
     /// Schema file (default: configs/schema.toml of this repository).
     #[arg(long)]
     pub schema: Option<PathBuf>,
+    /// Also list every scored cell that was missed or wrong (gold and prediction as read).
+    #[arg(long)]
+    pub mismatches: bool,
     /// Also write the full report as JSON here.
     #[arg(long)]
     pub json: Option<PathBuf>,
@@ -96,6 +99,9 @@ pub fn run(args: Args) -> Result<ExitCode> {
     }
     let report = build_report(args.scorer, &schema, &gold, &pred)?;
     print!("{}", report.to_text());
+    if args.mismatches {
+        print!("\n{}", report.misses_text());
+    }
     if let Some(p) = &args.json {
         write(p, &report.to_json()?, "JSON")?;
         eprintln!("wrote {}", p.display());

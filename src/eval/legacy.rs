@@ -17,7 +17,7 @@
 //!   pipeline's own bookkeeping columns are not parameters); a mismatch is "wrong".
 //! - P = TP/(TP+FP+wrong), R = TP/(TP+FN). Free text is scored like everything else.
 
-use super::{Counts, FieldScore, Outcome, PaperScore, Scorer};
+use super::{CellMiss, Counts, FieldScore, Outcome, PaperScore, Scorer};
 use crate::schema::Schema;
 use crate::table::{Table, PIPELINE_COLUMNS};
 use anyhow::Result;
@@ -283,6 +283,7 @@ pub fn score(schema: &Schema, gold: &Table, pred: &Table) -> Result<Outcome> {
     );
     let mut papers = Vec::new();
     let mut unscored = 0u64;
+    let mut misses = Vec::new();
     let mut matched_auto: BTreeSet<String> = BTreeSet::new();
     for gid in &gold_ids {
         let grow = gold_rows[gid];
@@ -326,22 +327,39 @@ pub fn score(schema: &Schema, gold: &Table, pred: &Table) -> Result<Outcome> {
                     unscored += u64::from(!av.is_empty());
                     continue;
                 }
-                let c = if av.is_empty() {
-                    Counts {
-                        fn_: 1,
-                        ..Counts::default()
-                    }
+                let (tp, c) = if av.is_empty() {
+                    (
+                        false,
+                        Counts {
+                            fn_: 1,
+                            ..Counts::default()
+                        },
+                    )
                 } else if lenient_match(schema, col, gv, av) {
-                    Counts {
-                        tp: 1,
-                        ..Counts::default()
-                    }
+                    (
+                        true,
+                        Counts {
+                            tp: 1,
+                            ..Counts::default()
+                        },
+                    )
                 } else {
-                    Counts {
-                        wrong: 1,
-                        ..Counts::default()
-                    }
+                    (
+                        false,
+                        Counts {
+                            wrong: 1,
+                            ..Counts::default()
+                        },
+                    )
                 };
+                if !tp {
+                    misses.push(CellMiss {
+                        study_id: gid.clone(),
+                        field: col.to_string(),
+                        gold: gv.to_string(),
+                        pred: av.to_string(),
+                    });
+                }
                 field_counts[fi].1.add(&c);
                 paper.counts.add(&c);
             }
@@ -377,6 +395,7 @@ pub fn score(schema: &Schema, gold: &Table, pred: &Table) -> Result<Outcome> {
             .iter()
             .filter(|a| !matched_auto.contains(*a))
             .count(),
+        misses,
     })
 }
 

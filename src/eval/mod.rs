@@ -122,6 +122,19 @@ pub struct Outcome {
     pub duplicate_pdf_rows: usize,
     /// Predicted papers that matched no gold paper.
     pub unmatched_predicted_papers: usize,
+    /// Every scored cell that was not a TP (what to look at first when a score is low).
+    pub misses: Vec<CellMiss>,
+}
+
+/// One scored gold cell that the prediction missed or got wrong.
+#[derive(Debug, Clone, Serialize)]
+pub struct CellMiss {
+    pub study_id: String,
+    pub field: String,
+    /// The gold cell as the schema reads it (normalized text).
+    pub gold: String,
+    /// The prediction as the schema reads it; empty when nothing was predicted.
+    pub pred: String,
 }
 
 /// Headline numbers of an outcome.

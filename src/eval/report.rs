@@ -229,6 +229,29 @@ impl Report {
         s
     }
 
+    /// Every scored cell that was not a TP: `study_id  field  gold  |  predicted`.
+    pub fn misses_text(&self) -> String {
+        let mut s = String::new();
+        let _ = writeln!(
+            s,
+            "{} scored cells missed or wrong:",
+            self.result.outcome.misses.len()
+        );
+        for m in &self.result.outcome.misses {
+            let pred = if m.pred.is_empty() {
+                "(nothing predicted)"
+            } else {
+                m.pred.as_str()
+            };
+            let _ = writeln!(
+                s,
+                "  {:<18} {:<24} gold: {}  |  pred: {}",
+                m.study_id, m.field, m.gold, pred
+            );
+        }
+        s
+    }
+
     pub fn to_json(&self) -> serde_json::Result<String> {
         serde_json::to_string_pretty(self)
     }
@@ -334,6 +357,17 @@ td:first-child,th:first-child{{text-align:left}}.big{{font-size:1.4em}}.warn{{co
                 c.fp + c.wrong,
                 c.fn_,
                 m
+            );
+        }
+        h.push_str("</table>\n<h2>Cells missed or wrong</h2>\n<table><tr><th>row</th><th>field</th><th>gold (as read)</th><th>prediction (as read)</th></tr>\n");
+        for m in &self.result.outcome.misses {
+            let _ = writeln!(
+                h,
+                "<tr><td>{}</td><td>{}</td><td style=\"text-align:left\">{}</td><td style=\"text-align:left\">{}</td></tr>",
+                esc(&m.study_id),
+                esc(&m.field),
+                esc(&m.gold),
+                if m.pred.is_empty() { "<i>nothing predicted</i>".to_string() } else { esc(&m.pred) }
             );
         }
         h.push_str("</table>\n</body></html>\n");
@@ -457,6 +491,12 @@ mod tests {
             skipped_gold_rows: 2,
             duplicate_pdf_rows: 0,
             unmatched_predicted_papers: 0,
+            misses: vec![crate::eval::CellMiss {
+                study_id: "A2019".into(),
+                field: "n_<total>".into(),
+                gold: "8".into(),
+                pred: "180".into(),
+            }],
         }
     }
 
@@ -510,6 +550,12 @@ mod tests {
         assert!(h.contains("n_&lt;total&gt;"));
         assert!(!h.contains("n_<total>"));
         assert!(!h.contains("<script") && !h.contains("src=") && !h.contains("href="));
+        assert!(
+            h.contains("<td>8</td>") || h.contains(">8</td><td style=\"text-align:left\">180<"),
+            "{h}"
+        );
+        let t = report().misses_text();
+        assert!(t.contains("gold: 8  |  pred: 180"), "{t}");
     }
 
     #[test]

@@ -4,7 +4,7 @@
 //! Per scored cell (gold non-empty): prediction empty -> FN; equal -> TP; different -> FP + FN.
 //! Predictions where the gold is empty, or with no gold row at all, are counted as unscored.
 
-use super::{align, compare, Counts, FieldScore, Outcome, PaperScore, Scorer};
+use super::{align, compare, CellMiss, Counts, FieldScore, Outcome, PaperScore, Scorer};
 use crate::schema::{Schema, Value};
 use crate::table::Table;
 use anyhow::Result;
@@ -18,6 +18,7 @@ pub fn score(schema: &Schema, gold: &Table, pred: &Table) -> Result<Outcome> {
     let mut field_counts = vec![Counts::default(); fields.len()];
     let mut papers = Vec::with_capacity(gold_set.papers.len());
     let mut unscored = 0u64;
+    let mut misses = Vec::new();
     let mut pred_used = vec![false; pred_set.papers.len()];
 
     for (gp, aligned) in gold_set.papers.iter().zip(&alignment) {
@@ -52,7 +53,16 @@ pub fn score(schema: &Schema, gold: &Table, pred: &Table) -> Result<Outcome> {
                     unscored += u64::from(!pred_v.is_empty());
                     continue;
                 }
-                let c = cell_counts(compare_cell(field, gold_v, pred_v));
+                let verdict = compare_cell(field, gold_v, pred_v);
+                if verdict != Verdict::Equal {
+                    misses.push(CellMiss {
+                        study_id: row.study_id.clone(),
+                        field: field.name.clone(),
+                        gold: gold_v.render(field),
+                        pred: pred_v.render(field),
+                    });
+                }
+                let c = cell_counts(verdict);
                 field_counts[fi].add(&c);
                 if field.is_free_text() {
                     paper.free_text.add(&c);
@@ -90,6 +100,7 @@ pub fn score(schema: &Schema, gold: &Table, pred: &Table) -> Result<Outcome> {
         skipped_gold_rows: gold_set.skipped_rows,
         duplicate_pdf_rows: pred_set.duplicate_rows,
         unmatched_predicted_papers: pred_used.iter().filter(|u| !**u).count(),
+        misses,
     })
 }
 
@@ -169,6 +180,15 @@ mod tests {
         );
         assert_eq!(o.unscored_predictions, 1);
         assert_eq!(o.papers[0].matched_by.as_deref(), Some("title"));
+        let misses: Vec<(&str, &str, &str)> = o
+            .misses
+            .iter()
+            .map(|m| (m.field.as_str(), m.gold.as_str(), m.pred.as_str()))
+            .collect();
+        assert_eq!(
+            misses,
+            [("n_total", "24", "25"), ("feedback_type", "continuous", "")]
+        );
     }
 
     #[test]

@@ -3,5 +3,8 @@
 //! See `ARCHITECTURE.md` for the modules and what flows between them.
 
 pub mod cmd;
+pub mod eval;
 pub mod run;
+pub mod schema;
+pub mod table;
 pub mod tp;

@@ -16,11 +16,16 @@ struct Cli {
 }
 
 #[derive(Subcommand)]
-enum Command {}
+enum Command {
+    /// Score a predicted parameter table against a gold CSV (strict or legacy scorer).
+    Eval(paramx::cmd::eval::Args),
+}
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let result: anyhow::Result<ExitCode> = match cli.command {};
+    let result: anyhow::Result<ExitCode> = match cli.command {
+        Command::Eval(args) => paramx::cmd::eval::run(args),
+    };
     match result {
         Ok(code) => code,
         Err(err) => {

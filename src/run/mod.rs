@@ -4,3 +4,4 @@ pub mod answer;
 pub mod constrain;
 pub mod job;
 pub mod locate;
+pub mod store;

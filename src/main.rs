@@ -5,18 +5,27 @@ use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 
 #[derive(Parser)]
-#[command(name = "paramx", version, about = "Extract experimental-design parameter tables from scientific PDFs")]
+#[command(
+    name = "paramx",
+    version,
+    about = "Extract experimental-design parameter tables from scientific PDFs"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
 }
 
 #[derive(Subcommand)]
-enum Command {}
+enum Command {
+    /// Per-GPU memory plan of a job (weights, KV cache, activations, overheads); no GPU needed.
+    Plan(paramx::cmd::plan::Args),
+}
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let result: anyhow::Result<ExitCode> = match cli.command {};
+    let result: anyhow::Result<ExitCode> = match cli.command {
+        Command::Plan(args) => paramx::cmd::plan::run(args),
+    };
     match result {
         Ok(code) => code,
         Err(err) => {

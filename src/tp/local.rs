@@ -201,7 +201,10 @@ impl LocalComm {
         let mut st = lock(&self.shared.state);
         if let Some(cause) = &st.broken {
             let cause = cause.clone();
-            return Err(candle_core::Error::wrap(LocalCommError::Broken { rank, cause }));
+            return Err(candle_core::Error::wrap(LocalCommError::Broken {
+                rank,
+                cause,
+            }));
         }
         let round = st.rounds.entry(seq).or_insert_with(|| Round {
             op,
@@ -265,7 +268,10 @@ impl LocalComm {
             let missing: Vec<usize> = (0..world).filter(|&r| round.inputs[r].is_none()).collect();
             if let Some(cause) = &st.broken {
                 let cause = cause.clone();
-                return Err(candle_core::Error::wrap(LocalCommError::Broken { rank, cause }));
+                return Err(candle_core::Error::wrap(LocalCommError::Broken {
+                    rank,
+                    cause,
+                }));
             }
             if let Some((peer, why)) = missing
                 .iter()
@@ -434,11 +440,17 @@ mod tests {
         let r0 = comms.pop().unwrap();
         let t = Tensor::zeros(3, DType::F32, &Device::Cpu).unwrap();
         let err = r0.all_reduce_sum(&t).unwrap_err().to_string();
-        assert!(err.contains("rank 0: all_reduce_sum (collective #0) timed out"), "{err}");
+        assert!(
+            err.contains("rank 0: all_reduce_sum (collective #0) timed out"),
+            "{err}"
+        );
         assert!(err.contains("waiting for rank(s) [1]"), "{err}");
         // The group stays broken: the late rank learns why instead of hanging.
         let err = idle.all_reduce_sum(&t).unwrap_err().to_string();
-        assert!(err.contains("rank 1: the tensor-parallel group is broken"), "{err}");
+        assert!(
+            err.contains("rank 1: the tensor-parallel group is broken"),
+            "{err}"
+        );
         assert!(err.contains("timed out"), "{err}");
     }
 
@@ -457,7 +469,12 @@ mod tests {
         });
         assert!(results[2].is_err(), "rank 2 panicked");
         for r in [0, 1] {
-            let err = results[r].as_ref().unwrap().as_ref().unwrap_err().to_string();
+            let err = results[r]
+                .as_ref()
+                .unwrap()
+                .as_ref()
+                .unwrap_err()
+                .to_string();
             assert!(
                 err.contains("rank 2 panicked") || err.contains("group is broken"),
                 "rank {r}: {err}"
@@ -502,7 +519,10 @@ mod tests {
         });
         for r in results {
             let e = r.unwrap().unwrap_err().to_string();
-            assert!(e.contains("all_reduce_sum (collective #0) failed: rank 1 sent"), "{e}");
+            assert!(
+                e.contains("all_reduce_sum (collective #0) failed: rank 1 sent"),
+                "{e}"
+            );
         }
     }
 }

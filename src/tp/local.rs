@@ -89,6 +89,7 @@ impl LocalGroup {
 
     /// `n` communicators, rank `i` at index `i`, each to be moved to its own thread. `n = 0`
     /// gives an empty group.
+    #[allow(clippy::new_ret_no_self)] // a group *is* its ranks; there is no group object to keep
     pub fn new(n: usize) -> Vec<LocalComm> {
         Self::with_timeout(n, Self::DEFAULT_TIMEOUT)
     }

@@ -9,6 +9,7 @@
 # Environment:
 #   PARAMX_CUDA_TARGET_DIR  cargo target dir (default: target-cuda in the repo)
 #   PARAMX_SHARED           the shared inputs folder (default: ../shared next to the repo)
+#   CUDA13_PREFIX           where the CUDA 13.0 wheels go (default: /tmp/cuda13py)
 #   CUDA_COMPUTE_CAP        80 (default: PTX for A100, JIT-compiled on H100/H200) or 90
 # Output: .device/paramx.gz (+ .device/nccl_gpu.gz with --tests) and their sha256 sums.
 set -euo pipefail
@@ -30,8 +31,9 @@ if [ ! -f "$env_script" ]; then
 fi
 # The env script is not written for `set -u`.
 set +u
+# The env script takes its install prefix as $1: pass it explicitly, never our own arguments.
 # shellcheck source=/dev/null
-source "$env_script"
+source "$env_script" "${CUDA13_PREFIX:-/tmp/cuda13py}"
 set -euo pipefail
 
 cargo build --release --locked --features nccl --target-dir "$target_dir"

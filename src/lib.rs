@@ -7,4 +7,5 @@ pub mod eval;
 pub mod run;
 pub mod schema;
 pub mod table;
+pub mod plan;
 pub mod tp;

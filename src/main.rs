@@ -19,12 +19,15 @@ struct Cli {
 enum Command {
     /// Score a predicted parameter table against a gold CSV (strict or legacy scorer).
     Eval(paramx::cmd::eval::Args),
+    /// Per-GPU memory plan of a job (weights, KV cache, activations, overheads); no GPU needed.
+    Plan(paramx::cmd::plan::Args),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result: anyhow::Result<ExitCode> = match cli.command {
         Command::Eval(args) => paramx::cmd::eval::run(args),
+        Command::Plan(args) => paramx::cmd::plan::run(args),
     };
     match result {
         Ok(code) => code,

@@ -2,3 +2,4 @@
 //! Exit codes: 0 all good, 1 some inputs failed (others were still processed), 2 usage/fatal error.
 
 pub mod eval;
+pub mod plan;

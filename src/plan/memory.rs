@@ -1,0 +1,275 @@
+//! The per-rank memory formulas: KV cache, activation peak, fixed runtime costs.
+//!
+//! Every function here is plain arithmetic on a [`RankShape`]; no allocation is observed. The
+//! assumptions behind each term are written next to it so that the engine and the plan can be
+//! kept in step: when the engine keeps a tensor alive that is not listed here, the plan is wrong.
+
+use super::model::{DType, RankShape};
+use serde::Serialize;
+
+const MIB: u64 = 1 << 20;
+
+/// Live copies of the hidden state (tokens x hidden) during a layer: the residual stream, its
+/// RMS-normed input, the sublayer output (the row-parallel partial sum, all-reduced in place)
+/// and the residual sum being formed.
+pub const HIDDEN_COPIES: u64 = 4;
+
+/// Bytes per attention-score element: the scores of one query block in f32 and the softmax
+/// output in f32 are alive together (softmax is out of place). The dtype copy of the
+/// probabilities made for the product with V is formed after the f32 scores are dropped and is
+/// smaller than either, so it never raises the peak.
+pub const SCORE_BYTES: u64 = 8;
+
+/// Fixed costs per GPU that do not depend on the job. Defaults come from measurements on the
+/// project's GPU test machine where there is one, and from NCCL's documented buffer sizes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Overheads {
+    /// CUDA context and loaded kernel modules. Measured: 527 MiB used on an idle H100 and H200
+    /// right after context creation (driver 580, CUDA 13); 576 MiB leaves room for candle's PTX
+    /// modules.
+    pub cuda_context: u64,
+    /// cuBLAS/cuBLASLt workspace and handle state. Measured: 68 MiB after the first bf16 GEMM on
+    /// H100 and H200; 128 MiB to cover a second stream's workspace.
+    pub cublas_workspace: u64,
+    /// NCCL communicator buffers, only when more than one rank: per channel and peer NCCL keeps
+    /// a 4 MiB SIMPLE buffer, a ~4.5 MiB LL128 buffer and a 256 KiB LL buffer for each direction;
+    /// 32 channels x 2 directions x ~9 MiB is ~576 MiB, rounded up to 640 MiB.
+    pub nccl_buffers: u64,
+    /// Allocator slack (fragmentation, the stream-ordered pool keeping freed blocks): this share
+    /// of the KV cache plus reserved activations, in per mille ...
+    pub slack_per_mille: u64,
+    /// ... but at least this many bytes.
+    pub slack_min: u64,
+}
+
+impl Default for Overheads {
+    fn default() -> Self {
+        Self {
+            cuda_context: 576 * MIB,
+            cublas_workspace: 128 * MIB,
+            nccl_buffers: 640 * MIB,
+            slack_per_mille: 50,
+            slack_min: 256 * MIB,
+        }
+    }
+}
+
+impl Overheads {
+    /// NCCL buffers for a run of `tp` ranks: none for one rank (no communicator is created).
+    pub fn nccl_for(&self, tp: u64) -> u64 {
+        if tp > 1 {
+            self.nccl_buffers
+        } else {
+            0
+        }
+    }
+
+    /// Slack for `dynamic` bytes of KV cache and activations.
+    pub fn slack_for(&self, dynamic: u64) -> u64 {
+        (dynamic * self.slack_per_mille / 1000).max(self.slack_min)
+    }
+}
+
+/// KV cache of one rank: K and V of every layer for `batch` sequences of `context` tokens each,
+/// allocated once for the whole job (the cache never grows past `max_input + max_new`).
+pub fn kv_cache_bytes(rank: &RankShape, dtype: DType, batch: u64, context: u64) -> u64 {
+    rank.kv_elems_per_token() * dtype.bytes() * batch * context
+}
+
+/// Rotary sin and cos tables, `max_position_embeddings x head_dim / 2` each, kept for the run.
+pub fn rope_table_bytes(rank: &RankShape, dtype: DType, max_positions: u64) -> u64 {
+    2 * max_positions * (rank.head_dim / 2) * dtype.bytes()
+}
+
+/// One step of work whose transient memory is counted: `seqs` sequences each bringing
+/// `new_tokens` tokens, attending over `keys` tokens (cached plus new), queries taken in blocks of
+/// `query_block`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Step {
+    pub seqs: u64,
+    pub new_tokens: u64,
+    pub keys: u64,
+    pub query_block: u64,
+}
+
+/// The transient tensors of one step on one rank, in bytes.
+///
+/// With `n = seqs x new_tokens`, `s` the dtype size, `q` / `kv` the rank's query and key widths,
+/// `h_r` its query heads, `i_r` its MLP width and `v_r` its vocabulary rows:
+/// - `hidden    = HIDDEN_COPIES x n x hidden x s`
+/// - `qkv       = 2 x n x (q + 2 kv) x s`: projections and their rotary-embedded copies
+/// - `kv_append = 2 x seqs x keys x kv x s`: one layer's K and V joined with the new tokens
+/// - `kv_repeat = 2 x seqs x keys x q x s`: K and V repeated to every query head (grouped-query
+///   attention by `repeat_kv`); 0 when there is one query head per KV head
+/// - `scores    = seqs x h_r x min(query_block, new_tokens) x keys x SCORE_BYTES`: the blocked
+///   attention scores in f32, the term that chunking and query blocks keep bounded
+/// - `attn_out  = 2 x n x q x s`: the attention output and its re-laid-out copy for o_proj
+/// - `mlp       = 3 x n x i_r x s`: gate, up and silu(gate) x up
+/// - `logits    = seqs x v_r x (s + 4)`: the last position only, in dtype and in f32
+///
+/// A layer's peak is `hidden + max(attention, mlp)` (attention = qkv + kv_append + kv_repeat +
+/// scores + attn_out), since the attention temporaries are freed before the MLP runs. The step's
+/// peak is the larger of that and `hidden + logits` (the final projection runs after the last
+/// layer's temporaries are gone).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct ActivationTerms {
+    pub hidden: u64,
+    pub qkv: u64,
+    pub kv_append: u64,
+    pub kv_repeat: u64,
+    pub scores: u64,
+    pub attn_out: u64,
+    pub mlp: u64,
+    pub logits: u64,
+}
+
+impl ActivationTerms {
+    pub fn of(rank: &RankShape, dtype: DType, step: Step) -> Self {
+        let s = dtype.bytes();
+        let n = step.seqs * step.new_tokens;
+        let (q, kv) = (rank.q_width(), rank.kv_width());
+        let block = step.query_block.min(step.new_tokens);
+        Self {
+            hidden: HIDDEN_COPIES * n * rank.hidden * s,
+            qkv: 2 * n * (q + 2 * kv) * s,
+            kv_append: 2 * step.seqs * step.keys * kv * s,
+            kv_repeat: if rank.heads == rank.kv_heads {
+                0
+            } else {
+                2 * step.seqs * step.keys * q * s
+            },
+            scores: step.seqs * rank.heads * block * step.keys * SCORE_BYTES,
+            attn_out: 2 * n * q * s,
+            mlp: 3 * n * rank.intermediate * s,
+            logits: step.seqs * rank.vocab * (s + 4),
+        }
+    }
+
+    pub fn attention(&self) -> u64 {
+        self.qkv + self.kv_append + self.kv_repeat + self.scores + self.attn_out
+    }
+
+    /// The step's peak, see the type's documentation.
+    pub fn peak(&self) -> u64 {
+        self.hidden + self.attention().max(self.mlp).max(self.logits)
+    }
+
+    /// The terms by name, largest first: what an over-headroom message points at.
+    pub fn named(&self) -> Vec<(&'static str, u64)> {
+        let mut v = vec![
+            ("hidden copies", self.hidden),
+            ("q/k/v projections", self.qkv),
+            ("KV append", self.kv_append),
+            ("KV repeat (GQA)", self.kv_repeat),
+            ("attention scores (f32)", self.scores),
+            ("attention output", self.attn_out),
+            ("MLP intermediates", self.mlp),
+            ("last-position logits", self.logits),
+        ];
+        v.sort_by_key(|t| std::cmp::Reverse(t.1));
+        v
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plan::model::ModelShape;
+
+    const KIB: u64 = 1024;
+    const GIB: u64 = 1 << 30;
+
+    fn rank72(tp: u64) -> RankShape {
+        let m = ModelShape::from_config_json(
+            "72b",
+            include_str!("../../configs/models/qwen2.5-72b-instruct.json"),
+        )
+        .unwrap();
+        RankShape::new(&m, tp).unwrap()
+    }
+
+    #[test]
+    fn kv_cache_matches_memory_md() {
+        let r = rank72(2);
+        // 160 KiB per token per rank; 1 GiB holds 6,553 tokens; a 16k paper needs 2.5 GiB.
+        assert_eq!(kv_cache_bytes(&r, DType::Bf16, 1, 1), 160 * KIB);
+        assert_eq!(GIB / kv_cache_bytes(&r, DType::Bf16, 1, 1), 6553);
+        assert_eq!(kv_cache_bytes(&r, DType::Bf16, 1, 16384), 5 * GIB / 2);
+        assert_eq!(kv_cache_bytes(&r, DType::Bf16, 3, 16384), 15 * GIB / 2);
+    }
+
+    #[test]
+    fn activation_terms_match_memory_md() {
+        let r = rank72(2);
+        // Naive attention, C = 2048 queries at once against T = 16384 keys: memory.md's
+        // 32 heads x C x T x 4 bytes = 4 GiB for one f32 copy; we count two (scores + softmax).
+        let naive = Step {
+            seqs: 1,
+            new_tokens: 2048,
+            keys: 16384,
+            query_block: 2048,
+        };
+        let t = ActivationTerms::of(&r, DType::Bf16, naive);
+        assert_eq!(t.scores, 2 * 4 * GIB);
+        // Hidden state: 16 KiB per token per live copy.
+        assert_eq!(t.hidden, HIDDEN_COPIES * 2048 * 16 * KIB);
+        // MLP ~87 KiB per token (3 x 14784 x 2 bytes = 86.6 KiB).
+        assert_eq!(t.mlp, 2048 * 3 * 14784 * 2);
+        assert_eq!((t.mlp as f64 / 2048.0 / 1024.0 * 10.0).round(), 866.0);
+        // Query blocks of 512 cut the scores by 4.
+        let blocked = ActivationTerms::of(
+            &r,
+            DType::Bf16,
+            Step {
+                query_block: 512,
+                ..naive
+            },
+        );
+        assert_eq!(blocked.scores, 2 * GIB);
+        assert_eq!(blocked.attention(), t.attention() - 6 * GIB);
+        // Everything but the scores is identical.
+        assert_eq!(
+            (blocked.mlp, blocked.qkv, blocked.logits),
+            (t.mlp, t.qkv, t.logits)
+        );
+        // Last-position logits: 76032 rows x (2 + 4) bytes per sequence.
+        assert_eq!(t.logits, 76032 * 6);
+        assert_eq!(t.peak(), t.hidden + t.attention());
+        assert_eq!(t.named()[0], ("attention scores (f32)", 8 * GIB));
+    }
+
+    #[test]
+    fn hand_computed_prefill_peak() {
+        let r = rank72(2);
+        let t = ActivationTerms::of(
+            &r,
+            DType::Bf16,
+            Step {
+                seqs: 1,
+                new_tokens: 2048,
+                keys: 16384,
+                query_block: 512,
+            },
+        );
+        let hidden = 4 * 2048 * 8192 * 2; // 128 MiB
+        let qkv = 2 * 2048 * (4096 + 2 * 512) * 2; // 40 MiB
+        let kv_append = 2 * 16384 * 512 * 2; // 32 MiB
+        let kv_repeat = 2 * 16384 * 4096 * 2; // 256 MiB
+        let scores = 32 * 512 * 16384 * 8; // 2 GiB
+        let attn_out = 2 * 2048 * 4096 * 2; // 32 MiB
+        assert_eq!(
+            t.peak(),
+            hidden + qkv + kv_append + kv_repeat + scores + attn_out
+        );
+        assert_eq!(t.peak(), 2 * GIB + 488 * MIB);
+    }
+
+    #[test]
+    fn overheads_depend_on_rank_count_and_dynamic_size() {
+        let o = Overheads::default();
+        assert_eq!(o.nccl_for(1), 0);
+        assert_eq!(o.nccl_for(2), 640 * MIB);
+        assert_eq!(o.slack_for(0), 256 * MIB);
+        assert_eq!(o.slack_for(20 * GIB), GIB);
+    }
+}

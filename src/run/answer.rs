@@ -92,7 +92,7 @@ pub struct RawAnswer {
 }
 
 /// How the answer text was read.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum AnswerCompleteness {
     /// The model closed the JSON document.
@@ -161,7 +161,7 @@ fn last_complete_item(text: &str) -> Option<usize> {
 }
 
 /// A value that survived grounding.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct GroundedValue {
     /// As the model wrote it.
     pub raw: String,
@@ -173,7 +173,7 @@ pub struct GroundedValue {
     pub page: Option<usize>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct GroundedExperiment {
     pub experiment: u32,
     pub label: Option<String>,
@@ -181,7 +181,7 @@ pub struct GroundedExperiment {
 }
 
 /// Why a value the model gave is not in the table.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum DropReason {
     /// The quote is not in the paper (after folding whitespace, hyphenation, ligatures).
@@ -192,7 +192,7 @@ pub enum DropReason {
     DuplicateExperiment,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DroppedValue {
     pub experiment: u32,
     pub field: String,

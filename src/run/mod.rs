@@ -1,7 +1,450 @@
 //! `paramx run`: PDFs -> prompts -> constrained generation -> grounded, normalized rows.
+//!
+//! Flow: [`job::JobConfig`] -> discover PDFs -> `crate::pdf` text (in parallel) -> for each
+//! batch of papers: [`prompt::pack`] under the token budget -> `crate::generate` with a
+//! [`constrain::Constraint`] per paper -> [`answer::parse_answer`] -> [`answer::ground`] ->
+//! one [`record::PaperRecord`] saved atomically by [`store::RecordStore`] -> at the end the
+//! table, JSONL and manifest are derived from the records ([`output`]).
 
 pub mod answer;
 pub mod constrain;
 pub mod job;
 pub mod locate;
+pub mod output;
+pub mod prompt;
+pub mod record;
 pub mod store;
+
+use crate::generate::{GenerateParams, LogitsMask, Sampling};
+use crate::model::chat::ChatMessage;
+use crate::model::LoadedModel;
+use crate::pdf::{self, Document};
+use crate::schema::Schema;
+use anyhow::{Context, Result};
+use record::{Outcome, PaperRecord, PaperResult, Stage, Timing};
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+use store::{RecordKey, RecordStore};
+
+/// Lists the PDFs named by `inputs` (files as given, folders searched recursively for `*.pdf`),
+/// sorted and without duplicates, so every run sees the same order.
+pub fn discover(inputs: &[PathBuf]) -> Result<Vec<PathBuf>> {
+    fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
+        let rd = std::fs::read_dir(dir).with_context(|| format!("cannot list {}", dir.display()))?;
+        for e in rd {
+            let p = e.with_context(|| format!("cannot list {}", dir.display()))?.path();
+            let hidden = p.file_name().is_some_and(|n| n.to_string_lossy().starts_with('.'));
+            if hidden {
+                continue;
+            }
+            if p.is_dir() {
+                walk(&p, out)?;
+            } else if p.extension().is_some_and(|e| e.eq_ignore_ascii_case("pdf")) {
+                out.push(p);
+            }
+        }
+        Ok(())
+    }
+    let mut out = Vec::new();
+    for i in inputs {
+        if i.is_dir() {
+            walk(i, &mut out)?;
+        } else if i.exists() {
+            out.push(i.clone());
+        } else {
+            anyhow::bail!("input {} does not exist", i.display());
+        }
+    }
+    out.sort();
+    out.dedup();
+    if out.is_empty() {
+        anyhow::bail!("no PDF files found in the inputs");
+    }
+    Ok(out)
+}
+
+/// Set by SIGUSR1/SIGTERM handlers (see `cmd::run`): finish the batch in flight, then stop.
+pub static STOP_REQUESTED: AtomicBool = AtomicBool::new(false);
+
+/// One grammar per sequence of a batch, as the generator's logits hook.
+struct GrammarMask {
+    constraints: Vec<constrain::Constraint>,
+}
+
+impl LogitsMask for GrammarMask {
+    fn mask(&mut self, seq: usize, logits: &mut [f32]) -> Result<()> {
+        self.constraints[seq].mask_logits(logits)
+    }
+    fn commit(&mut self, seq: usize, token: u32) -> Result<()> {
+        self.constraints[seq].commit(token)
+    }
+    fn is_finished(&self, seq: usize) -> bool {
+        self.constraints[seq].is_finished()
+    }
+}
+
+/// Counts of one run, for the summary line and the exit code.
+#[derive(Debug, Default, Clone, serde::Serialize)]
+pub struct RunSummary {
+    pub papers: usize,
+    pub done: usize,
+    pub reused: usize,
+    pub failed: usize,
+    pub experiments: usize,
+    pub values: usize,
+    pub dropped: usize,
+    pub prompt_tokens: usize,
+    pub generated_tokens: usize,
+    pub model_secs: f64,
+    pub wall_secs: f64,
+    /// True when a stop signal ended the run before every paper was done.
+    pub interrupted: bool,
+}
+
+/// Lines on a terminal are rewritten in place; in a log file each is kept.
+struct Progress {
+    tty: bool,
+    total: usize,
+}
+
+impl Progress {
+    fn line(&self, done: usize, msg: &str) {
+        if self.tty {
+            eprint!("\r\x1b[2K[{done}/{}] {msg}", self.total);
+            if done == self.total {
+                eprintln!();
+            }
+        } else {
+            eprintln!("[{done}/{}] {msg}", self.total);
+        }
+    }
+}
+
+fn display_name(path: &Path) -> String {
+    path.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| path.display().to_string())
+}
+
+/// Everything fixed for a run: model, schema, grammar, limits.
+pub struct Runner<'a> {
+    pub job: &'a job::JobConfig,
+    pub schema: &'a Schema,
+    pub model: &'a LoadedModel,
+    pub grammar: constrain::GrammarEnv,
+    pub answer_schema: serde_json::Value,
+    pub job_hash: String,
+}
+
+impl<'a> Runner<'a> {
+    pub fn new(
+        job: &'a job::JobConfig,
+        schema: &'a Schema,
+        model: &'a LoadedModel,
+        model_hash: &str,
+    ) -> Result<Self> {
+        let eos = *model
+            .tokenizer
+            .stop_tokens()
+            .first()
+            .context("the model declares no stop token")?;
+        let grammar = constrain::GrammarEnv::new(
+            model.tokenizer.inner(),
+            model.model.config().vocab_size,
+            eos,
+        )?;
+        let answer_schema = answer::answer_json_schema(schema);
+        let job_hash = {
+            use sha2::{Digest, Sha256};
+            let mut h = Sha256::new();
+            h.update(job.output_hash());
+            h.update(model_hash);
+            h.update(schema_hash(schema)?);
+            h.update(prompt::instructions(schema));
+            h.update(prompt::SYSTEM);
+            hex::encode(h.finalize())
+        };
+        Ok(Runner {
+            job,
+            schema,
+            model,
+            grammar,
+            answer_schema,
+            job_hash,
+        })
+    }
+
+    fn count_tokens(&self, system: &str, user: &str) -> Result<usize> {
+        let rendered = self.render(system, user)?;
+        Ok(self.model.tokenizer.encode(&rendered)?.len())
+    }
+
+    fn render(&self, system: &str, user: &str) -> Result<String> {
+        let tpl = self
+            .model
+            .tokenizer
+            .chat_template()
+            .context("the model has no chat template")?;
+        tpl.render(
+            &[ChatMessage::system(system), ChatMessage::user(user)],
+            true,
+        )
+    }
+
+    /// The prompt for one paper: its sections by relevance, under the token budget.
+    pub fn prompt_for(&self, doc: &Document) -> Result<prompt::Packed> {
+        let pieces = pieces_of(doc);
+        prompt::pack(
+            self.schema,
+            &pieces,
+            self.job.limits.max_input_tokens,
+            &mut |s, u| self.count_tokens(s, u),
+        )
+    }
+
+    fn params(&self) -> GenerateParams {
+        let d = &self.job.decoding;
+        GenerateParams {
+            max_new_tokens: self.job.limits.max_new_tokens,
+            sampling: if d.temperature > 0.0 {
+                Sampling::TopP {
+                    temperature: d.temperature as f32,
+                    top_p: d.top_p.unwrap_or(1.0) as f32,
+                    seed: d.seed,
+                }
+            } else {
+                Sampling::Greedy
+            },
+            prefill_chunk: self.job.limits.prefill_chunk,
+            stop_tokens: None,
+        }
+    }
+
+    /// Runs one batch of papers whose text is ready; returns one record per paper.
+    pub fn extract_batch(&self, docs: &[&Document], keys: &[RecordKey]) -> Vec<PaperRecord> {
+        let mut packed = Vec::new();
+        let mut ready: Vec<usize> = Vec::new();
+        let mut records: Vec<Option<PaperRecord>> = vec![None; docs.len()];
+        for (i, doc) in docs.iter().enumerate() {
+            match self.prompt_for(doc) {
+                Ok(p) => {
+                    packed.push(p);
+                    ready.push(i);
+                }
+                Err(e) => records[i] = Some(error_record(doc, &keys[i], Stage::Prompt, &e)),
+            }
+        }
+        if !ready.is_empty() {
+            let result = (|| -> Result<_> {
+                let prompts = packed
+                    .iter()
+                    .map(|p| {
+                        let text = self.render(&p.system, &p.user)?;
+                        self.model.tokenizer.encode(&text)
+                    })
+                    .collect::<Result<Vec<_>>>()?;
+                let constraints = ready
+                    .iter()
+                    .map(|_| self.grammar.json_constraint(&self.answer_schema))
+                    .collect::<Result<Vec<_>>>()?;
+                let mut mask = GrammarMask { constraints };
+                let start = Instant::now();
+                let out = self
+                    .model
+                    .generator()
+                    .generate(&prompts, &self.params(), Some(&mut mask))?;
+                Ok((out, start.elapsed().as_secs_f64()))
+            })();
+            match result {
+                Ok((out, secs)) => {
+                    let n = ready.len() as f64;
+                    for ((&i, p), seq) in ready.iter().zip(&packed).zip(out.sequences) {
+                        let doc = docs[i];
+                        let timing = Timing {
+                            prefill_secs: out.prefill_secs / n,
+                            decode_secs: out.decode_secs / n,
+                            batch_secs: secs,
+                            batch_size: ready.len(),
+                        };
+                        let rec = match answer::parse_answer(&seq.text) {
+                            Ok((raw, completeness)) => {
+                                let starts: Vec<usize> = doc.pages.iter().map(|p| p.start).collect();
+                                let g = answer::ground(&raw, self.schema, &doc.text, &starts);
+                                PaperRecord::new(
+                                    doc,
+                                    keys[i].clone(),
+                                    Outcome::Ok(PaperResult {
+                                        experiments: g.experiments,
+                                        dropped: g.dropped,
+                                        completeness,
+                                        finish: format!("{:?}", seq.finish).to_lowercase(),
+                                        prompt_tokens: seq.prompt_tokens,
+                                        generated_tokens: seq.generated_tokens,
+                                        prompt_pieces: p.pieces.clone(),
+                                        raw_answer: seq.text.clone(),
+                                    }),
+                                    Some(timing),
+                                )
+                            }
+                            Err(e) => error_record(doc, &keys[i], Stage::Answer, &e),
+                        };
+                        records[i] = Some(rec);
+                    }
+                }
+                Err(e) => {
+                    for &i in &ready {
+                        records[i] = Some(error_record(docs[i], &keys[i], Stage::Generate, &e));
+                    }
+                }
+            }
+        }
+        records
+            .into_iter()
+            .zip(docs.iter().zip(keys))
+            .map(|(r, (doc, key))| {
+                r.unwrap_or_else(|| {
+                    error_record(doc, key, Stage::Generate, &anyhow::anyhow!("no result"))
+                })
+            })
+            .collect()
+    }
+}
+
+fn error_record(doc: &Document, key: &RecordKey, stage: Stage, e: &anyhow::Error) -> PaperRecord {
+    PaperRecord::new(
+        doc,
+        key.clone(),
+        Outcome::Error {
+            stage,
+            message: format!("{e:#}"),
+        },
+        None,
+    )
+}
+
+/// The paper cut into pieces for the prompt: the text before the first heading (title, authors,
+/// often the abstract), then each section; references and acknowledgements are left out.
+pub fn pieces_of(doc: &Document) -> Vec<prompt::Piece<'_>> {
+    let mut pieces = Vec::new();
+    let first = doc.sections.first().map_or(doc.text.len(), |s| s.start);
+    if first > 0 {
+        pieces.push(prompt::Piece {
+            heading: "Title page".into(),
+            text: &doc.text[..first],
+            priority: 1,
+        });
+    }
+    for s in &doc.sections {
+        if let Some(priority) = prompt::priority_of(&s.kind) {
+            if let Some(text) = doc.text.get(s.start..s.end) {
+                pieces.push(prompt::Piece {
+                    heading: s.heading.clone(),
+                    text,
+                    priority,
+                });
+            }
+        }
+    }
+    pieces
+}
+
+/// sha256 of the schema file's bytes (the meaning of every column).
+pub fn schema_hash(schema: &Schema) -> Result<String> {
+    use sha2::{Digest, Sha256};
+    let bytes = std::fs::read(&schema.path)
+        .with_context(|| format!("cannot read schema {}", schema.path.display()))?;
+    Ok(hex::encode(Sha256::digest(&bytes)))
+}
+
+/// Runs the whole job: text, extraction, records. Returns the summary; the caller writes the
+/// derived outputs with [`output::write_outputs`].
+pub fn run(
+    job: &job::JobConfig,
+    schema: &Schema,
+    model: &LoadedModel,
+    model_hash: &str,
+    pdfs: &[PathBuf],
+) -> Result<RunSummary> {
+    let wall = Instant::now();
+    let store = RecordStore::new(&job.io.out_dir);
+    let runner = Runner::new(job, schema, model, model_hash)?;
+    let progress = Progress {
+        tty: std::io::stderr().is_terminal(),
+        total: pdfs.len(),
+    };
+    let mut summary = RunSummary {
+        papers: pdfs.len(),
+        ..Default::default()
+    };
+    let opts = pdf::ExtractOptions {
+        cache_dir: Some(job.io.out_dir.join("text-cache")),
+        ..Default::default()
+    };
+    // Text first, for every paper in parallel: a broken PDF is known before any model time.
+    let texts = pdf::extract_many(pdfs, &opts);
+    let mut pending: Vec<(Document, RecordKey)> = Vec::new();
+    let mut done = 0usize;
+    for (path, res) in texts {
+        match res {
+            Ok(doc) => {
+                let key = RecordKey {
+                    sha256: doc.sha256.clone(),
+                    job_hash: runner.job_hash.clone(),
+                };
+                if let Some(rec) = store.finished::<PaperRecord>(&key).filter(PaperRecord::is_ok) {
+                    done += 1;
+                    summary.reused += 1;
+                    summary.add(&rec);
+                    progress.line(done, &format!("{}: already done", display_name(&path)));
+                } else {
+                    pending.push((doc, key));
+                }
+            }
+            Err(e) => {
+                done += 1;
+                summary.failed += 1;
+                let rec = PaperRecord::pdf_error(&path, &runner.job_hash, &e.to_string());
+                store.save(&rec)?;
+                progress.line(done, &format!("{}: FAILED: {e}", display_name(&path)));
+            }
+        }
+    }
+    for batch in pending.chunks(job.limits.batch) {
+        if STOP_REQUESTED.load(Ordering::SeqCst) {
+            summary.interrupted = true;
+            break;
+        }
+        let docs: Vec<&Document> = batch.iter().map(|(d, _)| d).collect();
+        let keys: Vec<RecordKey> = batch.iter().map(|(_, k)| k.clone()).collect();
+        for rec in runner.extract_batch(&docs, &keys) {
+            done += 1;
+            store.save(&rec)?;
+            if rec.is_ok() {
+                summary.done += 1;
+            } else {
+                summary.failed += 1;
+            }
+            summary.add(&rec);
+            progress.line(done, &rec.progress_line());
+        }
+    }
+    summary.wall_secs = wall.elapsed().as_secs_f64();
+    Ok(summary)
+}
+
+impl RunSummary {
+    fn add(&mut self, rec: &PaperRecord) {
+        if let Outcome::Ok(r) = &rec.outcome {
+            self.experiments += r.experiments.len();
+            self.values += r.experiments.iter().map(|e| e.values.len()).sum::<usize>();
+            self.dropped += r.dropped.len();
+            self.prompt_tokens += r.prompt_tokens;
+            self.generated_tokens += r.generated_tokens;
+        }
+        if let Some(t) = &rec.timing {
+            self.model_secs += t.prefill_secs + t.decode_secs;
+        }
+    }
+}

@@ -3,4 +3,5 @@
 //! See `ARCHITECTURE.md` for the modules and what flows between them.
 
 pub mod cmd;
+pub mod pdf;
 pub mod tp;

@@ -5,18 +5,27 @@ use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 
 #[derive(Parser)]
-#[command(name = "paramx", version, about = "Extract experimental-design parameter tables from scientific PDFs")]
+#[command(
+    name = "paramx",
+    version,
+    about = "Extract experimental-design parameter tables from scientific PDFs"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
 }
 
 #[derive(Subcommand)]
-enum Command {}
+enum Command {
+    /// Extract clean, sectioned text from PDFs.
+    Text(paramx::cmd::text::Args),
+}
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let result: anyhow::Result<ExitCode> = match cli.command {};
+    let result: anyhow::Result<ExitCode> = match cli.command {
+        Command::Text(args) => paramx::cmd::text::run(args),
+    };
     match result {
         Ok(code) => code,
         Err(err) => {

@@ -1,17 +1,13 @@
 //! Quality thresholds on the 15 shared corpus papers, measured against `pdftotext` (poppler) as
 //! an oracle. Skips visibly when the corpus or pdftotext is absent; the product never uses it.
 //!
-//! Metric (same on both sides): NFKC, lines recurring on >= 40% of pages removed (the
-//! reference keeps running headers that we must drop), number-only lines removed (line numbers,
-//! page numbers, table cells: symmetric), line-end hyphens joined when the joined word occurs in
-//! that text (else kept as a hyphen), lowercase `[a-z0-9]+` tokens.
+//! Metrics: `paramx::pdf::metrics` (shared with `benches/pdf_vs_pdftotext.rs`).
 
+use paramx::pdf::metrics::{is_number_line, line_end_hyphens, recurring, Counts};
 use paramx::pdf::{self, Document, ExtractOptions, SectionKind};
-use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
-use unicode_normalization::UnicodeNormalization;
 
 fn corpus() -> Option<PathBuf> {
     let d = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/corpus/papers");
@@ -79,185 +75,34 @@ fn papers() -> Option<&'static Vec<Paper>> {
     .as_ref()
 }
 
-fn recur_key(l: &str) -> String {
-    let mut k = String::new();
-    for c in l.chars().filter(|c| !c.is_whitespace()) {
-        let c = if c.is_ascii_digit() {
-            '#'
-        } else {
-            c.to_ascii_lowercase()
-        };
-        if !(c == '#' && k.ends_with('#')) {
-            k.push(c);
-        }
-    }
-    k
-}
-
-/// Lines (with >= 3 letters) recurring on >= 40% of the given pages.
-fn recurring(pages: &[&str]) -> HashSet<String> {
-    let n = pages.iter().filter(|p| !p.trim().is_empty()).count();
-    if n < 3 {
-        return HashSet::new();
-    }
-    let mut counts: HashMap<String, usize> = HashMap::new();
-    for p in pages {
-        let keys: HashSet<String> = p
-            .lines()
-            .filter(|l| l.chars().filter(|c| c.is_alphabetic()).count() >= 3)
-            .map(recur_key)
-            .collect();
-        for k in keys {
-            *counts.entry(k).or_default() += 1;
-        }
-    }
-    let min = ((n * 4).div_ceil(10)).max(2);
-    counts
-        .into_iter()
-        .filter(|(_, c)| *c >= min)
-        .map(|(k, _)| k)
-        .collect()
-}
-
-fn is_number_line(l: &str) -> bool {
-    let t = l.trim();
-    !t.is_empty() && t.len() <= 4 && t.bytes().all(|b| b.is_ascii_digit())
-}
-
-/// Text -> metric tokens. `pages` split by form feed for the reference, by page ranges for ours.
-fn tokens(pages: &[&str]) -> Vec<String> {
-    let rec = recurring(pages);
-    let mut kept = String::new();
-    for p in pages {
-        for l in p.lines() {
-            let alpha = l.chars().filter(|c| c.is_alphabetic()).count();
-            if is_number_line(l) || (alpha >= 3 && rec.contains(&recur_key(l))) {
-                continue;
-            }
-            kept.push_str(l);
-            kept.push('\n');
-        }
-    }
-    let t: String = kept.nfkc().collect::<String>().to_lowercase();
-    let vocab: HashSet<&str> = t
-        .split(|c: char| !c.is_ascii_lowercase())
-        .filter(|w| !w.is_empty())
-        .collect();
-    // Dehyphenate: "x-\ny" -> "xy" when "xy" is a word of this text, else "x-y".
-    let mut joined = String::with_capacity(t.len());
-    let lines: Vec<&str> = t.split('\n').collect();
-    let mut i = 0;
-    let mut carry = String::new();
-    while i < lines.len() {
-        let mut line = format!("{carry}{}", lines[i]);
-        carry.clear();
-        if line.ends_with('-') && i + 1 < lines.len() {
-            let prefix: String = line[..line.len() - 1]
-                .chars()
-                .rev()
-                .take_while(|c| c.is_ascii_lowercase())
-                .collect::<Vec<_>>()
-                .into_iter()
-                .rev()
-                .collect();
-            let next = lines[i + 1].trim_start();
-            let suffix: String = next
-                .chars()
-                .take_while(|c| c.is_ascii_lowercase())
-                .collect();
-            if !prefix.is_empty() && !suffix.is_empty() {
-                if vocab.contains(format!("{prefix}{suffix}").as_str()) {
-                    line.pop();
-                }
-                carry = line;
-                i += 1;
-                continue;
-            }
-        }
-        joined.push_str(&line);
-        joined.push('\n');
-        i += 1;
-    }
-    joined.push_str(&carry);
-    joined
-        .split(|c: char| !(c.is_ascii_lowercase() || c.is_ascii_digit()))
-        .filter(|w| !w.is_empty())
-        .map(str::to_string)
-        .collect()
-}
-
 fn our_pages(d: &Document) -> Vec<&str> {
     d.pages.iter().map(|p| &d.text[p.start..p.end]).collect()
-}
-
-fn multiset_overlap(a: &[String], b: &[String]) -> usize {
-    let mut m: HashMap<&str, isize> = HashMap::new();
-    for x in a {
-        *m.entry(x).or_default() += 1;
-    }
-    let mut n = 0;
-    for x in b {
-        if let Some(c) = m.get_mut(x.as_str()) {
-            if *c > 0 {
-                *c -= 1;
-                n += 1;
-            }
-        }
-    }
-    n
-}
-
-fn bigrams(t: &[String]) -> Vec<String> {
-    let a: Vec<&String> = t
-        .iter()
-        .filter(|w| w.chars().all(|c| c.is_ascii_lowercase()))
-        .collect();
-    a.windows(2).map(|w| format!("{} {}", w[0], w[1])).collect()
 }
 
 #[test]
 fn word_recall_precision_and_order_vs_pdftotext() {
     let Some(papers) = papers() else { return };
-    let (mut tr, mut to, mut tp, mut bk, mut bt) = (0usize, 0usize, 0usize, 0usize, 0usize);
     let mut failures = Vec::new();
+    let mut total = Counts::default();
     for p in papers {
-        let r = tokens(&p.reference.split('\u{c}').collect::<Vec<_>>());
-        let o = tokens(&our_pages(&p.ours));
-        let inter = multiset_overlap(&r, &o);
-        let (rb, ob) = (bigrams(&r), bigrams(&o));
-        let kept = multiset_overlap(&rb, &ob);
-        let (rec, prec, ord) = (
-            inter as f64 / r.len() as f64,
-            inter as f64 / o.len() as f64,
-            kept as f64 / rb.len() as f64,
+        let c = Counts::compare(
+            &p.reference.split('\u{c}').collect::<Vec<_>>(),
+            &our_pages(&p.ours),
         );
+        let (rec, prec, ord) = (c.recall(), c.precision(), c.order());
         eprintln!(
             "{:40} recall {rec:.4} precision {prec:.4} bigrams {ord:.4}",
             p.name
         );
-        if std::env::var_os("PDF_METRIC_DUMP").is_some() {
-            std::fs::write(format!("/tmp/tok_ref_{}.txt", &p.name[..8]), r.join("\n")).unwrap();
-            std::fs::write(format!("/tmp/tok_our_{}.txt", &p.name[..8]), o.join("\n")).unwrap();
-        }
         if rec < 0.97 || prec < 0.97 || ord < 0.95 {
             failures.push(format!(
                 "{}: recall {rec:.4} precision {prec:.4} bigrams {ord:.4}",
                 p.name
             ));
         }
-        (tr, to, tp, bk, bt) = (
-            tr + r.len(),
-            to + o.len(),
-            tp + inter,
-            bk + kept,
-            bt + rb.len(),
-        );
+        total.add(&c);
     }
-    let (rec, prec, ord) = (
-        tp as f64 / tr as f64,
-        tp as f64 / to as f64,
-        bk as f64 / bt as f64,
-    );
+    let (rec, prec, ord) = (total.recall(), total.precision(), total.order());
     eprintln!("OVERALL recall {rec:.4} precision {prec:.4} bigrams {ord:.4}");
     assert!(failures.is_empty(), "per-paper thresholds: {failures:#?}");
     assert!(
@@ -341,18 +186,7 @@ fn math_font_minus_is_a_minus() {
 #[test]
 fn few_line_end_hyphens_left() {
     let Some(papers) = papers() else { return };
-    let n: usize = papers
-        .iter()
-        .map(|p| {
-            p.ours
-                .text
-                .lines()
-                .filter(|l| {
-                    l.ends_with('-') && l.chars().rev().nth(1).is_some_and(char::is_alphabetic)
-                })
-                .count()
-        })
-        .sum();
+    let n: usize = papers.iter().map(|p| line_end_hyphens(&p.ours.text)).sum();
     eprintln!("line-end hyphens left in corpus: {n}");
     assert!(n <= 60, "{n} line-end hyphens left");
 }

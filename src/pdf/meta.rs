@@ -2,9 +2,10 @@
 
 use super::layout::Line;
 
-/// First DOI in `text[..first_page_end]`, else in the whole text.
+/// The paper's own DOI: the first one on page 1 (`text[..first_page_end]`). Later pages are not
+/// searched: there, DOIs belong to cited works.
 pub fn doi(text: &str, first_page_end: usize) -> Option<String> {
-    find_doi(text.get(..first_page_end).unwrap_or("")).or_else(|| find_doi(text))
+    find_doi(text.get(..first_page_end.min(text.len())).unwrap_or(""))
 }
 
 fn find_doi(text: &str) -> Option<String> {
@@ -37,28 +38,49 @@ fn find_doi(text: &str) -> Option<String> {
     None
 }
 
-/// The title: the largest-type group of lines on page 1 that reads like a title.
+/// Banner lines publishers set in large type above the title.
+const NOT_TITLES: &[&str] = &[
+    "public access",
+    "manuscript",
+    "journal",
+    "research article",
+    "original research",
+    "open access",
+    "brief communication",
+    "research report",
+    "department",
+    "university",
+    "received",
+    "copyright",
+];
+
+/// The title: the largest-type run of consecutive page-1 lines that reads like a title.
 pub fn title(page1: &[Line]) -> Option<String> {
-    let mut sizes: Vec<f32> = page1.iter().map(|l| (l.size * 2.0).round() / 2.0).collect();
-    sizes.sort_by(|a, b| b.total_cmp(a));
-    sizes.dedup();
-    for s in sizes.into_iter().take(4) {
-        let lines: Vec<&str> = page1
-            .iter()
-            .filter(|l| ((l.size * 2.0).round() / 2.0 - s).abs() < 0.01)
-            .map(|l| l.text.trim())
-            .collect();
-        let t = lines.join(" ");
-        let words = t.split_whitespace().count();
-        let letters = t.chars().filter(|c| c.is_alphabetic()).count();
-        if (4..=40).contains(&words)
-            && letters * 2 > t.len()
-            && !t.to_lowercase().starts_with("journal")
-        {
-            return Some(super::clean::normalize_line(&t));
+    let round = |s: f32| (s * 4.0).round() / 4.0;
+    // Consecutive lines (reading order) of the same size form a group.
+    let mut groups: Vec<(f32, Vec<&str>)> = Vec::new();
+    for l in page1 {
+        let s = round(l.size);
+        match groups.last_mut() {
+            Some((gs, g)) if *gs == s => g.push(l.text.trim()),
+            _ => groups.push((s, vec![l.text.trim()])),
         }
     }
-    None
+    let mut best: Option<(f32, String)> = None;
+    for (size, g) in groups {
+        let t = super::clean::normalize_line(&g.join(" "));
+        let lower = t.to_lowercase();
+        let words = t.split_whitespace().count();
+        let letters = t.chars().filter(|c| c.is_alphabetic()).count();
+        let plausible = (2..=40).contains(&words)
+            && letters >= 12
+            && letters * 3 > t.len() * 2
+            && !NOT_TITLES.iter().any(|n| lower.contains(n));
+        if plausible && best.as_ref().is_none_or(|(bs, _)| size > *bs) {
+            best = Some((size, t));
+        }
+    }
+    best.map(|(_, t)| t)
 }
 
 /// The document information dictionary's /Title, when it looks like a real title.
@@ -94,6 +116,8 @@ mod tests {
             Some("10.1038/s41598-019-50000-1")
         );
         assert_eq!(doi("version 10.2 of 10.12/ab", 100), None);
+        // DOIs after page 1 belong to references.
+        assert_eq!(doi("page one\n\nref 10.1000/xyz", 8), None);
     }
 
     #[test]

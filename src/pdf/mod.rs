@@ -20,6 +20,7 @@ pub mod glyphs;
 pub mod layout;
 pub mod lexer;
 pub mod meta;
+pub mod metrics;
 pub mod sections;
 
 use content::{Env, Interpreter, Limits, Matrix, XObject};

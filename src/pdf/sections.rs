@@ -70,11 +70,20 @@ fn classify(name: &str) -> Option<SectionKind> {
         }
         "references" | "bibliography" | "literature cited" | "references and notes" => References,
         _ => {
-            let mut w = n.split(' ');
-            if w.next() == Some("experiment")
-                && w.next()
-                    .is_some_and(|x| x.chars().all(|c| c.is_ascii_digit()))
-            {
+            // "Experiment 2", "Experiment 2: Results", "Experiment 1 procedures" - but not a
+            // sentence that happens to start with "Experiment 3 was designed".
+            let w: Vec<&str> = n.split(' ').collect();
+            let numbered = w.len() >= 2
+                && w[0] == "experiment"
+                && w[1]
+                    .trim_end_matches([':', '.'])
+                    .chars()
+                    .all(|c| c.is_ascii_digit());
+            let rest_ok = w.len() <= 4
+                && w[2.min(w.len())..]
+                    .iter()
+                    .all(|x| EXPERIMENT_SUFFIXES.contains(&x.trim_end_matches([':', '.'])));
+            if numbered && rest_ok {
                 Other(name.to_string())
             } else {
                 return None;
@@ -106,6 +115,20 @@ fn strip_numbering(s: &str) -> &str {
     }
 }
 
+const EXPERIMENT_SUFFIXES: &[&str] = &[
+    "results",
+    "methods",
+    "method",
+    "procedure",
+    "procedures",
+    "analyses",
+    "analysis",
+    "design",
+    "participants",
+    "discussion",
+    "and",
+];
+
 const RUN_IN: &[&str] = &[
     "Participants",
     "Subjects",
@@ -116,6 +139,14 @@ const RUN_IN: &[&str] = &[
 ];
 
 fn heading_of(line: &str) -> Option<(SectionKind, String)> {
+    // Headings are capitalised; a wrapped sentence ending "...participants." is not one.
+    if !line
+        .chars()
+        .find(|c| c.is_alphabetic())
+        .is_some_and(char::is_uppercase)
+    {
+        return None;
+    }
     if line.len() <= 60 {
         let name = strip_numbering(line).trim_end_matches(['.', ':']);
         if let Some(k) = classify(name) {
@@ -190,6 +221,10 @@ mod tests {
 
     #[test]
     fn ordinary_sentences_are_not_headings() {
-        assert!(find("The results were clear.\nMethods like ours are common.\n").is_empty());
+        assert!(find(
+            "The results were clear.\nMethods like ours are common.\nExperiment 3 was designed\n"
+        )
+        .is_empty());
+        assert_eq!(find("Experiment 2 results\nx").len(), 1);
     }
 }

@@ -8,4 +8,5 @@ pub mod run;
 pub mod schema;
 pub mod table;
 pub mod plan;
+pub mod pdf;
 pub mod tp;

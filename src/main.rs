@@ -21,6 +21,8 @@ enum Command {
     Eval(paramx::cmd::eval::Args),
     /// Per-GPU memory plan of a job (weights, KV cache, activations, overheads); no GPU needed.
     Plan(paramx::cmd::plan::Args),
+    /// Extract clean, sectioned text from PDFs.
+    Text(paramx::cmd::text::Args),
 }
 
 fn main() -> ExitCode {
@@ -28,6 +30,7 @@ fn main() -> ExitCode {
     let result: anyhow::Result<ExitCode> = match cli.command {
         Command::Eval(args) => paramx::cmd::eval::run(args),
         Command::Plan(args) => paramx::cmd::plan::run(args),
+        Command::Text(args) => paramx::cmd::text::run(args),
     };
     match result {
         Ok(code) => code,

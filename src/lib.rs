@@ -3,4 +3,7 @@
 //! See `ARCHITECTURE.md` for the modules and what flows between them.
 
 pub mod cmd;
+pub mod fetch;
+pub mod generate;
+pub mod model;
 pub mod tp;

@@ -5,18 +5,30 @@ use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 
 #[derive(Parser)]
-#[command(name = "paramx", version, about = "Extract experimental-design parameter tables from scientific PDFs")]
+#[command(
+    name = "paramx",
+    version,
+    about = "Extract experimental-design parameter tables from scientific PDFs"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
 }
 
 #[derive(Subcommand)]
-enum Command {}
+enum Command {
+    /// Generate a chat answer with a local model (prints tokens/s)
+    Generate(paramx::cmd::generate::Args),
+    /// CPU benchmark: our engine beside candle-transformers on the same GGUF files
+    BenchCpu(paramx::cmd::bench_cpu::Args),
+}
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let result: anyhow::Result<ExitCode> = match cli.command {};
+    let result: anyhow::Result<ExitCode> = match cli.command {
+        Command::Generate(a) => paramx::cmd::generate::run(a),
+        Command::BenchCpu(a) => paramx::cmd::bench_cpu::run(a),
+    };
     match result {
         Ok(code) => code,
         Err(err) => {

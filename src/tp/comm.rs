@@ -47,7 +47,10 @@ mod tests {
         let t = Tensor::new(&[1f32, -2.5, 3.0], &Device::Cpu)?;
         let c = SingleRank;
         assert_eq!((c.rank(), c.world_size()), (0, 1));
-        assert_eq!(c.all_reduce_sum(&t)?.to_vec1::<f32>()?, vec![1.0, -2.5, 3.0]);
+        assert_eq!(
+            c.all_reduce_sum(&t)?.to_vec1::<f32>()?,
+            vec![1.0, -2.5, 3.0]
+        );
         assert_eq!(c.all_gather(&t, 0)?.to_vec1::<f32>()?, vec![1.0, -2.5, 3.0]);
         Ok(())
     }

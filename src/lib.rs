@@ -9,4 +9,7 @@ pub mod schema;
 pub mod table;
 pub mod plan;
 pub mod pdf;
+pub mod fetch;
+pub mod generate;
+pub mod model;
 pub mod tp;

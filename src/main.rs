@@ -23,6 +23,12 @@ enum Command {
     Plan(paramx::cmd::plan::Args),
     /// Extract clean, sectioned text from PDFs.
     Text(paramx::cmd::text::Args),
+    /// Generate a chat answer with a local model (prints tokens/s)
+    Generate(paramx::cmd::generate::Args),
+    /// CPU benchmark: our engine beside candle-transformers on the same GGUF files
+    BenchCpu(paramx::cmd::bench_cpu::Args),
+    /// Download, verify (sha256) and assemble a small GGUF model
+    FetchModel(paramx::cmd::fetch_model::Args),
 }
 
 fn main() -> ExitCode {
@@ -31,6 +37,9 @@ fn main() -> ExitCode {
         Command::Eval(args) => paramx::cmd::eval::run(args),
         Command::Plan(args) => paramx::cmd::plan::run(args),
         Command::Text(args) => paramx::cmd::text::run(args),
+        Command::Generate(a) => paramx::cmd::generate::run(a),
+        Command::BenchCpu(a) => paramx::cmd::bench_cpu::run(a),
+        Command::FetchModel(a) => paramx::cmd::fetch_model::run(a),
     };
     match result {
         Ok(code) => code,

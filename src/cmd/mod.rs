@@ -4,3 +4,6 @@
 pub mod eval;
 pub mod plan;
 pub mod text;
+pub mod bench_cpu;
+pub mod fetch_model;
+pub mod generate;

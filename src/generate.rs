@@ -1,0 +1,386 @@
+//! The decoding loop: prompts in, tokens and text out, for a batch of sequences at once.
+//!
+//! A batch is left-padded to its longest prompt, prefilled in chunks of `prefill_chunk` tokens
+//! (bounding activation memory), then decoded one token per step for all rows together, so the
+//! weights are read once per step for the whole batch. Greedy decoding (the default) is
+//! deterministic and independent of what else is in the batch: padding is masked out of
+//! attention and positions count from each row's first real token.
+//!
+//! A [`LogitsMask`] sees every row's logits before each choice, which is where a grammar
+//! (constrained decoding) plugs in.
+
+use crate::model::chat::ChatMessage;
+use crate::model::tokenizer::Tokenizer;
+use crate::model::Qwen2;
+use anyhow::{bail, Context, Result};
+use candle_core::Tensor;
+use std::time::Instant;
+
+/// How the next token is chosen.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Sampling {
+    /// The most likely token (ties: lowest id). Deterministic.
+    Greedy,
+    /// Nucleus sampling at `temperature` over the smallest set of tokens whose probability
+    /// reaches `top_p`, from a generator seeded per sequence with `seed + sequence index`.
+    TopP {
+        temperature: f32,
+        top_p: f32,
+        seed: u64,
+    },
+}
+
+#[derive(Debug, Clone)]
+pub struct GenerateParams {
+    /// Hard limit on generated tokens per sequence (the stop token is not counted).
+    pub max_new_tokens: usize,
+    pub sampling: Sampling,
+    /// Prompt tokens per prefill forward pass.
+    pub prefill_chunk: usize,
+    /// Tokens that end a sequence; `None`: the tokenizer's stop tokens.
+    pub stop_tokens: Option<Vec<u32>>,
+}
+
+impl Default for GenerateParams {
+    fn default() -> Self {
+        Self {
+            max_new_tokens: 512,
+            sampling: Sampling::Greedy,
+            prefill_chunk: 512,
+            stop_tokens: None,
+        }
+    }
+}
+
+/// Constrained decoding hook, called for every live sequence at every step.
+pub trait LogitsMask {
+    /// Set the logits of forbidden tokens of sequence `seq` to `f32::NEG_INFINITY`.
+    fn mask(&mut self, seq: usize, logits: &mut [f32]) -> Result<()>;
+    /// The token chosen for `seq` (so a grammar can advance its state).
+    fn commit(&mut self, _seq: usize, _token: u32) -> Result<()> {
+        Ok(())
+    }
+    /// `true` once `seq` must stop (e.g. the grammar accepted a complete document).
+    fn is_finished(&self, _seq: usize) -> bool {
+        false
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FinishReason {
+    /// A stop token was produced (it is not part of `tokens`).
+    Stop,
+    /// `max_new_tokens` was reached.
+    Length,
+    /// The [`LogitsMask`] declared the sequence finished.
+    Constraint,
+}
+
+#[derive(Debug, Clone)]
+pub struct SequenceOutput {
+    pub tokens: Vec<u32>,
+    pub text: String,
+    pub prompt_tokens: usize,
+    pub generated_tokens: usize,
+    pub finish: FinishReason,
+}
+
+#[derive(Debug, Clone)]
+pub struct BatchOutput {
+    pub sequences: Vec<SequenceOutput>,
+    /// Seconds to prefill all prompts and choose each row's first token.
+    pub prefill_secs: f64,
+    /// Seconds for all later decode steps.
+    pub decode_secs: f64,
+    /// Decode steps run (each step advances every row by one token).
+    pub decode_steps: usize,
+}
+
+/// Runs a [`Qwen2`] with its [`Tokenizer`].
+pub struct Generator<'m> {
+    model: &'m Qwen2,
+    tokenizer: &'m Tokenizer,
+}
+
+impl<'m> Generator<'m> {
+    pub fn new(model: &'m Qwen2, tokenizer: &'m Tokenizer) -> Self {
+        Self { model, tokenizer }
+    }
+
+    /// Renders each conversation with the model's chat template (generation prompt added),
+    /// then generates.
+    pub fn chat(
+        &self,
+        conversations: &[Vec<ChatMessage>],
+        params: &GenerateParams,
+        mask: Option<&mut dyn LogitsMask>,
+    ) -> Result<BatchOutput> {
+        let template = self
+            .tokenizer
+            .chat_template()
+            .context("the model has no chat template")?;
+        let prompts = conversations
+            .iter()
+            .map(|c| self.tokenizer.encode(&template.render(c, true)?))
+            .collect::<Result<Vec<_>>>()?;
+        self.generate(&prompts, params, mask)
+    }
+
+    /// Generates a continuation of every prompt (token ids) in one batch.
+    pub fn generate(
+        &self,
+        prompts: &[Vec<u32>],
+        params: &GenerateParams,
+        mut mask: Option<&mut dyn LogitsMask>,
+    ) -> Result<BatchOutput> {
+        if prompts.is_empty() {
+            bail!("generate: no prompts");
+        }
+        if let Some(i) = prompts.iter().position(|p| p.is_empty()) {
+            bail!("generate: prompt {i} is empty");
+        }
+        let vocab = self.model.config().vocab_size;
+        if let Some(&bad) = prompts.iter().flatten().find(|&&t| t as usize >= vocab) {
+            bail!("generate: token id {bad} is outside the vocabulary ({vocab})");
+        }
+        let stops: Vec<u32> = params
+            .stop_tokens
+            .clone()
+            .unwrap_or_else(|| self.tokenizer.stop_tokens().to_vec());
+        let b = prompts.len();
+        let longest = prompts.iter().map(Vec::len).max().unwrap_or(0);
+        let capacity = longest + params.max_new_tokens;
+        if capacity > self.model.max_positions() {
+            bail!(
+                "prompt of {longest} tokens + {} new tokens exceeds the model's {} positions",
+                params.max_new_tokens,
+                self.model.max_positions()
+            );
+        }
+        let pad: Vec<usize> = prompts.iter().map(|p| longest - p.len()).collect();
+        let mut cache = self.model.new_cache(pad.clone(), capacity.max(1))?;
+        let dev = self.model.device().clone();
+
+        // Prefill, chunk by chunk over the padded prompt matrix (padding uses token 0; it is
+        // masked out of attention).
+        let start = Instant::now();
+        let chunk = params.prefill_chunk.max(1);
+        let mut hidden = None;
+        let mut c0 = 0;
+        while c0 < longest {
+            let n = chunk.min(longest - c0);
+            let mut ids = Vec::with_capacity(b * n);
+            for (p, &pd) in prompts.iter().zip(&pad) {
+                ids.extend((c0..c0 + n).map(|s| if s < pd { 0 } else { p[s - pd] }));
+            }
+            let ids = Tensor::from_vec(ids, (b, n), &dev)?;
+            hidden = Some(self.model.forward(&ids, &mut cache)?);
+            c0 += n;
+        }
+        let hidden = hidden.context("generate: nothing to prefill")?;
+        let mut last = Qwen2::last_hidden(&hidden)?;
+
+        let mut rngs: Vec<SplitMix64> = (0..b)
+            .map(|i| match params.sampling {
+                Sampling::TopP { seed, .. } => SplitMix64(seed.wrapping_add(i as u64)),
+                Sampling::Greedy => SplitMix64(0),
+            })
+            .collect();
+        let mut out: Vec<Vec<u32>> = vec![Vec::new(); b];
+        let mut finish: Vec<Option<FinishReason>> = vec![None; b];
+        if params.max_new_tokens == 0 {
+            finish
+                .iter_mut()
+                .for_each(|f| *f = Some(FinishReason::Length));
+        }
+        let mut prefill_secs = None;
+        let mut steps = 0;
+        let mut decode_start = Instant::now();
+        while finish.iter().any(Option::is_none) {
+            let next = self.choose(&last, params.sampling, &finish, &mut rngs, &mut mask)?;
+            if prefill_secs.is_none() {
+                prefill_secs = Some(start.elapsed().as_secs_f64());
+                decode_start = Instant::now();
+            }
+            for (i, &tok) in next.iter().enumerate() {
+                if finish[i].is_some() {
+                    continue;
+                }
+                if stops.contains(&tok) {
+                    finish[i] = Some(FinishReason::Stop);
+                    continue;
+                }
+                if let Some(m) = mask.as_mut() {
+                    m.commit(i, tok)?;
+                }
+                out[i].push(tok);
+                if mask.as_ref().is_some_and(|m| m.is_finished(i)) {
+                    finish[i] = Some(FinishReason::Constraint);
+                } else if out[i].len() >= params.max_new_tokens {
+                    finish[i] = Some(FinishReason::Length);
+                }
+            }
+            if finish.iter().all(Option::is_some) {
+                break;
+            }
+            // Finished rows keep stepping on their last token; their results are ignored.
+            let ids = Tensor::from_vec(next, (b, 1), &dev)?;
+            let hidden = self.model.forward(&ids, &mut cache)?;
+            last = Qwen2::last_hidden(&hidden)?;
+            steps += 1;
+        }
+        let prefill_secs = prefill_secs.unwrap_or_else(|| start.elapsed().as_secs_f64());
+        let decode_secs = if steps > 0 {
+            decode_start.elapsed().as_secs_f64()
+        } else {
+            0.0
+        };
+        let sequences = out
+            .into_iter()
+            .zip(finish)
+            .zip(prompts)
+            .map(|((tokens, f), p)| {
+                Ok(SequenceOutput {
+                    text: self.tokenizer.decode(&tokens)?,
+                    generated_tokens: tokens.len(),
+                    prompt_tokens: p.len(),
+                    tokens,
+                    finish: f.unwrap_or(FinishReason::Length),
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(BatchOutput {
+            sequences,
+            prefill_secs,
+            decode_secs,
+            decode_steps: steps,
+        })
+    }
+
+    /// The next token of every row from its last hidden state.
+    fn choose(
+        &self,
+        last: &Tensor,
+        sampling: Sampling,
+        finish: &[Option<FinishReason>],
+        rngs: &mut [SplitMix64],
+        mask: &mut Option<&mut dyn LogitsMask>,
+    ) -> Result<Vec<u32>> {
+        if sampling == Sampling::Greedy && mask.is_none() {
+            // Only (max, argmax) pairs cross ranks: no full-vocabulary gather.
+            return self.model.greedy(last);
+        }
+        let logits = self.model.logits(last)?.to_vec2::<f32>()?;
+        let mut next = Vec::with_capacity(logits.len());
+        for (i, mut row) in logits.into_iter().enumerate() {
+            if finish[i].is_some() {
+                next.push(0);
+                continue;
+            }
+            if let Some(m) = mask.as_mut() {
+                m.mask(i, &mut row)?;
+                if row.iter().all(|v| *v == f32::NEG_INFINITY) {
+                    bail!("the logits mask forbade every token of sequence {i}");
+                }
+            }
+            next.push(match sampling {
+                Sampling::Greedy => argmax(&row),
+                Sampling::TopP {
+                    temperature, top_p, ..
+                } => sample_top_p(&row, temperature, top_p, &mut rngs[i]),
+            });
+        }
+        Ok(next)
+    }
+}
+
+/// Index of the largest value; ties go to the lowest index.
+pub fn argmax(v: &[f32]) -> u32 {
+    let mut best = 0;
+    for (i, &x) in v.iter().enumerate() {
+        if x > v[best] {
+            best = i;
+        }
+    }
+    best as u32
+}
+
+fn sample_top_p(logits: &[f32], temperature: f32, top_p: f32, rng: &mut SplitMix64) -> u32 {
+    if temperature <= 0.0 {
+        return argmax(logits);
+    }
+    let max = logits.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
+    let mut probs: Vec<(u32, f32)> = logits
+        .iter()
+        .enumerate()
+        .map(|(i, &l)| (i as u32, ((l - max) / temperature).exp()))
+        .filter(|(_, p)| *p > 0.0)
+        .collect();
+    // Highest first; ties by id, so the order (and the sample) is reproducible.
+    probs.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+    let total: f32 = probs.iter().map(|p| p.1).sum();
+    let mut kept = 0.0;
+    let mut cut = probs.len();
+    for (i, p) in probs.iter().enumerate() {
+        kept += p.1 / total;
+        if kept >= top_p {
+            cut = i + 1;
+            break;
+        }
+    }
+    let probs = &probs[..cut];
+    let mass: f32 = probs.iter().map(|p| p.1).sum();
+    let mut r = rng.next_f32() * mass;
+    for p in probs {
+        r -= p.1;
+        if r <= 0.0 {
+            return p.0;
+        }
+    }
+    probs.last().map_or(0, |p| p.0)
+}
+
+/// A tiny seeded generator (SplitMix64): sampling needs reproducibility, not cryptography.
+#[derive(Debug, Clone)]
+struct SplitMix64(u64);
+
+impl SplitMix64 {
+    fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+    fn next_f32(&mut self) -> f32 {
+        (self.next_u64() >> 40) as f32 / (1u64 << 24) as f32
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn argmax_prefers_lowest_index_on_ties() {
+        assert_eq!(argmax(&[1.0, 3.0, 3.0, -1.0]), 1);
+    }
+
+    #[test]
+    fn top_p_keeps_only_the_nucleus_and_is_reproducible() {
+        let logits = [10.0f32, 9.9, -10.0, -10.0];
+        let draw = |seed| {
+            let mut r = SplitMix64(seed);
+            (0..50)
+                .map(|_| sample_top_p(&logits, 1.0, 0.9, &mut r))
+                .collect::<Vec<_>>()
+        };
+        let a = draw(7);
+        assert!(
+            a.iter().all(|&t| t < 2),
+            "tokens outside the nucleus: {a:?}"
+        );
+        assert!(a.contains(&0) && a.contains(&1));
+        assert_eq!(a, draw(7));
+    }
+}

@@ -1,0 +1,172 @@
+//! Causal grouped-query attention over the KV cache, computed in blocks of queries.
+//!
+//! Why blocks: the score matrix of a `t`-token chunk against `T` cached tokens is
+//! `heads x t x T`; computing it `block` queries at a time bounds that term by
+//! `heads x block x T` whatever the prompt length (see `../shared/docs/memory.md`). Why no
+//! `repeat_kv`: the query heads that share a KV head are folded into the query rows, so K and V
+//! are read as stored. Why an explicit mask: rows of a batch are left-padded to a common length
+//! and padding keys must get zero weight. The mask value is a large finite negative number, not
+//! `-inf`: a padding *query* row then has a finite (ignored) result instead of NaN, and NaN could
+//! otherwise leak through `0 x NaN` into real rows via the padding values in V.
+
+use candle_core::{DType, Device, Result, Tensor};
+
+/// Additive mask value for forbidden keys (exp underflows to exactly 0 in f32).
+const MASKED: f32 = -1.0e30;
+
+/// Where the queries sit and which keys are padding.
+#[derive(Debug, Clone, Copy)]
+pub struct AttentionLayout<'a> {
+    /// Left padding of each row: keys at slots `< pad[b]` are never attended to.
+    pub pad: &'a [usize],
+    /// Cache slot of the first query (queries occupy `q_slot0..q_slot0 + t`).
+    pub q_slot0: usize,
+    /// Queries per block (>= 1).
+    pub block: usize,
+}
+
+/// `q`: `(b, heads, t, d)`; `k`, `v`: `(b, kv_heads, T, d)` with `T = q_slot0 + t`.
+/// Returns `(b, heads, t, d)`.
+pub fn attention(
+    q: &Tensor,
+    k: &Tensor,
+    v: &Tensor,
+    layout: AttentionLayout<'_>,
+) -> Result<Tensor> {
+    let (b, heads, t, d) = q.dims4()?;
+    let (_, kv_heads, total, _) = k.dims4()?;
+    if heads % kv_heads != 0 || total != layout.q_slot0 + t || layout.pad.len() != b {
+        candle_core::bail!(
+            "attention: q {:?}, k {:?}, q_slot0 {}, {} pad entries do not fit together",
+            q.shape(),
+            k.shape(),
+            layout.q_slot0,
+            layout.pad.len()
+        )
+    }
+    let group = heads / kv_heads;
+    let block = layout.block.max(1);
+    let scale = 1.0 / (d as f64).sqrt();
+    let q = q.reshape((b, kv_heads, group, t, d))?;
+    let mut outs = Vec::with_capacity(t.div_ceil(block));
+    let mut q0 = 0;
+    while q0 < t {
+        let n = block.min(t - q0);
+        // Keys after the block's last query are causally invisible: don't even score them.
+        let keys = layout.q_slot0 + q0 + n;
+        let qb = q
+            .narrow(3, q0, n)?
+            .contiguous()?
+            .reshape((b, kv_heads, group * n, d))?;
+        let kb = k.narrow(2, 0, keys)?;
+        let vb = v.narrow(2, 0, keys)?;
+        let scores = (qb.matmul(&kb.t()?)?.to_dtype(DType::F32)? * scale)?;
+        let scores = match block_mask(layout, q0, n, group, keys, q.device())? {
+            Some(mask) => scores.broadcast_add(&mask)?,
+            None => scores,
+        };
+        let probs = candle_nn::ops::softmax_last_dim(&scores)?.to_dtype(v.dtype())?;
+        let out = probs.matmul(&vb.contiguous()?)?; // (b, kv, group*n, d)
+        outs.push(out.reshape((b, kv_heads, group, n, d))?);
+        q0 += n;
+    }
+    let out = if outs.len() == 1 {
+        outs.pop().expect("one block")
+    } else {
+        Tensor::cat(&outs, 3)?
+    };
+    out.reshape((b, heads, t, d))
+}
+
+/// The additive mask `(b, 1, group * n, keys)` of one query block, or `None` when every key
+/// is visible (a single query per row and no padding: the usual decode step).
+fn block_mask(
+    layout: AttentionLayout<'_>,
+    q0: usize,
+    n: usize,
+    group: usize,
+    keys: usize,
+    device: &Device,
+) -> Result<Option<Tensor>> {
+    if n == 1 && layout.pad.iter().all(|&p| p == 0) {
+        return Ok(None);
+    }
+    let b = layout.pad.len();
+    let mut m = Vec::with_capacity(b * group * n * keys);
+    for &pad in layout.pad {
+        for _ in 0..group {
+            for i in 0..n {
+                let q_slot = layout.q_slot0 + q0 + i;
+                m.extend((0..keys).map(|s| if s >= pad && s <= q_slot { 0.0 } else { MASKED }));
+            }
+        }
+    }
+    Ok(Some(Tensor::from_vec(m, (b, 1, group * n, keys), device)?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Plain attention with repeated KV heads and a full score matrix, for comparison.
+    fn naive(q: &Tensor, k: &Tensor, v: &Tensor, pad: &[usize], q_slot0: usize) -> Result<Tensor> {
+        let (b, heads, t, d) = q.dims4()?;
+        let (_, kv, total, _) = k.dims4()?;
+        let g = heads / kv;
+        let rep = |x: &Tensor| -> Result<Tensor> {
+            x.unsqueeze(2)?
+                .expand((b, kv, g, total, d))?
+                .reshape((b, heads, total, d))
+        };
+        let (k, v) = (rep(k)?, rep(v)?);
+        let s = (q.matmul(&k.t()?)? / (d as f64).sqrt())?;
+        let mut m = vec![];
+        for &p in pad {
+            for i in 0..t {
+                m.extend((0..total).map(|s| {
+                    if s >= p && s <= q_slot0 + i {
+                        0f32
+                    } else {
+                        f32::NEG_INFINITY
+                    }
+                }));
+            }
+        }
+        let m = Tensor::from_vec(m, (b, 1, t, total), q.device())?;
+        candle_nn::ops::softmax_last_dim(&s.broadcast_add(&m)?)?.matmul(&v)
+    }
+
+    #[test]
+    fn blocked_gqa_matches_naive_attention() -> Result<()> {
+        let dev = Device::Cpu;
+        let (b, heads, kv, d, t, q_slot0) = (2, 6, 2, 8, 7, 3);
+        let total = q_slot0 + t;
+        let q = Tensor::randn(0f32, 1., (b, heads, t, d), &dev)?;
+        // K/V as a narrowed view of a larger buffer, like the cache hands out.
+        let kbuf = Tensor::randn(0f32, 1., (b, kv, total + 5, d), &dev)?;
+        let vbuf = Tensor::randn(0f32, 1., (b, kv, total + 5, d), &dev)?;
+        let (k, v) = (kbuf.narrow(2, 0, total)?, vbuf.narrow(2, 0, total)?);
+        let pad = [0usize, 2];
+        let want = naive(&q, &k.contiguous()?, &v.contiguous()?, &pad, q_slot0)?;
+        // Padding query rows (slot < pad) are undefined in both; compare real rows only.
+        for block in [1, 3, 16] {
+            let got = attention(
+                &q,
+                &k,
+                &v,
+                AttentionLayout {
+                    pad: &pad,
+                    q_slot0,
+                    block,
+                },
+            )?;
+            let diff = (got - &want)?
+                .abs()?
+                .flatten_all()?
+                .max(0)?
+                .to_scalar::<f32>()?;
+            assert!(diff < 1e-5, "block {block}: max diff {diff}");
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,147 @@
+//! The key/value cache of one batch of sequences, preallocated once and written in place.
+//!
+//! Layout: per layer one K and one V tensor of shape `(batch, kv_heads, capacity, head_dim)`.
+//! A forward pass over `t` new tokens writes slots `len..len + t` of every row with `slice_set`
+//! (no concatenation, no reallocation per step), and attention reads the view `0..len + t`.
+//!
+//! Ragged batches are left-padded: row `b` holds `pad[b]` padding slots before its first real
+//! token. Padding keys are masked out of attention, and RoPE positions count from the first real
+//! token (`slot - pad[b]`), so a row's numbers do not depend on what else is in the batch.
+
+use candle_core::{DType, Device, Result, Tensor};
+
+#[derive(Debug)]
+pub struct KvCache {
+    layers: Vec<(Tensor, Tensor)>,
+    batch: usize,
+    capacity: usize,
+    len: usize,
+    pad: Vec<usize>,
+}
+
+impl KvCache {
+    /// Allocates `layers` K/V pairs for `pad.len()` rows of `capacity` slots (padding included).
+    pub fn new(
+        layers: usize,
+        kv_heads: usize,
+        head_dim: usize,
+        pad: Vec<usize>,
+        capacity: usize,
+        dtype: DType,
+        device: &Device,
+    ) -> Result<Self> {
+        let batch = pad.len();
+        if batch == 0 {
+            candle_core::bail!("kv cache: empty batch")
+        }
+        if let Some(p) = pad.iter().find(|&&p| p >= capacity) {
+            candle_core::bail!("kv cache: padding {p} does not fit a capacity of {capacity}")
+        }
+        let shape = (batch, kv_heads, capacity, head_dim);
+        let layers = (0..layers)
+            .map(|_| {
+                Ok((
+                    Tensor::zeros(shape, dtype, device)?,
+                    Tensor::zeros(shape, dtype, device)?,
+                ))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Self {
+            layers,
+            batch,
+            capacity,
+            len: 0,
+            pad,
+        })
+    }
+
+    /// Bytes one cache of this geometry takes (K and V, all layers).
+    pub fn bytes_for(
+        layers: usize,
+        kv_heads: usize,
+        head_dim: usize,
+        batch: usize,
+        capacity: usize,
+        dtype: DType,
+    ) -> usize {
+        2 * layers * kv_heads * head_dim * batch * capacity * dtype.size_in_bytes()
+    }
+
+    pub fn batch(&self) -> usize {
+        self.batch
+    }
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+    /// Slots filled so far (including left padding).
+    pub fn len(&self) -> usize {
+        self.len
+    }
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+    /// Left padding of each row.
+    pub fn pad(&self) -> &[usize] {
+        &self.pad
+    }
+
+    /// RoPE positions of the next `t` slots, row-major `(batch, t)`. Padding slots get 0.
+    pub fn positions(&self, t: usize) -> Vec<u32> {
+        let mut out = Vec::with_capacity(self.batch * t);
+        for &p in &self.pad {
+            out.extend((self.len..self.len + t).map(|s| s.saturating_sub(p) as u32));
+        }
+        out
+    }
+
+    /// Writes `k`, `v` of shape `(batch, kv_heads, t, head_dim)` into slots `len..len + t` of
+    /// `layer` and returns views of slots `0..len + t`. Does not advance `len`: the model calls
+    /// [`KvCache::advance`] once after all layers.
+    pub fn append(&self, layer: usize, k: &Tensor, v: &Tensor) -> Result<(Tensor, Tensor)> {
+        let t = k.dim(2)?;
+        if self.len + t > self.capacity {
+            candle_core::bail!(
+                "kv cache full: {} + {t} slots exceed the capacity of {}",
+                self.len,
+                self.capacity
+            )
+        }
+        let (kc, vc) = &self.layers[layer];
+        kc.slice_set(&k.contiguous()?, 2, self.len)?;
+        vc.slice_set(&v.contiguous()?, 2, self.len)?;
+        Ok((
+            kc.narrow(2, 0, self.len + t)?,
+            vc.narrow(2, 0, self.len + t)?,
+        ))
+    }
+
+    pub fn advance(&mut self, t: usize) {
+        self.len += t;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn append_writes_in_place_and_positions_skip_padding() -> Result<()> {
+        let dev = Device::Cpu;
+        let mut c = KvCache::new(1, 1, 2, vec![0, 2], 4, DType::F32, &dev)?;
+        assert_eq!(c.positions(3), vec![0, 1, 2, 0, 0, 0]);
+        let k = Tensor::ones((2, 1, 3, 2), DType::F32, &dev)?;
+        let (kv, _) = c.append(0, &k, &k)?;
+        assert_eq!(kv.dims(), &[2, 1, 3, 2]);
+        c.advance(3);
+        assert_eq!(c.positions(1), vec![3, 1]);
+        let k1 = Tensor::full(7f32, (2, 1, 1, 2), &dev)?;
+        let (kv, _) = c.append(0, &k1, &k1)?;
+        assert_eq!(
+            kv.get(1)?.get(0)?.to_vec2::<f32>()?,
+            vec![vec![1., 1.], vec![1., 1.], vec![1., 1.], vec![7., 7.]]
+        );
+        c.advance(1);
+        assert!(c.append(0, &k1, &k1).is_err(), "full cache must refuse");
+        Ok(())
+    }
+}

@@ -1,0 +1,124 @@
+//! One linear layer type for every projection of the model, dense or quantized, replicated or
+//! sharded across tensor-parallel ranks.
+//!
+//! Why one type: the tensor-parallel code shards the *same* layers the single-rank code runs, so
+//! the only difference between one rank and N ranks is the [`Parallelism`] tag and the slice of
+//! the weight that the loader handed in. The row-parallel all-reduce lives here (and only here),
+//! so it cannot be forgotten or done twice.
+
+use crate::tp::Communicator;
+use candle_core::quantized::QMatMul;
+use candle_core::{Module, Result, Tensor};
+use std::sync::Arc;
+
+/// How a layer's weight is split across ranks (Megatron style).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Parallelism {
+    /// Every rank holds the whole weight.
+    Replicated,
+    /// Each rank holds a slice of the output features (and of the bias); outputs stay sharded.
+    ColumnParallel,
+    /// Each rank holds a slice of the input features; partial outputs are summed across ranks
+    /// and then the (replicated) bias is added once.
+    RowParallel,
+}
+
+/// The weight matrix, `(out_features, in_features)` as seen by this rank.
+#[derive(Debug, Clone)]
+pub enum Weight {
+    /// A plain tensor in the model's compute dtype.
+    Dense(Tensor),
+    /// A GGML-quantized matrix multiplied through candle's quantized kernels.
+    Quantized(QMatMul),
+}
+
+/// `y = x Wᵀ (+ all-reduce) + b` for `x` of shape `(..., in_features)`.
+pub struct Linear {
+    weight: Weight,
+    bias: Option<Tensor>,
+    parallelism: Parallelism,
+    comm: Arc<dyn Communicator>,
+}
+
+impl std::fmt::Debug for Linear {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Linear")
+            .field("weight", &self.weight)
+            .field("bias", &self.bias.as_ref().map(|b| b.shape().clone()))
+            .field("parallelism", &self.parallelism)
+            .finish()
+    }
+}
+
+impl Linear {
+    pub fn new(
+        weight: Weight,
+        bias: Option<Tensor>,
+        parallelism: Parallelism,
+        comm: Arc<dyn Communicator>,
+    ) -> Self {
+        Self {
+            weight,
+            bias,
+            parallelism,
+            comm,
+        }
+    }
+
+    pub fn parallelism(&self) -> Parallelism {
+        self.parallelism
+    }
+
+    pub fn weight(&self) -> &Weight {
+        &self.weight
+    }
+
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let y = match &self.weight {
+            Weight::Dense(w) => {
+                // (b, t, in) x (in, out): broadcast_matmul keeps the leading dims.
+                let x = if x.dtype() != w.dtype() {
+                    x.to_dtype(w.dtype())?
+                } else {
+                    x.clone()
+                };
+                x.broadcast_matmul(&w.t()?)?
+            }
+            Weight::Quantized(q) => q.forward(x)?,
+        };
+        let y = match self.parallelism {
+            Parallelism::RowParallel if self.comm.world_size() > 1 => {
+                self.comm.all_reduce_sum(&y)?
+            }
+            _ => y,
+        };
+        match &self.bias {
+            Some(b) => y.broadcast_add(&b.to_dtype(y.dtype())?),
+            None => Ok(y),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tp::SingleRank;
+    use candle_core::{Device, IndexOp};
+
+    #[test]
+    fn dense_linear_matches_hand_computation() -> Result<()> {
+        let dev = Device::Cpu;
+        let w = Tensor::new(&[[1f32, 2.], [3., 4.], [5., 6.]], &dev)?; // out 3, in 2
+        let b = Tensor::new(&[0.5f32, -1., 0.], &dev)?;
+        let lin = Linear::new(
+            Weight::Dense(w),
+            Some(b),
+            Parallelism::Replicated,
+            Arc::new(SingleRank),
+        );
+        let x = Tensor::new(&[[[1f32, -1.]]], &dev)?; // (1,1,2)
+        let y = lin.forward(&x)?.i((0, 0))?.to_vec1::<f32>()?;
+        assert_eq!(y, vec![-0.5, -2.0, -1.0]);
+        Ok(())
+    }
+}

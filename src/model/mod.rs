@@ -1,0 +1,61 @@
+//! The Qwen2 inference engine: configuration, weights, layers and the model itself.
+//!
+//! Data flow: [`load`] reads tensors (GGUF or safetensors, whole or one rank's slice) ->
+//! [`qwen2::Qwen2`] runs token chunks through [`linear::Linear`] projections, [`rope`],
+//! [`attention`] over a [`kv_cache::KvCache`] -> hidden states -> logits / greedy token.
+//! Text in and out goes through [`tokenizer`] and [`chat`]; the decoding loop is
+//! `crate::generate`.
+
+pub mod attention;
+pub mod chat;
+pub mod config;
+pub mod kv_cache;
+pub mod linear;
+pub mod load;
+pub mod qwen2;
+pub mod rope;
+pub mod tokenizer;
+
+pub use config::Qwen2Config;
+pub use qwen2::{ModelOptions, Qwen2};
+
+use anyhow::{bail, Context, Result};
+use std::path::Path;
+
+/// A model ready to generate: weights (this rank's part) and tokenizer.
+pub struct LoadedModel {
+    pub model: Qwen2,
+    pub tokenizer: tokenizer::Tokenizer,
+}
+
+impl LoadedModel {
+    pub fn generator(&self) -> crate::generate::Generator<'_> {
+        crate::generate::Generator::new(&self.model, &self.tokenizer)
+    }
+}
+
+/// Loads a Qwen2 model from a GGUF file or an HF model directory (`config.json`,
+/// `tokenizer.json`, safetensors). Errors name the path and the reason (missing, truncated,
+/// unknown architecture, ...).
+pub fn load(path: &Path, opts: &ModelOptions) -> Result<LoadedModel> {
+    if !path.exists() {
+        bail!(
+            "model {} not found (run `paramx fetch-model` or pass a GGUF file / HF directory)",
+            path.display()
+        );
+    }
+    if path.is_dir() {
+        let cfg = Qwen2Config::from_hf_json(&path.join("config.json"))?;
+        let src = load::safetensors::SafetensorsSource::open(path)?;
+        let tokenizer = tokenizer::Tokenizer::from_hf_dir(path)?;
+        let model = Qwen2::load(&cfg, &src, opts)?;
+        return Ok(LoadedModel { model, tokenizer });
+    }
+    let src = load::gguf::GgufSource::open(path)?;
+    let cfg =
+        Qwen2Config::from_gguf(src.content()).with_context(|| format!("in {}", path.display()))?;
+    let tokenizer = tokenizer::Tokenizer::from_gguf(src.content())
+        .with_context(|| format!("building the tokenizer of {}", path.display()))?;
+    let model = Qwen2::load(&cfg, &src, opts)?;
+    Ok(LoadedModel { model, tokenizer })
+}

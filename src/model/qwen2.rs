@@ -1,0 +1,397 @@
+//! The Qwen2 decoder: one implementation for every size, device and rank count.
+//!
+//! Tensor parallelism (Megatron style) is expressed only through [`Parallelism`] tags and the
+//! slices the loader reads: q/k/v/gate/up are column-parallel (each rank holds whole heads and a
+//! slice of the MLP), o_proj/down are row-parallel (all-reduce inside [`Linear`]), the embedding
+//! and the lm_head are split by vocabulary. With [`crate::tp::SingleRank`] every collective is the
+//! identity and every slice is the whole tensor.
+
+use super::attention::{attention, AttentionLayout};
+use super::config::Qwen2Config;
+use super::kv_cache::KvCache;
+use super::linear::{Linear, Parallelism, Weight};
+use super::load::{EmbeddingTable, Slice, WeightSource};
+use super::rope::{Rope, RopeTables};
+use crate::tp::Communicator;
+use anyhow::{bail, Context, Result};
+use candle_core::quantized::QMatMul;
+use candle_core::{DType, Device, IndexOp, Tensor, D};
+use std::sync::Arc;
+
+/// Options for building a model from a [`WeightSource`].
+#[derive(Clone)]
+pub struct ModelOptions {
+    pub device: Device,
+    /// Compute dtype of activations, dense weights and the KV cache (f32 on the CPU).
+    pub dtype: DType,
+    /// Queries per attention block (bounds the score matrix; see `attention.rs`).
+    pub attention_block: usize,
+    /// Longest sequence (prompt + generated) the RoPE table covers; `None`: the config's.
+    pub max_positions: Option<usize>,
+    pub comm: Arc<dyn Communicator>,
+}
+
+impl ModelOptions {
+    /// One rank on the CPU in f32.
+    pub fn cpu() -> Self {
+        Self {
+            device: Device::Cpu,
+            dtype: DType::F32,
+            attention_block: 256,
+            max_positions: None,
+            comm: Arc::new(crate::tp::SingleRank),
+        }
+    }
+}
+
+/// The part `[start, start + len)` of something split evenly over ranks (the last may be short).
+fn rank_range(total: usize, rank: usize, world: usize) -> (usize, usize) {
+    let chunk = total.div_ceil(world);
+    let start = (rank * chunk).min(total);
+    (start, chunk.min(total - start))
+}
+
+struct RmsNorm {
+    weight: Tensor,
+    eps: f32,
+}
+
+impl RmsNorm {
+    fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        candle_nn::ops::rms_norm(x, &self.weight, self.eps)
+    }
+}
+
+struct Mlp {
+    gate: Linear,
+    up: Linear,
+    down: Linear,
+}
+
+struct Layer {
+    input_norm: RmsNorm,
+    q: Linear,
+    k: Linear,
+    v: Linear,
+    o: Linear,
+    post_norm: RmsNorm,
+    mlp: Mlp,
+}
+
+/// Vocabulary-split token embedding.
+struct Embedding {
+    table: EmbeddingTable,
+    vocab_start: usize,
+    vocab_len: usize,
+}
+
+pub struct Qwen2 {
+    cfg: Qwen2Config,
+    embed: Embedding,
+    layers: Vec<Layer>,
+    norm: RmsNorm,
+    /// Column-parallel over the vocabulary: each rank computes logits for its own tokens.
+    lm_head: Linear,
+    rope: Rope,
+    comm: Arc<dyn Communicator>,
+    device: Device,
+    dtype: DType,
+    attention_block: usize,
+    /// Query / KV heads on this rank.
+    local_heads: usize,
+    local_kv_heads: usize,
+}
+
+impl Qwen2 {
+    /// Builds the model (this rank's part of it) from `src`.
+    pub fn load(cfg: &Qwen2Config, src: &dyn WeightSource, opts: &ModelOptions) -> Result<Self> {
+        let comm = opts.comm.clone();
+        let (rank, world) = (comm.rank(), comm.world_size());
+        if cfg.num_key_value_heads % world != 0 {
+            bail!(
+                "{} KV heads cannot be split over {world} ranks (tensor parallelism splits whole heads)",
+                cfg.num_key_value_heads
+            );
+        }
+        if cfg.intermediate_size % world != 0 {
+            bail!(
+                "intermediate_size {} is not divisible by {world} ranks",
+                cfg.intermediate_size
+            );
+        }
+        let (dev, dt) = (&opts.device, opts.dtype);
+        let hd = cfg.head_dim;
+        let local_kv = cfg.num_key_value_heads / world;
+        let local_heads = cfg.num_attention_heads / world;
+        let ffn = cfg.intermediate_size / world;
+        let part = |n: usize| -> Option<Slice> {
+            (world > 1).then(|| Slice {
+                dim: 0,
+                start: rank * n,
+                len: n,
+            })
+        };
+        let in_part = |n: usize| -> Option<Slice> {
+            (world > 1).then(|| Slice {
+                dim: 1,
+                start: rank * n,
+                len: n,
+            })
+        };
+        let norm = |name: &str| -> Result<RmsNorm> {
+            Ok(RmsNorm {
+                weight: src.tensor(name, None, dt, dev)?,
+                eps: cfg.rms_norm_eps as f32,
+            })
+        };
+        let column = |name: &str, rows: usize, bias: bool| -> Result<Linear> {
+            let w = src.linear_weight(&format!("{name}.weight"), part(rows), dt, dev)?;
+            let b = if bias {
+                Some(src.tensor(&format!("{name}.bias"), part(rows), dt, dev)?)
+            } else {
+                None
+            };
+            Ok(Linear::new(w, b, Parallelism::ColumnParallel, comm.clone()))
+        };
+        let row = |name: &str, cols: usize| -> Result<Linear> {
+            let w = src.linear_weight(&format!("{name}.weight"), in_part(cols), dt, dev)?;
+            Ok(Linear::new(w, None, Parallelism::RowParallel, comm.clone()))
+        };
+
+        let (vocab_start, vocab_len) = rank_range(cfg.vocab_size, rank, world);
+        let vocab_slice = (world > 1).then_some(Slice {
+            dim: 0,
+            start: vocab_start,
+            len: vocab_len,
+        });
+        let table = src
+            .embedding("model.embed_tokens.weight", vocab_slice, dt, dev)
+            .with_context(|| format!("loading the embedding from {}", src.describe()))?;
+        let mut layers = Vec::with_capacity(cfg.num_hidden_layers);
+        for i in 0..cfg.num_hidden_layers {
+            let p = format!("model.layers.{i}");
+            let layer = (|| -> Result<Layer> {
+                Ok(Layer {
+                    input_norm: norm(&format!("{p}.input_layernorm.weight"))?,
+                    q: column(&format!("{p}.self_attn.q_proj"), local_heads * hd, true)?,
+                    k: column(&format!("{p}.self_attn.k_proj"), local_kv * hd, true)?,
+                    v: column(&format!("{p}.self_attn.v_proj"), local_kv * hd, true)?,
+                    o: row(&format!("{p}.self_attn.o_proj"), local_heads * hd)?,
+                    post_norm: norm(&format!("{p}.post_attention_layernorm.weight"))?,
+                    mlp: Mlp {
+                        gate: column(&format!("{p}.mlp.gate_proj"), ffn, false)?,
+                        up: column(&format!("{p}.mlp.up_proj"), ffn, false)?,
+                        down: row(&format!("{p}.mlp.down_proj"), ffn)?,
+                    },
+                })
+            })()
+            .with_context(|| format!("loading layer {i} from {}", src.describe()))?;
+            layers.push(layer);
+        }
+        let lm_weight = if !cfg.tie_word_embeddings && src.contains("lm_head.weight") {
+            src.linear_weight("lm_head.weight", vocab_slice, dt, dev)?
+        } else {
+            match &table {
+                EmbeddingTable::Dense(t) => Weight::Dense(t.clone()),
+                EmbeddingTable::Quantized(q) => Weight::Quantized(QMatMul::from_arc(q.clone())?),
+            }
+        };
+        let max_positions = opts.max_positions.unwrap_or(cfg.max_position_embeddings);
+        Ok(Self {
+            cfg: cfg.clone(),
+            embed: Embedding {
+                table,
+                vocab_start,
+                vocab_len,
+            },
+            layers,
+            norm: norm("model.norm.weight")?,
+            lm_head: Linear::new(lm_weight, None, Parallelism::ColumnParallel, comm.clone()),
+            rope: Rope::new(hd, cfg.rope_theta, max_positions, dev)?,
+            comm,
+            device: dev.clone(),
+            dtype: dt,
+            attention_block: opts.attention_block.max(1),
+            local_heads,
+            local_kv_heads: local_kv,
+        })
+    }
+
+    pub fn config(&self) -> &Qwen2Config {
+        &self.cfg
+    }
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+    pub fn dtype(&self) -> DType {
+        self.dtype
+    }
+    pub fn comm(&self) -> &Arc<dyn Communicator> {
+        &self.comm
+    }
+    /// Longest sequence (padding included) the model can position.
+    pub fn max_positions(&self) -> usize {
+        self.rope.max_positions()
+    }
+
+    /// A KV cache for rows with the given left padding and `capacity` slots each.
+    pub fn new_cache(&self, pad: Vec<usize>, capacity: usize) -> Result<KvCache> {
+        Ok(KvCache::new(
+            self.layers.len(),
+            self.local_kv_heads,
+            self.cfg.head_dim,
+            pad,
+            capacity,
+            self.dtype,
+            &self.device,
+        )?)
+    }
+
+    fn embed(&self, ids: &Tensor) -> Result<Tensor> {
+        let Embedding {
+            table,
+            vocab_start,
+            vocab_len,
+        } = &self.embed;
+        let world = self.comm.world_size();
+        let lookup = |ids: &Tensor| -> candle_core::Result<Tensor> {
+            match table {
+                EmbeddingTable::Dense(t) => {
+                    let (b, s) = ids.dims2()?;
+                    t.index_select(&ids.flatten_all()?, 0)?
+                        .reshape((b, s, t.dim(1)?))
+                }
+                EmbeddingTable::Quantized(q) => q.embedding(ids),
+            }
+        };
+        if world == 1 {
+            return Ok(lookup(ids)?.to_dtype(self.dtype)?);
+        }
+        // Each rank looks up the ids it owns (others read row 0 and are zeroed), then one sum.
+        let raw = ids.to_dtype(DType::I64)?;
+        let local = (raw.clone() - *vocab_start as f64)?;
+        let in_range = local.ge(0i64)?.mul(&local.lt(*vocab_len as i64)?)?;
+        let safe = in_range
+            .where_cond(&local, &local.zeros_like()?)?
+            .to_dtype(DType::U32)?;
+        let rows = lookup(&safe)?.to_dtype(self.dtype)?;
+        let rows = rows.broadcast_mul(&in_range.to_dtype(self.dtype)?.unsqueeze(D::Minus1)?)?;
+        Ok(self.comm.all_reduce_sum(&rows)?)
+    }
+
+    /// Runs `tokens` (`(batch, t)`, u32) through the model, appending their keys and values to
+    /// `cache` (slots `cache.len()..cache.len() + t`), and returns the final-norm hidden states
+    /// `(batch, t, hidden)`.
+    pub fn forward(&self, tokens: &Tensor, cache: &mut KvCache) -> Result<Tensor> {
+        let (b, t) = tokens.dims2()?;
+        if b != cache.batch() {
+            bail!(
+                "forward: {b} rows of tokens for a cache of {} rows",
+                cache.batch()
+            );
+        }
+        let positions = cache.positions(t);
+        let rope = self.rope.tables(&positions, b, t, self.dtype)?;
+        let layout = AttentionLayout {
+            pad: cache.pad(),
+            q_slot0: cache.len(),
+            block: self.attention_block,
+        };
+        let mut x = self.embed(tokens)?;
+        for (i, layer) in self.layers.iter().enumerate() {
+            x = self.layer_forward(i, layer, &x, cache, &rope, layout)?;
+        }
+        cache.advance(t);
+        Ok(self.norm.forward(&x)?)
+    }
+
+    fn layer_forward(
+        &self,
+        index: usize,
+        l: &Layer,
+        x: &Tensor,
+        cache: &KvCache,
+        rope: &RopeTables,
+        layout: AttentionLayout<'_>,
+    ) -> Result<Tensor> {
+        let (b, t, _) = x.dims3()?;
+        let hd = self.cfg.head_dim;
+        let h = l.input_norm.forward(x)?;
+        let heads = |y: Tensor, n: usize| -> candle_core::Result<Tensor> {
+            y.reshape((b, t, n, hd))?.transpose(1, 2)?.contiguous()
+        };
+        let q = rope.apply(&heads(l.q.forward(&h)?, self.local_heads)?)?;
+        let k = rope.apply(&heads(l.k.forward(&h)?, self.local_kv_heads)?)?;
+        let v = heads(l.v.forward(&h)?, self.local_kv_heads)?;
+        let (k_all, v_all) = cache.append(index, &k, &v)?;
+        let att = attention(&q, &k_all, &v_all, layout)?;
+        let att = att
+            .transpose(1, 2)?
+            .reshape((b, t, self.local_heads * hd))?;
+        let x = (x + l.o.forward(&att)?)?;
+        let h = l.post_norm.forward(&x)?;
+        let gate = candle_nn::ops::silu(&l.mlp.gate.forward(&h)?)?;
+        let up = l.mlp.up.forward(&h)?;
+        Ok((x + l.mlp.down.forward(&(gate * up)?)?)?)
+    }
+
+    /// Full-vocabulary logits (f32) for hidden states `(batch, hidden)` or `(batch, t, hidden)`.
+    /// With several ranks the vocabulary slices are gathered (in rank order).
+    pub fn logits(&self, hidden: &Tensor) -> Result<Tensor> {
+        let local = self.lm_head.forward(hidden)?.to_dtype(DType::F32)?;
+        let last = local.rank() - 1;
+        let full = if self.comm.world_size() > 1 {
+            self.comm.all_gather(&local, last)?
+        } else {
+            local
+        };
+        // Ranks may pad the vocabulary split; never expose more than the config's vocabulary.
+        Ok(full.narrow(last, 0, self.cfg.vocab_size)?)
+    }
+
+    /// Greedy choice for hidden states `(batch, hidden)` without gathering the logits: each rank
+    /// reduces its slice to `(max, argmax)` and only those pairs are exchanged. Ties go to the
+    /// lowest token id, as a single-rank argmax does.
+    pub fn greedy(&self, hidden: &Tensor) -> Result<Vec<u32>> {
+        let local = self.lm_head.forward(hidden)?.to_dtype(DType::F32)?;
+        let (b, _) = local.dims2()?;
+        let max = local.max_keepdim(1)?;
+        let arg = local.argmax_keepdim(1)?.to_dtype(DType::F32)?;
+        if self.comm.world_size() == 1 {
+            return Ok(arg.flatten_all()?.to_dtype(DType::U32)?.to_vec1::<u32>()?);
+        }
+        let global = (arg + self.embed.vocab_start as f64)?;
+        let pairs = Tensor::cat(&[max, global], 1)?; // (b, 2)
+        let all = self.comm.all_gather(&pairs, 1)?.to_vec2::<f32>()?; // (b, 2 * world)
+        let mut out = Vec::with_capacity(b);
+        for row in all {
+            let mut best = (f32::NEG_INFINITY, u32::MAX);
+            for pair in row.chunks_exact(2) {
+                let (v, id) = (pair[0], pair[1] as u32);
+                if v > best.0 || (v == best.0 && id < best.1) {
+                    best = (v, id);
+                }
+            }
+            out.push(best.1);
+        }
+        Ok(out)
+    }
+
+    /// Last-position hidden state of every row: `(batch, t, hidden)` -> `(batch, hidden)`.
+    pub fn last_hidden(hidden: &Tensor) -> Result<Tensor> {
+        let t = hidden.dim(1)?;
+        Ok(hidden.i((.., t - 1, ..))?.contiguous()?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rank_ranges_cover_the_vocabulary() {
+        assert_eq!(rank_range(10, 0, 1), (0, 10));
+        assert_eq!(rank_range(10, 0, 3), (0, 4));
+        assert_eq!(rank_range(10, 2, 3), (8, 2));
+    }
+}

@@ -17,6 +17,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// The main job: PDFs -> parameter table (one row per experiment, every value with its quote).
+    Run(paramx::cmd::run::Args),
     /// Score a predicted parameter table against a gold CSV (strict or legacy scorer).
     Eval(paramx::cmd::eval::Args),
     /// Per-GPU memory plan of a job (weights, KV cache, activations, overheads); no GPU needed.
@@ -34,6 +36,7 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result: anyhow::Result<ExitCode> = match cli.command {
+        Command::Run(args) => paramx::cmd::run::run(args),
         Command::Eval(args) => paramx::cmd::eval::run(args),
         Command::Plan(args) => paramx::cmd::plan::run(args),
         Command::Text(args) => paramx::cmd::text::run(args),

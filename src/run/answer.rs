@@ -50,6 +50,13 @@ pub fn answer_json_schema(schema: &Schema) -> serde_json::Value {
         props.insert(f.name.clone(), cell.clone());
     }
     serde_json::json!({
+        // Fixed separators and no free whitespace: otherwise a small model can pad the answer
+        // with spaces until max_new_tokens (seen with the 0.5B model).
+        "x-guidance": {
+            "whitespace_flexible": false,
+            "item_separator": ", ",
+            "key_separator": ": ",
+        },
         "type": "object",
         "properties": {
             "experiments": {

@@ -22,6 +22,10 @@ pub enum DeviceKind {
 pub struct ModelSection {
     /// A GGUF file, or a Hugging Face model directory (config.json, tokenizer.json, safetensors).
     pub path: PathBuf,
+    /// A model `paramx fetch-model` knows (e.g. `qwen2.5-coder-1.5b`): when `path` does not
+    /// exist yet, it is downloaded there (hash-checked) before the run.
+    #[serde(default)]
+    pub fetch: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -65,8 +65,16 @@ pub fn discover(inputs: &[PathBuf]) -> Result<Vec<PathBuf>> {
     Ok(out)
 }
 
-/// Set by SIGUSR1/SIGTERM handlers (see `cmd::run`): finish the batch in flight, then stop.
-pub static STOP_REQUESTED: AtomicBool = AtomicBool::new(false);
+/// Set by the SIGUSR1/SIGTERM handlers (`cmd::install_stop_handlers`): the batch in flight is
+/// abandoned at its next decode step (its papers are redone by the next run), records already
+/// written stay, and the run ends with the requeue exit code.
+pub static STOP_REQUESTED: std::sync::LazyLock<std::sync::Arc<AtomicBool>> =
+    std::sync::LazyLock::new(|| std::sync::Arc::new(AtomicBool::new(false)));
+
+/// Whether a stop signal has arrived.
+pub fn stop_requested() -> bool {
+    STOP_REQUESTED.load(Ordering::SeqCst)
+}
 
 /// One grammar per sequence of a batch, as the generator's logits hook.
 struct GrammarMask {
@@ -75,6 +83,9 @@ struct GrammarMask {
 
 impl LogitsMask for GrammarMask {
     fn mask(&mut self, seq: usize, logits: &mut [f32]) -> Result<()> {
+        if stop_requested() {
+            anyhow::bail!("stopped by signal");
+        }
         self.constraints[seq].mask_logits(logits)
     }
     fn commit(&mut self, seq: usize, token: u32) -> Result<()> {
@@ -101,6 +112,8 @@ pub struct RunSummary {
     pub wall_secs: f64,
     /// True when a stop signal ended the run before every paper was done.
     pub interrupted: bool,
+    /// The hash that keys this job's records (see [`Runner::new`]).
+    pub job_hash: String,
 }
 
 /// Lines on a terminal are rewritten in place; in a log file each is kept.
@@ -376,6 +389,7 @@ pub fn run(
     };
     let mut summary = RunSummary {
         papers: pdfs.len(),
+        job_hash: runner.job_hash.clone(),
         ..Default::default()
     };
     let opts = pdf::ExtractOptions {
@@ -412,13 +426,19 @@ pub fn run(
         }
     }
     for batch in pending.chunks(job.limits.batch) {
-        if STOP_REQUESTED.load(Ordering::SeqCst) {
+        if stop_requested() {
             summary.interrupted = true;
             break;
         }
         let docs: Vec<&Document> = batch.iter().map(|(d, _)| d).collect();
         let keys: Vec<RecordKey> = batch.iter().map(|(_, k)| k.clone()).collect();
-        for rec in runner.extract_batch(&docs, &keys) {
+        let records = runner.extract_batch(&docs, &keys);
+        if stop_requested() {
+            // The batch was cut short: its papers are not done, so nothing of it is saved.
+            summary.interrupted = true;
+            break;
+        }
+        for rec in records {
             done += 1;
             store.save(&rec)?;
             if rec.is_ok() {

@@ -4,12 +4,12 @@
 
 pub mod cmd;
 pub mod eval;
-pub mod run;
-pub mod schema;
-pub mod table;
-pub mod plan;
-pub mod pdf;
 pub mod fetch;
 pub mod generate;
 pub mod model;
+pub mod pdf;
+pub mod plan;
+pub mod run;
+pub mod schema;
+pub mod table;
 pub mod tp;

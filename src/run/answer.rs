@@ -17,6 +17,7 @@ use std::collections::BTreeMap;
 const MAX_VALUE_CHARS: usize = 120;
 const MAX_QUOTE_CHARS: usize = 320;
 const MAX_EXPERIMENTS: usize = 12;
+const MAX_LABEL_CHARS: usize = 60;
 
 /// The fields the model is asked for: design parameters (identity columns come from the PDF).
 pub fn asked_fields(schema: &Schema) -> impl Iterator<Item = &crate::schema::Field> {
@@ -26,54 +27,58 @@ pub fn asked_fields(schema: &Schema) -> impl Iterator<Item = &crate::schema::Fie
         .filter(|f| f.role == Role::Parameter && f.scored)
 }
 
-/// JSON Schema of the answer, for the grammar-constrained decoder.
-pub fn answer_json_schema(schema: &Schema) -> serde_json::Value {
-    let cell = serde_json::json!({
-        "type": "object",
-        "properties": {
-            "value": {"type": "string", "minLength": 1, "maxLength": MAX_VALUE_CHARS},
-            "quote": {"type": "string", "minLength": MIN_QUOTE_CHARS, "maxLength": MAX_QUOTE_CHARS},
-        },
-        "required": ["value", "quote"],
-        "additionalProperties": false,
-    });
-    let mut props = serde_json::Map::new();
-    props.insert(
-        "experiment".into(),
-        serde_json::json!({"type": "integer", "minimum": 1, "maximum": 99}),
-    );
-    props.insert(
-        "label".into(),
-        serde_json::json!({"type": "string", "maxLength": 60}),
-    );
-    for f in asked_fields(schema) {
-        props.insert(f.name.clone(), cell.clone());
+/// A Lark literal (llguidance reads string literals as JSON strings).
+fn lit(s: &str) -> String {
+    serde_json::to_string(s).unwrap_or_default()
+}
+
+/// The answer grammar (llguidance's Lark dialect): compact JSON of the shape
+/// `{"experiments": [{"experiment": N, "label": "...", "<field>": {"value": "...", "quote": "..."}, ...}]}`
+/// with the design parameters as optional keys in schema order, and every `quote` restricted to
+/// a run of whole words of `source` (the paper text the prompt showed). The model therefore
+/// *cannot* quote its instructions or invent a sentence: a small model that tries copies the
+/// paper instead. `source` must hold no `"` or `\` (see `prompt::sanitize`), so a quote is always
+/// a valid JSON string.
+pub fn answer_grammar(schema: &Schema, source: &str) -> String {
+    let mut g = String::new();
+    g.push_str(&format!(
+        "start: {} exp ({} exp){{0,{}}} {}\n",
+        lit("{\"experiments\": ["),
+        lit(", "),
+        MAX_EXPERIMENTS - 1,
+        lit("]}")
+    ));
+    g.push_str(&format!(
+        "exp: {} NUM {} LABEL {}",
+        lit("{\"experiment\": "),
+        lit(", \"label\": \""),
+        lit("\"")
+    ));
+    let fields: Vec<_> = asked_fields(schema).collect();
+    for (i, _) in fields.iter().enumerate() {
+        g.push_str(&format!(" f{i}?"));
     }
-    serde_json::json!({
-        // Fixed separators and no free whitespace: otherwise a small model can pad the answer
-        // with spaces until max_new_tokens (seen with the 0.5B model).
-        "x-guidance": {
-            "whitespace_flexible": false,
-            "item_separator": ", ",
-            "key_separator": ": ",
-        },
-        "type": "object",
-        "properties": {
-            "experiments": {
-                "type": "array",
-                "minItems": 1,
-                "maxItems": MAX_EXPERIMENTS,
-                "items": {
-                    "type": "object",
-                    "properties": props,
-                    "required": ["experiment"],
-                    "additionalProperties": false,
-                }
-            }
-        },
-        "required": ["experiments"],
-        "additionalProperties": false,
-    })
+    g.push_str(&format!(" {}\n", lit("}")));
+    for (i, f) in fields.iter().enumerate() {
+        g.push_str(&format!(
+            "f{i}: {} VALUE {} QUOTE {}\n",
+            lit(&format!(", \"{}\": {{\"value\": \"", f.name)),
+            lit("\", \"quote\": \""),
+            lit("\"}")
+        ));
+    }
+    g.push_str("NUM: /[1-9][0-9]?/\n");
+    g.push_str(&format!(
+        "LABEL: /[^\"\\\\\\x00-\\x1f]{{0,{MAX_LABEL_CHARS}}}/\n"
+    ));
+    g.push_str(&format!(
+        "VALUE: /[^\"\\\\\\x00-\\x1f]{{1,{MAX_VALUE_CHARS}}}/\n"
+    ));
+    g.push_str(&format!(
+        "QUOTE: %regex {{ \"substring_words\": {} }} & /[^\"\\\\\\x00-\\x1f]{{{MIN_QUOTE_CHARS},{MAX_QUOTE_CHARS}}}/\n",
+        lit(source)
+    ));
+    g
 }
 
 /// One cell as the model wrote it.
@@ -297,14 +302,14 @@ mod tests {
     }
 
     #[test]
-    fn answer_schema_lists_parameters_not_identity_columns() {
-        let s = answer_json_schema(&schema());
-        let props = &s["properties"]["experiments"]["items"]["properties"];
-        assert!(props.get("n_total").is_some());
-        assert!(props.get("perturbation_magnitude").is_some());
-        assert!(props.get("study_id").is_none());
-        assert!(props.get("doi_or_url").is_none());
-        assert!(props.get("notes").is_none(), "unscored column is not asked");
+    fn answer_grammar_lists_parameters_not_identity_columns() {
+        let g = answer_grammar(&schema(), "Sixteen adults took part.");
+        assert!(g.contains("\\\"n_total\\\""), "{g}");
+        assert!(g.contains("\\\"perturbation_magnitude\\\""));
+        assert!(!g.contains("\\\"study_id\\\""));
+        assert!(!g.contains("\\\"doi_or_url\\\""));
+        assert!(!g.contains("\\\"notes\\\""), "unscored column is not asked");
+        assert!(g.contains("Sixteen adults took part."));
     }
 
     #[test]

@@ -77,6 +77,19 @@ impl GrammarEnv {
         })
     }
 
+    /// A fresh constraint for a grammar in llguidance's Lark dialect (used for the answer: JSON
+    /// whose quotes can only be substrings of the paper, see `answer::answer_grammar`).
+    pub fn lark_constraint(&self, grammar: &str) -> Result<Constraint> {
+        let parser = self
+            .factory
+            .create_parser(TopLevelGrammar::from_lark(grammar.to_string()))
+            .context("cannot compile the answer grammar")?;
+        Ok(Constraint {
+            matcher: Matcher::new(Ok(parser)),
+            vocab_size: self.vocab_size,
+        })
+    }
+
     /// A fresh constraint that accepts exactly the JSON documents valid under `schema`.
     pub fn json_constraint(&self, schema: &serde_json::Value) -> Result<Constraint> {
         let grammar = TopLevelGrammar::from_json_schema(schema.clone());
@@ -228,6 +241,74 @@ mod tests {
             );
         }
         Ok(())
+    }
+
+    #[test]
+    fn answer_grammar_only_lets_quotes_come_from_the_paper() -> Result<()> {
+        use crate::run::answer::{answer_grammar, parse_answer};
+        let tk = byte_tokenizer();
+        let eos = tk.token_to_id("<|end|>").expect("end token");
+        let vocab = tk.get_vocab_size(true);
+        let env = GrammarEnv::new(&tk, vocab, eos)?;
+        let schema = crate::schema::Schema::load_default()?;
+        let paper =
+            "Twenty-four right-handed adults took part. The cursor was rotated by 45 degrees \
+on every trial. Feedback was shown at the end of each reach.";
+        let grammar = answer_grammar(&schema, paper);
+        for seed in 1..=4u64 {
+            let mut c = env.lark_constraint(&grammar)?;
+            let mut state = seed.wrapping_mul(0x2545_F491_4F6C_DD1D);
+            let mut out: Vec<u32> = Vec::new();
+            for _ in 0..3000 {
+                let mut logits: Vec<f32> = (0..vocab).map(|_| xorshift(&mut state)).collect();
+                // nudge towards closing structures so random walks finish in bounded length
+                for b in [b'}', b']', b'"'] {
+                    if let Some(id) = tk.token_to_id(
+                        &ByteLevel::alphabet()
+                            .into_iter()
+                            .nth(b as usize)
+                            .map(|c| c.to_string())
+                            .unwrap_or_default(),
+                    ) {
+                        logits[id as usize] += 3.0;
+                    }
+                }
+                c.mask_logits(&mut logits)?;
+                let tok = argmax_index(&logits);
+                if tok == eos {
+                    break;
+                }
+                c.commit(tok)?;
+                out.push(tok);
+                if c.is_finished() {
+                    break;
+                }
+            }
+            let text = tk.decode(&out, true).map_err(|e| anyhow!("{e}"))?;
+            let (answer, _) =
+                parse_answer(&text).with_context(|| format!("seed {seed}: {text}"))?;
+            for e in &answer.experiments {
+                for (field, cell) in &e.cells {
+                    assert!(schema.field(field).is_some(), "{field}");
+                    assert!(
+                        paper.contains(&cell.quote),
+                        "seed {seed}: quote {:?} not in paper",
+                        cell.quote
+                    );
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn argmax_index(v: &[f32]) -> u32 {
+        let mut best = 0;
+        for (i, &x) in v.iter().enumerate() {
+            if x > v[best] {
+                best = i;
+            }
+        }
+        best as u32
     }
 
     #[test]

@@ -40,7 +40,9 @@ fn fold_char(c: char, out: &mut Vec<char>) {
         // every dash and minus sign reads as '-'
         '\u{2010}'..='\u{2015}' | '\u{2212}' | '\u{FE63}' | '\u{FF0D}' => out.push('-'),
         '\u{2018}' | '\u{2019}' | '\u{201B}' | '\u{2032}' | '`' | '\u{00B4}' => out.push('\''),
-        '\u{201C}' | '\u{201D}' | '\u{201F}' | '\u{2033}' => out.push('"'),
+        // double quotes read as single ones: the prompt shows the paper with `"` -> `'`
+        '"' | '\u{201C}' | '\u{201D}' | '\u{201F}' | '\u{2033}' => out.push('\''),
+        '\\' => out.push('/'),
         '\u{00B1}' => out.push('±'),
         c if c.is_whitespace() || c.is_control() => {}
         c => {

@@ -46,6 +46,9 @@ pub struct PieceUse {
 pub struct Packed {
     pub system: String,
     pub user: String,
+    /// The paper's text as the prompt shows it (sanitized): the answer grammar only lets the
+    /// model quote runs of words of this text.
+    pub paper: String,
     pub prompt_tokens: usize,
     pub pieces: Vec<PieceUse>,
 }
@@ -77,18 +80,40 @@ never guess.\n\nParameters:\n",
     }
     s.push_str(
         "\nAnswer as JSON: {\"experiments\": [{\"experiment\": 1, \"label\": \"...\", \
-\"<parameter>\": {\"value\": \"...\", \"quote\": \"...\"}, ...}, ...]}\n\nThe paper \
-(most relevant sections first; some parts may be omitted):\n",
+\"<parameter>\": {\"value\": \"...\", \"quote\": \"...\"}, ...}, ...]}\n",
     );
     s
 }
 
+/// The paper first, the task after it: small models follow instructions that come last, and
+/// they cannot mistake the parameter descriptions for the paper's text.
 fn user_message(instructions: &str, body: &str) -> String {
-    format!("{instructions}{body}")
+    format!("PAPER (most relevant sections first; some parts may be omitted):\n{body}\n\n{instructions}")
+}
+
+/// Text as the model sees it: whitespace (line breaks included) collapsed to single spaces, and
+/// `"` and `\` replaced by `'` and `/`, so that any run of its words is a valid JSON string
+/// (the answer grammar relies on it; `locate` folds the same characters back).
+pub fn sanitize(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for word in text.split_whitespace() {
+        if !out.is_empty() {
+            out.push(' ');
+        }
+        for c in word.chars() {
+            out.push(match c {
+                '"' => '\'',
+                '\\' => '/',
+                c if c.is_control() => ' ',
+                c => c,
+            });
+        }
+    }
+    out
 }
 
 fn piece_text(heading: &str, text: &str) -> String {
-    format!("\n### {heading}\n{}\n", text.trim())
+    format!("\n### {heading}\n{}\n", sanitize(text))
 }
 
 /// Longest prefix of `text` of at most `max_chars` characters that ends at a sentence or line
@@ -163,6 +188,7 @@ chat template alone take {fixed} tokens"
         }
     }
     let user = user_message(&instr, &body);
+    let paper = body;
     // The invariant, re-checked on the final text.
     let final_tokens = count(SYSTEM, &user)?;
     if final_tokens > max_tokens {
@@ -181,6 +207,7 @@ chat template alone take {fixed} tokens"
     Ok(Packed {
         system: SYSTEM.to_string(),
         user,
+        paper,
         prompt_tokens: final_tokens,
         pieces,
     })
@@ -205,14 +232,24 @@ mod tests {
         let methods = "Twenty participants reached to eight targets. ".repeat(5);
         let intro = "Motor adaptation is studied widely. ".repeat(5);
         let pieces = [
-            Piece { heading: "Introduction".into(), text: &intro, priority: 4 },
-            Piece { heading: "Methods".into(), text: &methods, priority: 0 },
+            Piece {
+                heading: "Introduction".into(),
+                text: &intro,
+                priority: 4,
+            },
+            Piece {
+                heading: "Methods".into(),
+                text: &methods,
+                priority: 0,
+            },
         ];
         let p = pack(&schema(), &pieces, 100_000, &mut words)?;
         let m = p.user.find("### Methods").expect("methods in prompt");
         let i = p.user.find("### Introduction").expect("intro in prompt");
         assert!(m < i, "methods first");
-        assert!(p.user.contains("Twenty participants reached to eight targets."));
+        assert!(p
+            .user
+            .contains("Twenty participants reached to eight targets."));
         assert!(!p.was_cut());
         Ok(())
     }
@@ -222,8 +259,16 @@ mod tests {
         let methods = "Sixteen right-handed adults were tested on a tablet. ".repeat(200);
         let intro = "Background sentence here. ".repeat(200);
         let pieces = [
-            Piece { heading: "Methods".into(), text: &methods, priority: 0 },
-            Piece { heading: "Introduction".into(), text: &intro, priority: 4 },
+            Piece {
+                heading: "Methods".into(),
+                text: &methods,
+                priority: 0,
+            },
+            Piece {
+                heading: "Introduction".into(),
+                text: &intro,
+                priority: 4,
+            },
         ];
         let fixed = words(SYSTEM, &instructions(&schema()))?;
         let budget = fixed + 900;
@@ -232,18 +277,36 @@ mod tests {
         assert_eq!(p.prompt_tokens, words(&p.system, &p.user)?);
         assert!(p.was_cut());
         assert!(p.pieces[0].chars_kept > 0 && p.pieces[0].chars_kept < p.pieces[0].chars_total);
-        assert_eq!(p.pieces[1].chars_kept, 0, "no room left for the introduction");
+        assert_eq!(
+            p.pieces[1].chars_kept, 0,
+            "no room left for the introduction"
+        );
         // the cut ends at a sentence boundary
         let body = &p.user[p.user.find("### Methods").expect("methods")..];
-        assert!(body.trim_end().ends_with('.'), "{}", &body[body.len() - 40..]);
+        let body = &body[..body.find("For EVERY experiment").unwrap_or(body.len())];
+        assert!(
+            body.trim_end().ends_with('.'),
+            "{}",
+            &body[body.len() - 40..]
+        );
         Ok(())
     }
 
     #[test]
     fn a_budget_smaller_than_the_instructions_is_an_error() {
-        let pieces = [Piece { heading: "Methods".into(), text: "x", priority: 0 }];
+        let pieces = [Piece {
+            heading: "Methods".into(),
+            text: "x",
+            priority: 0,
+        }];
         let err = pack(&schema(), &pieces, 10, &mut words).expect_err("too small");
         assert!(format!("{err:#}").contains("max_input_tokens"));
+    }
+
+    #[test]
+    fn sanitized_text_is_json_safe_single_line() {
+        let s = sanitize("A \"quoted\"  word\nand a back\\slash\t end");
+        assert_eq!(s, "A 'quoted' word and a back/slash end");
     }
 
     #[test]

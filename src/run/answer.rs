@@ -15,7 +15,7 @@ use std::collections::BTreeMap;
 /// Longest value and quote the grammar lets the model write: bounds the answer's length (and so
 /// the run's time) and stops a small model from looping inside one string.
 const MAX_VALUE_CHARS: usize = 120;
-const MAX_QUOTE_CHARS: usize = 320;
+const MAX_QUOTE_CHARS: usize = 240;
 const MAX_EXPERIMENTS: usize = 12;
 const MAX_LABEL_CHARS: usize = 60;
 

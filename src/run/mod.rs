@@ -180,6 +180,7 @@ impl<'a> Runner<'a> {
             h.update(schema_hash(schema)?);
             h.update(prompt::instructions(schema));
             h.update(prompt::SYSTEM);
+            h.update(PIPELINE_VERSION.to_le_bytes());
             hex::encode(h.finalize())
         };
         Ok(Runner {
@@ -349,11 +350,22 @@ pub fn pieces_of(doc: &Document) -> Vec<prompt::Piece<'_>> {
     let mut pieces = Vec::new();
     let first = doc.sections.first().map_or(doc.text.len(), |s| s.start);
     if first > 0 {
+        // The title page holds the abstract (sample size, population, design) in its first
+        // lines, and affiliations and journal boilerplate after: its head is worth a place
+        // beside the Methods, the rest competes with the other sections.
+        let head = floor_char_boundary(&doc.text[..first], TITLE_PAGE_HEAD_BYTES);
         pieces.push(prompt::Piece {
             heading: "Title page".into(),
-            text: &doc.text[..first],
-            priority: 1,
+            text: &doc.text[..head],
+            priority: 0,
         });
+        if head < first {
+            pieces.push(prompt::Piece {
+                heading: "Title page (cont.)".into(),
+                text: &doc.text[head..first],
+                priority: 2,
+            });
+        }
     }
     for s in &doc.sections {
         if let Some(priority) = prompt::priority_of(&s.kind) {
@@ -367,6 +379,21 @@ pub fn pieces_of(doc: &Document) -> Vec<prompt::Piece<'_>> {
         }
     }
     pieces
+}
+
+/// Bytes of the title page that rank with the Methods (see [`pieces_of`]).
+const TITLE_PAGE_HEAD_BYTES: usize = 2500;
+
+/// Bumped whenever the prompt, the answer grammar or grounding change what a run produces, so
+/// that records of an older paramx are redone rather than reused.
+pub const PIPELINE_VERSION: u32 = 2;
+
+fn floor_char_boundary(s: &str, max: usize) -> usize {
+    let mut i = max.min(s.len());
+    while !s.is_char_boundary(i) {
+        i -= 1;
+    }
+    i
 }
 
 /// sha256 of the schema file's bytes (the meaning of every column).

@@ -22,8 +22,7 @@ pub struct Piece<'a> {
 pub fn priority_of(kind: &crate::pdf::SectionKind) -> Option<u8> {
     use crate::pdf::SectionKind::*;
     match kind {
-        Methods | Participants | Procedure => Some(0),
-        Abstract => Some(1),
+        Abstract | Methods | Participants | Procedure => Some(0),
         Other(_) => Some(2),
         Results => Some(3),
         Introduction => Some(4),

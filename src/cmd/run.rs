@@ -175,6 +175,12 @@ pub fn run(args: Args) -> Result<ExitCode> {
             job.hardware.tp
         );
     }
+    if job.hardware.threads > 0 {
+        // candle's CPU kernels size their thread pool from this variable; it must be set before
+        // the first tensor operation. (Its workers spin while waiting: on a shared machine,
+        // fewer threads than cores is faster.)
+        std::env::set_var("RAYON_NUM_THREADS", job.hardware.threads.to_string());
+    }
     let schema = Schema::load(&job.io.schema)?;
     let pdfs = crate::run::discover(&job.io.inputs)?;
     let model_path = ensure_model(&job)?;

@@ -71,8 +71,11 @@ pub fn answer_grammar(schema: &Schema, source: &str) -> String {
     g.push_str(&format!(
         "LABEL: /[^\"\\\\\\x00-\\x1f]{{0,{MAX_LABEL_CHARS}}}/\n"
     ));
+    // A value starts with a word or number, not with the list punctuation a small model likes to
+    // lead with (`", 100"`).
     g.push_str(&format!(
-        "VALUE: /[^\"\\\\\\x00-\\x1f]{{1,{MAX_VALUE_CHARS}}}/\n"
+        "VALUE: /[^\"\\\\\\x00-\\x1f ,;.][^\"\\\\\\x00-\\x1f]{{0,{}}}/\n",
+        MAX_VALUE_CHARS - 1
     ));
     g.push_str(&format!(
         "QUOTE: %regex {{ \"substring_words\": {} }} & /[^\"\\\\\\x00-\\x1f]{{{MIN_QUOTE_CHARS},{MAX_QUOTE_CHARS}}}/\n",
@@ -114,18 +117,19 @@ pub enum AnswerCompleteness {
 }
 
 /// Reads the model's answer. A complete document parses as is; an answer cut by the token limit
-/// keeps its finished experiments (the grammar guarantees everything before the cut is valid).
+/// keeps what was finished before the cut: whole experiments, and the finished fields of the
+/// experiment in progress (the grammar guarantees everything before the cut is valid).
 pub fn parse_answer(text: &str) -> Result<(RawAnswer, AnswerCompleteness)> {
     if let Ok(a) = serde_json::from_str::<RawAnswer>(text) {
         return Ok((a, AnswerCompleteness::Complete));
     }
-    let Some(cut) = last_complete_item(text) else {
+    let Some((cut, closing)) = last_complete_cut(text) else {
         bail!(
-            "the answer is not JSON and holds no complete experiment: {:?}",
+            "the answer is not JSON and holds no complete value: {:?}",
             preview(text)
         );
     };
-    let repaired = format!("{}]}}", &text[..cut]);
+    let repaired = format!("{}{closing}", &text[..cut]);
     let a: RawAnswer = serde_json::from_str(&repaired)
         .with_context(|| format!("cannot read the answer: {:?}", preview(text)))?;
     let kept = a.experiments.len();
@@ -141,9 +145,9 @@ fn preview(text: &str) -> String {
     text.chars().take(200).collect()
 }
 
-/// Byte offset just past the last experiment object that was closed, in a prefix of
-/// `{"experiments": [ {...}, {...}, ...`.
-fn last_complete_item(text: &str) -> Option<usize> {
+/// The last place a prefix of `{"experiments": [{..., "f": {...}, ...}, ...` can be cut and
+/// closed: just after a finished field (close with `}]}`) or a finished experiment (`]}`).
+fn last_complete_cut(text: &str) -> Option<(usize, &'static str)> {
     let (mut depth, mut in_str, mut escaped) = (0usize, false, false);
     let mut last = None;
     for (i, b) in text.bytes().enumerate() {
@@ -161,9 +165,11 @@ fn last_complete_item(text: &str) -> Option<usize> {
             b'{' | b'[' => depth += 1,
             b'}' | b']' => {
                 depth = depth.checked_sub(1)?;
-                // depth 2 = inside the top object and the experiments array
-                if depth == 2 && b == b'}' {
-                    last = Some(i + 1);
+                // depth 3: inside an experiment object; depth 2: inside the experiments array
+                if b == b'}' && depth == 3 {
+                    last = Some((i + 1, "}]}"));
+                } else if b == b'}' && depth == 2 {
+                    last = Some((i + 1, "]}"));
                 }
             }
             _ => {}

@@ -197,7 +197,8 @@ impl<'a> Runner<'a> {
         Ok(self.model.tokenizer.encode(&rendered)?.len())
     }
 
-    fn render(&self, system: &str, user: &str) -> Result<String> {
+    /// The prompt as the model receives it: the chat template applied to system + user.
+    pub fn render(&self, system: &str, user: &str) -> Result<String> {
         let tpl = self
             .model
             .tokenizer

@@ -1,0 +1,232 @@
+//! End-to-end tests of `paramx run`: the real binary, the real sample paper, the real 0.5B model
+//! when it is present (skipped with a visible message otherwise: `paramx fetch-model` or
+//! `.ci/run` fetches it).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn sample_pdf() -> PathBuf {
+    root().join("data/sample/McDougle and Taylor - 2019 - Dissociable cognitive strategies for sensorimotor learning.pdf")
+}
+
+fn small_model() -> Option<PathBuf> {
+    let candidates = [
+        std::env::var("PARAMX_TEST_MODEL").ok().map(PathBuf::from),
+        Some(root().join("models/qwen2.5-coder-0.5b-instruct-q4_k_m.gguf")),
+    ];
+    candidates.into_iter().flatten().find(|p| p.exists())
+}
+
+fn write_job(dir: &Path, model: &Path, inputs: &[&Path], max_in: usize, max_new: usize) -> PathBuf {
+    let inputs: Vec<String> = inputs
+        .iter()
+        .map(|p| format!("{:?}", p.display().to_string()))
+        .collect();
+    let job = format!(
+        r#"[model]
+path = {model:?}
+[hardware]
+device = "cpu"
+[limits]
+max_input_tokens = {max_in}
+max_new_tokens = {max_new}
+[io]
+inputs = [{inputs}]
+out_dir = "out"
+schema = {schema:?}
+gold = {gold:?}
+"#,
+        model = model.display().to_string(),
+        inputs = inputs.join(", "),
+        schema = root().join("configs/schema.toml").display().to_string(),
+        gold = root().join("data/sample/gold.csv").display().to_string(),
+    );
+    let p = dir.join("job.toml");
+    std::fs::write(&p, job).expect("write job");
+    p
+}
+
+/// One good paper and one broken PDF in one run: the broken one becomes exactly one error
+/// record, the good one a full set of rows whose values all carry quotes found in the paper,
+/// the exit code says something failed, and a rerun reuses the finished paper.
+#[test]
+fn run_one_paper_with_a_broken_pdf_beside_it() {
+    let Some(model) = small_model() else {
+        eprintln!(
+            "SKIP: real 0.5B model not found (run `paramx fetch-model` or set PARAMX_TEST_MODEL)"
+        );
+        return;
+    };
+    let d = tempfile::tempdir().expect("tmp");
+    let papers = d.path().join("papers");
+    std::fs::create_dir_all(&papers).expect("mkdir");
+    std::fs::copy(sample_pdf(), papers.join("sample.pdf")).expect("copy sample");
+    std::fs::write(
+        papers.join("broken.pdf"),
+        b"%PDF-1.7\n1 0 obj\n<< /Type /Catalog",
+    )
+    .expect("write broken");
+    let job = write_job(d.path(), &model, &[&papers], 1500, 160);
+    let out = Command::new(env!("CARGO_BIN_EXE_paramx"))
+        .args(["run", "--config"])
+        .arg(&job)
+        .output()
+        .expect("run paramx");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "one paper failed -> exit 1\n{stderr}"
+    );
+    assert!(
+        stderr.contains("broken.pdf"),
+        "the failure names the file\n{stderr}"
+    );
+
+    let out_dir = d.path().join("out");
+    let errors = std::fs::read_to_string(out_dir.join("errors.jsonl")).expect("errors.jsonl");
+    assert_eq!(errors.lines().count(), 1, "{errors}");
+    assert!(errors.contains("broken.pdf"));
+
+    let results = std::fs::read_to_string(out_dir.join("results.jsonl")).expect("results.jsonl");
+    let good: serde_json::Value = results
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).expect("json line"))
+        .find(|r| r["source_file"] == "sample.pdf")
+        .expect("record of the good paper");
+    let outcome = &good["outcome"];
+    assert_eq!(outcome["status"], "ok", "{outcome}");
+    assert!(outcome["prompt_tokens"].as_u64().expect("tokens") <= 1500);
+    assert!(outcome["generated_tokens"].as_u64().expect("tokens") <= 160);
+    assert_eq!(good["doi"], "10.1038/s41467-018-07941-0");
+    // Every kept value's quote is in the paper's text at the recorded offsets.
+    let doc: serde_json::Value = {
+        let text = Command::new(env!("CARGO_BIN_EXE_paramx"))
+            .args(["text", "--json"])
+            .arg(papers.join("sample.pdf"))
+            .output()
+            .expect("paramx text");
+        serde_json::from_slice(&text.stdout).expect("text json")
+    };
+    let text = doc["text"]
+        .as_str()
+        .or_else(|| doc[0]["text"].as_str())
+        .expect("document text");
+    let experiments = outcome["experiments"].as_array().expect("experiments");
+    assert!(!experiments.is_empty(), "{outcome}");
+    for e in experiments {
+        for (field, v) in e["values"].as_object().expect("values") {
+            let (s, t) = (
+                v["span"]["start"].as_u64().expect("start") as usize,
+                v["span"]["end"].as_u64().expect("end") as usize,
+            );
+            let found = text.get(s..t).expect("span inside the text");
+            assert!(!found.trim().is_empty(), "{field}: empty evidence");
+        }
+    }
+    // The table is readable by eval and has one row per experiment.
+    let table = std::fs::read_to_string(out_dir.join("table.csv")).expect("table");
+    assert_eq!(table.lines().count(), 1 + experiments.len(), "{table}");
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("gold vs itself"),
+        "the run scores against the job's gold"
+    );
+
+    // A rerun does no model work for the finished paper.
+    let again = Command::new(env!("CARGO_BIN_EXE_paramx"))
+        .args(["run", "--config"])
+        .arg(&job)
+        .output()
+        .expect("rerun");
+    let stderr2 = String::from_utf8_lossy(&again.stderr);
+    assert!(stderr2.contains("already done"), "{stderr2}");
+    assert_eq!(
+        table,
+        std::fs::read_to_string(out_dir.join("table.csv")).expect("table")
+    );
+}
+
+/// Bad job files and inputs fail before any model work, naming the file and the reason.
+#[test]
+fn bad_jobs_are_refused_with_clear_errors() {
+    let d = tempfile::tempdir().expect("tmp");
+    let missing_model = d.path().join("no-such-model.gguf");
+    let job = write_job(d.path(), &missing_model, &[&sample_pdf()], 1500, 100);
+    let out = Command::new(env!("CARGO_BIN_EXE_paramx"))
+        .args(["run", "--config"])
+        .arg(&job)
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("no-such-model.gguf") && err.contains("not found"),
+        "{err}"
+    );
+
+    let job = write_job(
+        d.path(),
+        &missing_model,
+        &[&d.path().join("nowhere")],
+        1500,
+        100,
+    );
+    let out = Command::new(env!("CARGO_BIN_EXE_paramx"))
+        .args(["run", "--config"])
+        .arg(&job)
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("nowhere"));
+
+    std::fs::write(&job, "[model]\npath = 3\n").expect("write");
+    let out = Command::new(env!("CARGO_BIN_EXE_paramx"))
+        .args(["run", "--config"])
+        .arg(&job)
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("job.toml"));
+}
+
+/// The prompt the model sees holds the paper's own sentences (the reference project's prompt
+/// template never included the paper), within the token budget, rendered by the model's template.
+#[test]
+fn rendered_prompt_contains_the_papers_text() {
+    let Some(model_path) = small_model() else {
+        eprintln!(
+            "SKIP: real 0.5B model not found (run `paramx fetch-model` or set PARAMX_TEST_MODEL)"
+        );
+        return;
+    };
+    let d = tempfile::tempdir().expect("tmp");
+    let job_path = write_job(d.path(), &model_path, &[&sample_pdf()], 2000, 100);
+    let job = paramx::run::job::JobConfig::load(&job_path).expect("job");
+    let schema = paramx::schema::Schema::load(&job.io.schema).expect("schema");
+    let model =
+        paramx::model::load(&model_path, &paramx::model::ModelOptions::cpu()).expect("model");
+    let runner = paramx::run::Runner::new(&job, &schema, &model, "test").expect("runner");
+    let doc = paramx::pdf::extract_file(&sample_pdf(), &Default::default()).expect("text");
+    let packed = runner.prompt_for(&doc).expect("prompt");
+    assert!(packed.prompt_tokens <= 2000, "{}", packed.prompt_tokens);
+    assert!(
+        packed.was_cut(),
+        "a whole paper does not fit in 2000 tokens"
+    );
+    let rendered = runner.render(&packed.system, &packed.user).expect("render");
+    assert!(
+        rendered.contains("<|im_start|>user"),
+        "Qwen chat template applied"
+    );
+    // A sentence of the paper's opening (title page head ranks first).
+    let title = doc.title.clone().expect("title");
+    assert!(rendered.contains(&title), "title {title:?} not in prompt");
+    // Every field of the schema is asked for.
+    assert!(rendered.contains("- n_total:"));
+    // The paper comes before the task.
+    assert!(rendered.find(&title) < rendered.find("For EVERY experiment"));
+}

@@ -267,3 +267,28 @@ fn cli_reports_each_bad_input_and_exits_1() {
     assert!(v["text"].as_str().unwrap().contains("Methods"));
     assert_eq!(v["pages"][0]["number"], 1);
 }
+
+#[test]
+fn slow_page_becomes_a_page_error_and_the_rest_goes_on() {
+    let dir = tempfile::tempdir().unwrap();
+    // Page 1 runs tens of thousands of operators; page 2 only a few (the deadline is checked
+    // every 1024 operators), so with a zero time limit page 1 is abandoned and page 2 kept.
+    let long: Vec<String> = (0..20_000).map(|i| format!("word{i}")).collect();
+    let long_refs: Vec<&str> = long.iter().map(String::as_str).collect();
+    let mut doc = text_pdf(&[
+        &long_refs,
+        &["A short second page that still has some words on it."],
+    ]);
+    let p = save(&mut doc, dir.path(), "slow.pdf");
+    let opts = ExtractOptions {
+        page_timeout: std::time::Duration::ZERO,
+        ..ExtractOptions::default()
+    };
+    let d = extract_file(&p, &opts).unwrap();
+    assert_eq!(d.page_errors.len(), 1, "{:?}", d.page_errors);
+    assert_eq!(d.page_errors[0].page, 1);
+    assert_eq!(d.page_text(1), Some(""));
+    assert!(d
+        .page_text(2)
+        .is_some_and(|t| t.contains("short second page")));
+}

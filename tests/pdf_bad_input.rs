@@ -152,9 +152,7 @@ fn truncated_pdf() {
     }
 }
 
-#[test]
-fn encrypted_with_user_password() {
-    let dir = tempfile::tempdir().unwrap();
+fn encrypted(user_password: &str) -> Document {
     let mut doc = text_pdf(&[BODY]);
     let id = Object::String(
         b"0123456789abcdef".to_vec(),
@@ -164,14 +162,29 @@ fn encrypted_with_user_password() {
     let state = lopdf::EncryptionState::try_from(lopdf::EncryptionVersion::V2 {
         document: &doc,
         owner_password: "owner",
-        user_password: "secret",
+        user_password,
         key_length: 128,
         permissions: lopdf::Permissions::all(),
     })
     .unwrap();
     doc.encrypt(&state).unwrap();
-    let p = save(&mut doc, dir.path(), "locked.pdf");
+    doc
+}
+
+#[test]
+fn encrypted_with_user_password() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = save(&mut encrypted("secret"), dir.path(), "locked.pdf");
     assert!(matches!(err_of(&p), PdfError::Encrypted { .. }));
+}
+
+#[test]
+fn encrypted_with_empty_user_password_opens() {
+    // Owner-password-only files (copy/print restrictions) are readable and must not be refused.
+    let dir = tempfile::tempdir().unwrap();
+    let p = save(&mut encrypted(""), dir.path(), "restricted.pdf");
+    let d = extract_file(&p, &ExtractOptions::default()).unwrap();
+    assert!(d.text.contains("We rotated the cursor"), "{}", d.text);
 }
 
 #[test]

@@ -3,7 +3,8 @@
 //! CPU-second (one process per PDF for both tools, CPU time of the children); and in-process
 //! throughput scaling from 1 to 2 rayon threads. Prints a table and writes JSON.
 //!
-//!     cargo bench --bench pdf_vs_pdftotext [-- --rounds 5 --json target/pdf_bench.json]
+//!     cargo bench --bench pdf_vs_pdftotext [-- --rounds 5 --json target/pdf_bench.json
+//!                                             --corpus DIR --paramx PATH]
 
 use paramx::pdf::metrics::{line_end_hyphens, Counts};
 use paramx::pdf::{extract_many, ExtractOptions};
@@ -60,7 +61,9 @@ fn main() {
     };
     let rounds: usize = arg("--rounds").and_then(|r| r.parse().ok()).unwrap_or(5);
     let json_path = PathBuf::from(arg("--json").unwrap_or_else(|| "target/pdf_bench.json".into()));
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/corpus/papers");
+    let dir = arg("--corpus")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/corpus/papers"));
     if !dir.is_dir() || Command::new("pdftotext").arg("-v").output().is_err() {
         eprintln!(
             "SKIP: needs ../shared/corpus/papers and pdftotext (apt-get install poppler-utils)"
@@ -138,9 +141,9 @@ fn main() {
     );
 
     // Speed: one process per PDF for both tools, interleaved rounds, CPU time of the children.
-    let exe = env!("CARGO_BIN_EXE_paramx");
+    let exe = arg("--paramx").unwrap_or_else(|| env!("CARGO_BIN_EXE_paramx").to_string());
     let ours_cmd = |f: &Path| {
-        let mut c = Command::new(exe);
+        let mut c = Command::new(&exe);
         c.arg("text").arg("--jobs").arg("1").arg(f);
         c
     };

@@ -152,9 +152,7 @@ fn truncated_pdf() {
     }
 }
 
-#[test]
-fn encrypted_with_user_password() {
-    let dir = tempfile::tempdir().unwrap();
+fn encrypted(user_password: &str) -> Document {
     let mut doc = text_pdf(&[BODY]);
     let id = Object::String(
         b"0123456789abcdef".to_vec(),
@@ -164,14 +162,29 @@ fn encrypted_with_user_password() {
     let state = lopdf::EncryptionState::try_from(lopdf::EncryptionVersion::V2 {
         document: &doc,
         owner_password: "owner",
-        user_password: "secret",
+        user_password,
         key_length: 128,
         permissions: lopdf::Permissions::all(),
     })
     .unwrap();
     doc.encrypt(&state).unwrap();
-    let p = save(&mut doc, dir.path(), "locked.pdf");
+    doc
+}
+
+#[test]
+fn encrypted_with_user_password() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = save(&mut encrypted("secret"), dir.path(), "locked.pdf");
     assert!(matches!(err_of(&p), PdfError::Encrypted { .. }));
+}
+
+#[test]
+fn encrypted_with_empty_user_password_opens() {
+    // Owner-password-only files (copy/print restrictions) are readable and must not be refused.
+    let dir = tempfile::tempdir().unwrap();
+    let p = save(&mut encrypted(""), dir.path(), "restricted.pdf");
+    let d = extract_file(&p, &ExtractOptions::default()).unwrap();
+    assert!(d.text.contains("We rotated the cursor"), "{}", d.text);
 }
 
 #[test]
@@ -266,4 +279,29 @@ fn cli_reports_each_bad_input_and_exits_1() {
         serde_json::from_slice(&std::fs::read(outdir.join("good.json")).unwrap()).unwrap();
     assert!(v["text"].as_str().unwrap().contains("Methods"));
     assert_eq!(v["pages"][0]["number"], 1);
+}
+
+#[test]
+fn slow_page_becomes_a_page_error_and_the_rest_goes_on() {
+    let dir = tempfile::tempdir().unwrap();
+    // Page 1 runs tens of thousands of operators; page 2 only a few (the deadline is checked
+    // every 1024 operators), so with a zero time limit page 1 is abandoned and page 2 kept.
+    let long: Vec<String> = (0..20_000).map(|i| format!("word{i}")).collect();
+    let long_refs: Vec<&str> = long.iter().map(String::as_str).collect();
+    let mut doc = text_pdf(&[
+        &long_refs,
+        &["A short second page that still has some words on it."],
+    ]);
+    let p = save(&mut doc, dir.path(), "slow.pdf");
+    let opts = ExtractOptions {
+        page_timeout: std::time::Duration::ZERO,
+        ..ExtractOptions::default()
+    };
+    let d = extract_file(&p, &opts).unwrap();
+    assert_eq!(d.page_errors.len(), 1, "{:?}", d.page_errors);
+    assert_eq!(d.page_errors[0].page, 1);
+    assert_eq!(d.page_text(1), Some(""));
+    assert!(d
+        .page_text(2)
+        .is_some_and(|t| t.contains("short second page")));
 }

@@ -48,9 +48,8 @@ impl ToUnicode {
     pub fn parse(data: &[u8]) -> ToUnicode {
         let mut out = ToUnicode::default();
         let mut operands: Vec<Token<'_>> = Vec::new();
-        let mut lexer = Lexer::new(data);
         let mut in_array: Option<Vec<Vec<u8>>> = None;
-        while let Some(tok) = lexer.next() {
+        for tok in Lexer::new(data) {
             match tok {
                 Token::ArrayStart => in_array = Some(Vec::new()),
                 Token::ArrayEnd => {

@@ -268,11 +268,9 @@ impl<'e, E: Env> Interpreter<'e, E> {
                     .collect()
             };
             match op {
-                b"q" => {
-                    if stack.len() < 256 {
-                        stack.push(gs.clone());
-                    }
-                }
+                // Nesting beyond 256 levels is junk; further saves are ignored.
+                b"q" if stack.len() < 256 => stack.push(gs.clone()),
+                b"q" => {}
                 b"Q" => {
                     if let Some(s) = stack.pop() {
                         gs = s;
@@ -288,14 +286,12 @@ impl<'e, E: Env> Interpreter<'e, E> {
                     tlm = IDENTITY;
                 }
                 b"ET" => {}
-                b"Tf" => {
-                    if operands.len() >= 2 {
-                        if let (Operand::Name(n), Operand::Num(s)) =
-                            (&operands[operands.len() - 2], &operands[operands.len() - 1])
-                        {
-                            gs.font = self.env.font(scope, n);
-                            gs.size = *s;
-                        }
+                b"Tf" if operands.len() >= 2 => {
+                    if let (Operand::Name(n), Operand::Num(s)) =
+                        (&operands[operands.len() - 2], &operands[operands.len() - 1])
+                    {
+                        gs.font = self.env.font(scope, n);
+                        gs.size = *s;
                     }
                 }
                 b"Tc" => {

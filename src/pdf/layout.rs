@@ -234,10 +234,10 @@ fn line_text(p: &PageGlyphs, runs: &[Run]) -> String {
                 let em = pg.size.max(g.size);
                 // A baseline shift (superscript citation, affiliation mark) also separates words.
                 let shifted = (g.y - pg.y).abs() > 0.15 * pg.size.min(g.size);
-                if pending_space || shifted || gap > WORD_GAP * em || gap < -1.0 * em {
-                    if !s.ends_with(' ') {
-                        s.push(' ');
-                    }
+                if (pending_space || shifted || gap > WORD_GAP * em || gap < -em)
+                    && !s.ends_with(' ')
+                {
+                    s.push(' ');
                 }
             }
             pending_space = false;
@@ -343,7 +343,8 @@ fn xy_order(lines: &[Line], ids: Vec<usize>, out: &mut Vec<Vec<usize>>, depth: u
         return;
     }
     // Regroup consecutive strips that share an interior empty column.
-    let mut groups: Vec<(Vec<usize>, Vec<(f32, f32)>)> = Vec::new();
+    type Group = (Vec<usize>, Vec<(f32, f32)>);
+    let mut groups: Vec<Group> = Vec::new();
     for s in strips {
         let gaps: Vec<(f32, f32)> = x_gaps(lines, &s, lo, hi)
             .into_iter()

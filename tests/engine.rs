@@ -327,7 +327,7 @@ fn stop_tokens_limits_chat_and_logits_mask() {
     }
     // A stop token ends the sequence and is not part of the output.
     let first = gen
-        .generate(&[ids.clone()], &params, None)
+        .generate(std::slice::from_ref(&ids), &params, None)
         .unwrap()
         .sequences[0]
         .tokens[0];

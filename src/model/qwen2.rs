@@ -107,13 +107,13 @@ impl Qwen2 {
     pub fn load(cfg: &Qwen2Config, src: &dyn WeightSource, opts: &ModelOptions) -> Result<Self> {
         let comm = opts.comm.clone();
         let (rank, world) = (comm.rank(), comm.world_size());
-        if cfg.num_key_value_heads % world != 0 {
+        if !cfg.num_key_value_heads.is_multiple_of(world) {
             bail!(
                 "{} KV heads cannot be split over {world} ranks (tensor parallelism splits whole heads)",
                 cfg.num_key_value_heads
             );
         }
-        if cfg.intermediate_size % world != 0 {
+        if !cfg.intermediate_size.is_multiple_of(world) {
             bail!(
                 "intermediate_size {} is not divisible by {world} ranks",
                 cfg.intermediate_size

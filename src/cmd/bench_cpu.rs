@@ -304,6 +304,13 @@ fn candle_reference(
     let mut file = std::fs::File::open(path)?;
     let ct = candle_core::quantized::gguf_file::Content::read(&mut file)?;
     let mut model = ModelWeights::from_gguf(ct, &mut file, &dev)?;
+    if batch > 1 {
+        // Probe with a 2-token prompt first: at batch > 1 this engine's prefill fails at the very
+        // end (its last-token slice is not contiguous), so fail fast with its own error.
+        let probe = Tensor::new(&ids[..2], &dev)?.unsqueeze(0)?.repeat((batch, 1))?;
+        model.forward(&probe, 0)?;
+        model.clear_kv_cache();
+    }
     let t0 = Instant::now();
     let input = Tensor::new(ids, &dev)?.unsqueeze(0)?.repeat((batch, 1))?;
     let logits = model.forward(&input, 0)?;

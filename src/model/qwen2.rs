@@ -119,6 +119,11 @@ impl Qwen2 {
                 cfg.intermediate_size
             );
         }
+        // The vocabulary split must be even: the logits and (max, argmax) gathers concatenate
+        // equal-sized parts.
+        if !cfg.vocab_size.is_multiple_of(world) {
+            bail!("vocab_size {} is not divisible by {world} ranks", cfg.vocab_size);
+        }
         let (dev, dt) = (&opts.device, opts.dtype);
         let hd = cfg.head_dim;
         let local_kv = cfg.num_key_value_heads / world;

@@ -166,7 +166,10 @@ impl<'m> Generator<'m> {
         // Prefill, chunk by chunk over the padded prompt matrix (padding uses token 0; it is
         // masked out of attention).
         let start = Instant::now();
-        let chunk = params.prefill_chunk.max(1);
+        // Equal chunks (never a 1-token tail): a row then takes the same kind of matmul
+        // (multi-token) whatever the batch's padded length, which keeps greedy batch-invariant.
+        let n_chunks = longest.div_ceil(params.prefill_chunk.max(1));
+        let chunk = longest.div_ceil(n_chunks.max(1));
         let mut hidden = None;
         let mut c0 = 0;
         while c0 < longest {

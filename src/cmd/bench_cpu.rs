@@ -307,7 +307,9 @@ fn candle_reference(
     if batch > 1 {
         // Probe with a 2-token prompt first: at batch > 1 this engine's prefill fails at the very
         // end (its last-token slice is not contiguous), so fail fast with its own error.
-        let probe = Tensor::new(&ids[..2], &dev)?.unsqueeze(0)?.repeat((batch, 1))?;
+        let probe = Tensor::new(&ids[..2], &dev)?
+            .unsqueeze(0)?
+            .repeat((batch, 1))?;
         model.forward(&probe, 0)?;
         model.clear_kv_cache();
     }

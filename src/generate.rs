@@ -92,8 +92,10 @@ pub struct BatchOutput {
     pub prefill_secs: f64,
     /// Seconds for all later decode steps.
     pub decode_secs: f64,
-    /// Decode steps run (each step advances every row by one token).
+    /// Decode forward passes run (each advances every still-running sequence by one token).
     pub decode_steps: usize,
+    /// Tokens computed by those passes (finished sequences leave the batch).
+    pub decode_tokens: usize,
 }
 
 /// Runs a [`Qwen2`] with its [`Tokenizer`].
@@ -164,7 +166,10 @@ impl<'m> Generator<'m> {
         // Prefill, chunk by chunk over the padded prompt matrix (padding uses token 0; it is
         // masked out of attention).
         let start = Instant::now();
-        let chunk = params.prefill_chunk.max(1);
+        // Equal chunks (never a 1-token tail): a row then takes the same kind of matmul
+        // (multi-token) whatever the batch's padded length, which keeps greedy batch-invariant.
+        let n_chunks = longest.div_ceil(params.prefill_chunk.max(1));
+        let chunk = longest.div_ceil(n_chunks.max(1));
         let mut hidden = None;
         let mut c0 = 0;
         while c0 < longest {
@@ -195,17 +200,19 @@ impl<'m> Generator<'m> {
         }
         let mut prefill_secs = None;
         let mut steps = 0;
+        let mut decode_tokens = 0;
         let mut decode_start = Instant::now();
-        while finish.iter().any(Option::is_none) {
-            let next = self.choose(&last, params.sampling, &finish, &mut rngs, &mut mask)?;
+        // Cache row r holds sequence live[r]; finished sequences are dropped from the batch so
+        // that later steps only compute the ones still running.
+        let mut live: Vec<usize> = (0..b).collect();
+        while !live.is_empty() && finish.iter().any(Option::is_none) {
+            let mut next = self.choose(&last, params.sampling, &live, &mut rngs, &mut mask)?;
             if prefill_secs.is_none() {
                 prefill_secs = Some(start.elapsed().as_secs_f64());
                 decode_start = Instant::now();
             }
-            for (i, &tok) in next.iter().enumerate() {
-                if finish[i].is_some() {
-                    continue;
-                }
+            for (r, &tok) in next.iter().enumerate() {
+                let i = live[r];
                 if stops.contains(&tok) {
                     finish[i] = Some(FinishReason::Stop);
                     continue;
@@ -220,14 +227,22 @@ impl<'m> Generator<'m> {
                     finish[i] = Some(FinishReason::Length);
                 }
             }
-            if finish.iter().all(Option::is_some) {
+            let keep: Vec<usize> = (0..live.len())
+                .filter(|&r| finish[live[r]].is_none())
+                .collect();
+            if keep.is_empty() {
                 break;
             }
-            // Finished rows keep stepping on their last token; their results are ignored.
-            let ids = Tensor::from_vec(next, (b, 1), &dev)?;
+            if keep.len() < live.len() {
+                cache.retain(&keep)?;
+                next = keep.iter().map(|&r| next[r]).collect();
+                live = keep.iter().map(|&r| live[r]).collect();
+            }
+            let ids = Tensor::from_vec(next, (live.len(), 1), &dev)?;
             let hidden = self.model.forward(&ids, &mut cache)?;
             last = Qwen2::last_hidden(&hidden)?;
             steps += 1;
+            decode_tokens += live.len();
         }
         let prefill_secs = prefill_secs.unwrap_or_else(|| start.elapsed().as_secs_f64());
         let decode_secs = if steps > 0 {
@@ -254,15 +269,16 @@ impl<'m> Generator<'m> {
             prefill_secs,
             decode_secs,
             decode_steps: steps,
+            decode_tokens,
         })
     }
 
-    /// The next token of every row from its last hidden state.
+    /// The next token of every live row (sequence `live[r]`) from its last hidden state.
     fn choose(
         &self,
         last: &Tensor,
         sampling: Sampling,
-        finish: &[Option<FinishReason>],
+        live: &[usize],
         rngs: &mut [SplitMix64],
         mask: &mut Option<&mut dyn LogitsMask>,
     ) -> Result<Vec<u32>> {
@@ -272,11 +288,8 @@ impl<'m> Generator<'m> {
         }
         let logits = self.model.logits(last)?.to_vec2::<f32>()?;
         let mut next = Vec::with_capacity(logits.len());
-        for (i, mut row) in logits.into_iter().enumerate() {
-            if finish[i].is_some() {
-                next.push(0);
-                continue;
-            }
+        for (r, mut row) in logits.into_iter().enumerate() {
+            let i = live[r];
             if let Some(m) = mask.as_mut() {
                 m.mask(i, &mut row)?;
                 if row.iter().all(|v| *v == f32::NEG_INFINITY) {

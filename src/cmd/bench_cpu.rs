@@ -10,6 +10,7 @@ use crate::generate::{GenerateParams, Sampling};
 use crate::model::chat::ChatMessage;
 use crate::model::ModelOptions;
 use anyhow::{bail, Context, Result};
+
 use candle_core::{DType, Device, IndexOp, Tensor};
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
@@ -30,6 +31,10 @@ pub struct Args {
     pub new_tokens: usize,
     #[arg(long, default_value_t = 3)]
     pub repeats: usize,
+    /// CPU threads for both engines (sets RAYON_NUM_THREADS, which candle's pool reads, in each
+    /// cell); default: the machine's.
+    #[arg(long)]
+    pub threads: Option<usize>,
     /// Where the JSON results go.
     #[arg(long, default_value = "target/bench-cpu.json")]
     pub json: PathBuf,
@@ -50,6 +55,26 @@ struct Cell {
     peak_rss_mib: f64,
     /// First sequence's generated ids, to check that both engines agree.
     tokens: Vec<u32>,
+    /// Why the cell produced no numbers (the engine failed), if it did not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
+}
+
+impl Cell {
+    fn failed(engine: &str, model: &str, batch: usize, error: String) -> Self {
+        Cell {
+            engine: engine.into(),
+            model: model.into(),
+            batch,
+            prompt_tokens: 0,
+            new_tokens: 0,
+            prefill_tok_s: f64::NAN,
+            decode_tok_s: f64::NAN,
+            peak_rss_mib: f64::NAN,
+            tokens: vec![],
+            error: Some(error),
+        }
+    }
 }
 
 const PROMPT: &str = "Summarise the design of a visuomotor rotation experiment: participants reach to \
@@ -70,7 +95,11 @@ pub fn run(args: Args) -> Result<ExitCode> {
             let mut runs: Vec<Vec<Cell>> = vec![Vec::new(), Vec::new()];
             for _ in 0..args.repeats.max(1) {
                 for (e, engine) in ["paramx", "candle"].iter().enumerate() {
-                    let out = std::process::Command::new(&exe)
+                    let mut cmd = std::process::Command::new(&exe);
+                    if let Some(t) = args.threads {
+                        cmd.env("RAYON_NUM_THREADS", t.to_string());
+                    }
+                    let out = cmd
                         .args([
                             "bench-cpu",
                             "--new-tokens",
@@ -81,11 +110,13 @@ pub fn run(args: Args) -> Result<ExitCode> {
                         .output()
                         .context("running a benchmark cell")?;
                     if !out.status.success() {
-                        bail!(
-                            "cell {engine} {} batch {batch} failed: {}",
-                            path.display(),
-                            String::from_utf8_lossy(&out.stderr)
-                        );
+                        let err = String::from_utf8_lossy(&out.stderr);
+                        let first = err.lines().next().unwrap_or("");
+                        let first = first.trim_start_matches("paramx: error: ").to_string();
+                        eprintln!("  {engine:7} {spec} b{batch}: FAILED: {first}");
+                        let model = path.display().to_string();
+                        runs[e].push(Cell::failed(engine, &model, batch, first));
+                        continue;
                     }
                     let line = String::from_utf8_lossy(&out.stdout);
                     let cell: Cell =
@@ -105,6 +136,8 @@ pub fn run(args: Args) -> Result<ExitCode> {
     }
     let json = serde_json::json!({
         "machine": machine(),
+        "threads": args.threads,
+        "load_average_at_end": std::fs::read_to_string("/proc/loadavg").unwrap_or_default().trim(),
         "new_tokens": args.new_tokens,
         "repeats": args.repeats,
         "cells": results,
@@ -138,6 +171,9 @@ fn median(mut v: Vec<f64>) -> f64 {
 }
 
 fn median_cell(r: Vec<Cell>) -> Cell {
+    if let Some(failed) = r.iter().find(|c| c.error.is_some()) {
+        return failed.clone();
+    }
     let mut c = r[0].clone();
     c.prefill_tok_s = median(r.iter().map(|c| c.prefill_tok_s).collect());
     c.decode_tok_s = median(r.iter().map(|c| c.decode_tok_s).collect());
@@ -150,10 +186,18 @@ fn print_table(cells: &[Cell]) {
     println!("|---|---|---|---|---|---|---|---|---|---|---|");
     for pair in cells.chunks(2) {
         let [a, b] = pair else { continue };
+        let b_err = b.error.as_deref().map(|e| format!("n/a ({e})"));
         let name = std::path::Path::new(&a.model)
             .file_name()
             .map(|s| s.to_string_lossy().to_string())
             .unwrap_or_default();
+        if let Some(e) = b_err {
+            println!(
+                "| {name} | {} | {:.1} | {e} | - | {:.1} | - | - | {:.0} | - | - |",
+                a.batch, a.prefill_tok_s, a.decode_tok_s, a.peak_rss_mib
+            );
+            continue;
+        }
         println!(
             "| {name} | {} | {:.1} | {:.1} | {:.2} | {:.1} | {:.1} | {:.2} | {:.0} | {:.0} | {} |",
             a.batch,
@@ -244,6 +288,7 @@ fn run_cell(spec: &str, new_tokens: usize) -> Result<Cell> {
         decode_tok_s: (batch * (new_tokens - 1)) as f64 / decode_s,
         peak_rss_mib: peak_rss_mib(),
         tokens,
+        error: None,
     })
 }
 
@@ -259,6 +304,15 @@ fn candle_reference(
     let mut file = std::fs::File::open(path)?;
     let ct = candle_core::quantized::gguf_file::Content::read(&mut file)?;
     let mut model = ModelWeights::from_gguf(ct, &mut file, &dev)?;
+    if batch > 1 {
+        // Probe with a 2-token prompt first: at batch > 1 this engine's prefill fails at the very
+        // end (its last-token slice is not contiguous), so fail fast with its own error.
+        let probe = Tensor::new(&ids[..2], &dev)?
+            .unsqueeze(0)?
+            .repeat((batch, 1))?;
+        model.forward(&probe, 0)?;
+        model.clear_kv_cache();
+    }
     let t0 = Instant::now();
     let input = Tensor::new(ids, &dev)?.unsqueeze(0)?.repeat((batch, 1))?;
     let logits = model.forward(&input, 0)?;

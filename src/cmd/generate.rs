@@ -91,7 +91,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
         generated,
         first.finish,
         out.decode_secs,
-        out.decode_steps as f64 * args.batch as f64 / out.decode_secs.max(1e-9),
+        out.decode_tokens as f64 / out.decode_secs.max(1e-9),
     );
     Ok(ExitCode::SUCCESS)
 }

@@ -118,6 +118,23 @@ impl KvCache {
     pub fn advance(&mut self, t: usize) {
         self.len += t;
     }
+
+    /// Keeps only `rows` (in that order), e.g. to stop computing sequences that have finished.
+    /// Copies one layer at a time, so the transient extra memory is one layer's K/V.
+    pub fn retain(&mut self, rows: &[usize]) -> Result<()> {
+        if rows.is_empty() || rows.iter().any(|&r| r >= self.batch) {
+            candle_core::bail!("kv cache: cannot keep rows {rows:?} of {}", self.batch)
+        }
+        let device = self.layers[0].0.device().clone();
+        let idx = Tensor::new(rows.iter().map(|&r| r as u32).collect::<Vec<_>>(), &device)?;
+        for (k, v) in self.layers.iter_mut() {
+            *k = k.index_select(&idx, 0)?.contiguous()?;
+            *v = v.index_select(&idx, 0)?.contiguous()?;
+        }
+        self.pad = rows.iter().map(|&r| self.pad[r]).collect();
+        self.batch = rows.len();
+        Ok(())
+    }
 }
 
 #[cfg(test)]
@@ -142,6 +159,9 @@ mod tests {
         );
         c.advance(1);
         assert!(c.append(0, &k1, &k1).is_err(), "full cache must refuse");
+        c.retain(&[1])?;
+        assert_eq!((c.batch(), c.pad(), c.len()), (1, &[2usize][..], 4));
+        assert_eq!(c.positions(0), Vec::<u32>::new());
         Ok(())
     }
 }

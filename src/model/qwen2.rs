@@ -29,10 +29,14 @@ pub struct ModelOptions {
     /// Longest sequence (prompt + generated) the RoPE table covers; `None`: the config's.
     pub max_positions: Option<usize>,
     pub comm: Arc<dyn Communicator>,
+    /// Quantized layers run chunks of at least this many tokens per row as dequantized dense
+    /// matmuls (faster prefill on the CPU); `None`: always the quantized kernels.
+    pub prefill_dense_min_tokens: Option<usize>,
 }
 
 impl ModelOptions {
-    /// One rank on the CPU in f32.
+    /// One rank on the CPU in f32; multi-token chunks through Q8_0 weights run as dense
+    /// GEMMs (see `Linear`), decode steps through the quantized kernels.
     pub fn cpu() -> Self {
         Self {
             device: Device::Cpu,
@@ -40,6 +44,7 @@ impl ModelOptions {
             attention_block: 256,
             max_positions: None,
             comm: Arc::new(crate::tp::SingleRank),
+            prefill_dense_min_tokens: Some(2),
         }
     }
 }
@@ -107,16 +112,24 @@ impl Qwen2 {
     pub fn load(cfg: &Qwen2Config, src: &dyn WeightSource, opts: &ModelOptions) -> Result<Self> {
         let comm = opts.comm.clone();
         let (rank, world) = (comm.rank(), comm.world_size());
-        if cfg.num_key_value_heads % world != 0 {
+        if !cfg.num_key_value_heads.is_multiple_of(world) {
             bail!(
                 "{} KV heads cannot be split over {world} ranks (tensor parallelism splits whole heads)",
                 cfg.num_key_value_heads
             );
         }
-        if cfg.intermediate_size % world != 0 {
+        if !cfg.intermediate_size.is_multiple_of(world) {
             bail!(
                 "intermediate_size {} is not divisible by {world} ranks",
                 cfg.intermediate_size
+            );
+        }
+        // The vocabulary split must be even: the logits and (max, argmax) gathers concatenate
+        // equal-sized parts.
+        if !cfg.vocab_size.is_multiple_of(world) {
+            bail!(
+                "vocab_size {} is not divisible by {world} ranks",
+                cfg.vocab_size
             );
         }
         let (dev, dt) = (&opts.device, opts.dtype);
@@ -151,11 +164,13 @@ impl Qwen2 {
             } else {
                 None
             };
-            Ok(Linear::new(w, b, Parallelism::ColumnParallel, comm.clone()))
+            Ok(Linear::new(w, b, Parallelism::ColumnParallel, comm.clone())
+                .with_prefill_dense_min_tokens(opts.prefill_dense_min_tokens))
         };
         let row = |name: &str, cols: usize| -> Result<Linear> {
             let w = src.linear_weight(&format!("{name}.weight"), in_part(cols), dt, dev)?;
-            Ok(Linear::new(w, None, Parallelism::RowParallel, comm.clone()))
+            Ok(Linear::new(w, None, Parallelism::RowParallel, comm.clone())
+                .with_prefill_dense_min_tokens(opts.prefill_dense_min_tokens))
         };
 
         let (vocab_start, vocab_len) = rank_range(cfg.vocab_size, rank, world);

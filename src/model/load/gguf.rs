@@ -143,7 +143,7 @@ const Q8_0_BLOCK: usize = 34;
 /// numbers (ggml's layout: element `j` uses the low nibble of `qs[j]` and bit `j` of `qh`,
 /// element `j + 16` the high nibble of `qs[j]` and bit `j + 16`).
 fn q5_0_to_q8_0(src: &[u8]) -> Result<Vec<u8>> {
-    if src.len() % Q5_0_BLOCK != 0 {
+    if !src.len().is_multiple_of(Q5_0_BLOCK) {
         bail!(
             "Q5_0 data of {} bytes is not a whole number of blocks",
             src.len()

@@ -21,6 +21,15 @@ fn small_model() -> Option<PathBuf> {
     candidates.into_iter().flatten().find(|p| p.exists())
 }
 
+/// `paramx run --config <job>`, its output captured.
+fn paramx_run(job: &Path) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_paramx"))
+        .args(["run", "--config"])
+        .arg(job)
+        .output()
+        .expect("run paramx")
+}
+
 fn write_job(dir: &Path, model: &Path, inputs: &[&Path], max_in: usize, max_new: usize) -> PathBuf {
     let inputs: Vec<String> = inputs
         .iter()
@@ -71,11 +80,7 @@ fn run_one_paper_with_a_broken_pdf_beside_it() {
     )
     .expect("write broken");
     let job = write_job(d.path(), &model, &[&papers], 1500, 160);
-    let out = Command::new(env!("CARGO_BIN_EXE_paramx"))
-        .args(["run", "--config"])
-        .arg(&job)
-        .output()
-        .expect("run paramx");
+    let out = paramx_run(&job);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(
         out.status.code(),
@@ -137,11 +142,7 @@ fn run_one_paper_with_a_broken_pdf_beside_it() {
     );
 
     // A rerun does no model work for the finished paper.
-    let again = Command::new(env!("CARGO_BIN_EXE_paramx"))
-        .args(["run", "--config"])
-        .arg(&job)
-        .output()
-        .expect("rerun");
+    let again = paramx_run(&job);
     let stderr2 = String::from_utf8_lossy(&again.stderr);
     assert!(stderr2.contains("already done"), "{stderr2}");
     assert_eq!(
@@ -156,11 +157,7 @@ fn bad_jobs_are_refused_with_clear_errors() {
     let d = tempfile::tempdir().expect("tmp");
     let missing_model = d.path().join("no-such-model.gguf");
     let job = write_job(d.path(), &missing_model, &[&sample_pdf()], 1500, 100);
-    let out = Command::new(env!("CARGO_BIN_EXE_paramx"))
-        .args(["run", "--config"])
-        .arg(&job)
-        .output()
-        .expect("run");
+    let out = paramx_run(&job);
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -175,20 +172,12 @@ fn bad_jobs_are_refused_with_clear_errors() {
         1500,
         100,
     );
-    let out = Command::new(env!("CARGO_BIN_EXE_paramx"))
-        .args(["run", "--config"])
-        .arg(&job)
-        .output()
-        .expect("run");
+    let out = paramx_run(&job);
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("nowhere"));
 
     std::fs::write(&job, "[model]\npath = 3\n").expect("write");
-    let out = Command::new(env!("CARGO_BIN_EXE_paramx"))
-        .args(["run", "--config"])
-        .arg(&job)
-        .output()
-        .expect("run");
+    let out = paramx_run(&job);
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("job.toml"));
 }

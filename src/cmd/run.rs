@@ -37,6 +37,9 @@ pub struct Args {
     pub max_new_tokens: Option<usize>,
     #[arg(long)]
     pub batch: Option<usize>,
+    /// CPU threads for the model (0 = all cores).
+    #[arg(long)]
+    pub threads: Option<usize>,
     /// Gold CSV to score the table against when the run ends.
     #[arg(long)]
     pub gold: Option<PathBuf>,
@@ -61,6 +64,9 @@ fn apply(args: &Args, job: &mut JobConfig) -> Result<()> {
     }
     if let Some(n) = args.batch {
         job.limits.batch = n;
+    }
+    if let Some(n) = args.threads {
+        job.hardware.threads = n;
     }
     if let Some(g) = &args.gold {
         job.io.gold = Some(g.clone());

@@ -8,6 +8,7 @@ pub mod bench_cpu;
 pub mod fetch_model;
 pub mod generate;
 pub mod run;
+pub mod merge;
 
 /// SIGUSR1 (SLURM's warning before the time limit, `--signal=B:USR1@...`) and SIGTERM (scancel,
 /// preemption) ask a run to stop cleanly: see `run::STOP_REQUESTED`.

@@ -167,6 +167,8 @@ pub fn check(
             }
         }
     }
+    report.failed.sort_by(|a, b| (&a.file, &a.sha256).cmp(&(&b.file, &b.sha256)));
+    report.missing.sort();
     (selected, report)
 }
 

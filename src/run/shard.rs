@@ -117,7 +117,7 @@ impl Shard {
                 );
             }
         }
-        if id < min || (id - min) % step != 0 || (id - min) / step >= count {
+        if id < min || !(id - min).is_multiple_of(step) || (id - min) / step >= count {
             bail!(
                 "SLURM_ARRAY_TASK_ID={id} is not in the array range (min {min}, step {step}, \
                  count {count}): pass --shard I/N"

@@ -167,7 +167,9 @@ pub fn check(
             }
         }
     }
-    report.failed.sort_by(|a, b| (&a.file, &a.sha256).cmp(&(&b.file, &b.sha256)));
+    report
+        .failed
+        .sort_by(|a, b| (&a.file, &a.sha256).cmp(&(&b.file, &b.sha256)));
     report.missing.sort();
     (selected, report)
 }

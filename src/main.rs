@@ -31,6 +31,8 @@ enum Command {
     BenchCpu(paramx::cmd::bench_cpu::Args),
     /// Download, verify (sha256) and assemble a small GGUF model
     FetchModel(paramx::cmd::fetch_model::Args),
+    /// Join the records of a split run (all array tasks) into one table; report missing/failed
+    Merge(paramx::cmd::merge::Args),
 }
 
 fn main() -> ExitCode {
@@ -43,6 +45,7 @@ fn main() -> ExitCode {
         Command::Generate(a) => paramx::cmd::generate::run(a),
         Command::BenchCpu(a) => paramx::cmd::bench_cpu::run(a),
         Command::FetchModel(a) => paramx::cmd::fetch_model::run(a),
+        Command::Merge(a) => paramx::cmd::merge::run(a),
     };
     match result {
         Ok(code) => code,

@@ -8,6 +8,7 @@ pub mod generate;
 pub mod plan;
 pub mod run;
 pub mod text;
+pub mod merge;
 
 /// SIGUSR1 (SLURM's warning before the time limit, `--signal=B:USR1@...`) and SIGTERM (scancel,
 /// preemption) ask a run to stop cleanly: see `run::STOP_REQUESTED`.

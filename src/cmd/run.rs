@@ -43,6 +43,12 @@ pub struct Args {
     /// Gold CSV to score the table against when the run ends.
     #[arg(long)]
     pub gold: Option<PathBuf>,
+    /// This task's share of the PDFs: `I/N` (0-based task I of N) or `auto` (from the SLURM
+    /// array variables, which are also used when they are set and this flag is absent).
+    /// Records go to the shared `OUT/papers/`, this share's table/JSONL/manifest to
+    /// `OUT/shards/I-of-N/`; `paramx merge --out OUT` joins the shares.
+    #[arg(long)]
+    pub shard: Option<String>,
 }
 
 fn apply(args: &Args, job: &mut JobConfig) -> Result<()> {
@@ -129,7 +135,13 @@ fn model_hash(path: &std::path::Path, out_dir: &std::path::Path) -> Result<Strin
             .ok()
             .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
             .map_or(0, |d| d.as_secs());
-        let key = format!("{}|{}|{}", f.display(), md.len(), mtime);
+        // Keyed by file name, not full path: the sbatch templates stage the model to node-local
+        // scratch (`cp -p` keeps size and mtime), and the copy must not be hashed again.
+        let name = f.file_name().map_or_else(
+            || f.display().to_string(),
+            |n| n.to_string_lossy().into_owned(),
+        );
+        let key = format!("{name}|{}|{}", md.len(), mtime);
         let h = match cache.get(&key) {
             Some(h) => h.clone(),
             None => {
@@ -173,6 +185,9 @@ fn model_options(job: &JobConfig) -> Result<ModelOptions> {
 }
 
 pub fn run(args: Args) -> Result<ExitCode> {
+    // First of all: a USR1 that arrives while the model loads must not kill the process.
+    crate::cmd::install_stop_handlers();
+    let started = std::time::SystemTime::now();
     let mut job = JobConfig::load(&args.config)?;
     apply(&args, &mut job).with_context(|| format!("job {}", args.config.display()))?;
     if job.hardware.tp > 1 {
@@ -188,7 +203,19 @@ pub fn run(args: Args) -> Result<ExitCode> {
         std::env::set_var("RAYON_NUM_THREADS", job.hardware.threads.to_string());
     }
     let schema = Schema::load(&job.io.schema)?;
-    let pdfs = crate::run::discover(&job.io.inputs)?;
+    let all_pdfs = crate::run::discover(&job.io.inputs)?;
+    let shard = crate::run::shard::resolve(args.shard.as_deref(), |k| std::env::var(k).ok())?;
+    let pdfs = shard.select(&all_pdfs);
+    if shard.is_split() {
+        eprintln!(
+            "paramx: task {} of {}: {} of {} PDF(s)",
+            shard.index(),
+            shard.count(),
+            pdfs.len(),
+            all_pdfs.len()
+        );
+    }
+    let inputs = crate::run::manifest::input_entries(&pdfs);
     let model_path = ensure_model(&job)?;
     let opts = model_options(&job)?;
     eprintln!(
@@ -203,19 +230,39 @@ pub fn run(args: Args) -> Result<ExitCode> {
     let t0 = std::time::Instant::now();
     let model = crate::model::load(&model_path, &opts)?;
     let load_secs = t0.elapsed().as_secs_f64();
-    crate::cmd::install_stop_handlers();
     let summary = crate::run::run(&job, &schema, &model, &mhash, &pdfs)?;
 
-    // Derived outputs: every record of this job in the output folder.
+    // Derived outputs: the records of this job for this run's inputs (a split run's share goes
+    // to its own folder: the tasks share `papers/` but never write each other's tables).
     let store = RecordStore::new(&job.io.out_dir);
+    let wanted: std::collections::BTreeSet<&str> =
+        inputs.iter().map(|e| e.sha256.as_str()).collect();
     let all: Vec<PaperRecord> = store
         .load_all::<PaperRecord>()?
         .into_iter()
         .map(|(_, r)| r)
-        .filter(|r| r.key.job_hash == summary.job_hash)
+        .filter(|r| r.key.job_hash == summary.job_hash && wanted.contains(r.key.sha256.as_str()))
         .collect();
-    let paths = OutputPaths::in_dir(&job.io.out_dir);
+    let out_dir = if shard.is_split() {
+        job.io.out_dir.join("shards").join(shard.label())
+    } else {
+        job.io.out_dir.clone()
+    };
+    let paths = OutputPaths::in_dir(&out_dir);
     write_outputs(&schema, &all, &paths)?;
+    let manifest = crate::run::manifest::run_manifest(
+        &job,
+        &schema,
+        &model_path,
+        &mhash,
+        &model.tokenizer,
+        &summary,
+        shard,
+        inputs,
+        started,
+        load_secs,
+    )?;
+    manifest.write(&out_dir)?;
 
     let tok_s = if summary.model_secs > 0.0 {
         summary.generated_tokens as f64 / summary.model_secs

@@ -10,9 +10,12 @@ pub mod answer;
 pub mod constrain;
 pub mod job;
 pub mod locate;
+pub mod manifest;
+pub mod merge;
 pub mod output;
 pub mod prompt;
 pub mod record;
+pub mod shard;
 pub mod store;
 
 use crate::generate::{GenerateParams, LogitsMask, Sampling};

@@ -2,14 +2,15 @@
 //!
 //! See `ARCHITECTURE.md` for the modules and what flows between them.
 
+pub mod bench;
 pub mod cmd;
 pub mod eval;
-pub mod run;
-pub mod schema;
-pub mod table;
-pub mod plan;
-pub mod pdf;
 pub mod fetch;
 pub mod generate;
 pub mod model;
+pub mod pdf;
+pub mod plan;
+pub mod run;
+pub mod schema;
+pub mod table;
 pub mod tp;

@@ -31,6 +31,8 @@ enum Command {
     BenchCpu(paramx::cmd::bench_cpu::Args),
     /// Download, verify (sha256) and assemble a small GGUF model
     FetchModel(paramx::cmd::fetch_model::Args),
+    /// GPU benchmark: rank-0 workload of Qwen2.5-72B TP=2 from random bf16 weights, memory vs plan
+    BenchGpu(paramx::cmd::bench_gpu::Args),
 }
 
 fn main() -> ExitCode {
@@ -43,6 +45,7 @@ fn main() -> ExitCode {
         Command::Generate(a) => paramx::cmd::generate::run(a),
         Command::BenchCpu(a) => paramx::cmd::bench_cpu::run(a),
         Command::FetchModel(a) => paramx::cmd::fetch_model::run(a),
+        Command::BenchGpu(a) => paramx::cmd::bench_gpu::run(a),
     };
     match result {
         Ok(code) => code,

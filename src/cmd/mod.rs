@@ -1,13 +1,14 @@
 //! One module per subcommand: argument struct (clap) + `run(args) -> ExitCode`.
 //! Exit codes: 0 all good, 1 some inputs failed (others were still processed), 2 usage/fatal error.
 
-pub mod eval;
-pub mod plan;
-pub mod text;
 pub mod bench_cpu;
+pub mod bench_gpu;
+pub mod eval;
 pub mod fetch_model;
 pub mod generate;
+pub mod plan;
 pub mod run;
+pub mod text;
 
 /// SIGUSR1 (SLURM's warning before the time limit, `--signal=B:USR1@...`) and SIGTERM (scancel,
 /// preemption) ask a run to stop cleanly: see `run::STOP_REQUESTED`.

@@ -132,12 +132,19 @@ fn model_hash(path: &std::path::Path, out_dir: &std::path::Path) -> Result<Strin
                 h
             }
         };
-        all.update(f.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default());
+        all.update(
+            f.file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+        );
         all.update(h);
     }
     std::fs::create_dir_all(out_dir)
         .with_context(|| format!("cannot create {}", out_dir.display()))?;
-    crate::run::store::write_atomic(&cache_path, serde_json::to_string_pretty(&cache)?.as_bytes())?;
+    crate::run::store::write_atomic(
+        &cache_path,
+        serde_json::to_string_pretty(&cache)?.as_bytes(),
+    )?;
     Ok(hex::encode(all.finalize()))
 }
 
@@ -217,7 +224,12 @@ pub fn run(args: Args) -> Result<ExitCode> {
         summary.prompt_tokens,
         summary.generated_tokens,
     );
-    eprintln!("paramx: wrote {}, {}, {}", paths.table.display(), paths.results.display(), paths.errors.display());
+    eprintln!(
+        "paramx: wrote {}, {}, {}",
+        paths.table.display(),
+        paths.results.display(),
+        paths.errors.display()
+    );
     if let Some(gold) = &job.io.gold {
         let g = crate::table::Table::read(gold).context("cannot read the gold table")?;
         let p = crate::table::Table::read(&paths.table)?;
@@ -228,5 +240,9 @@ pub fn run(args: Args) -> Result<ExitCode> {
         eprintln!("paramx: stopped by signal; finished papers are saved, rerun to continue");
         return Ok(ExitCode::from(EXIT_REQUEUE));
     }
-    Ok(if summary.failed > 0 { ExitCode::from(1) } else { ExitCode::SUCCESS })
+    Ok(if summary.failed > 0 {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
 }

@@ -32,10 +32,15 @@ use store::{RecordKey, RecordStore};
 /// sorted and without duplicates, so every run sees the same order.
 pub fn discover(inputs: &[PathBuf]) -> Result<Vec<PathBuf>> {
     fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
-        let rd = std::fs::read_dir(dir).with_context(|| format!("cannot list {}", dir.display()))?;
+        let rd =
+            std::fs::read_dir(dir).with_context(|| format!("cannot list {}", dir.display()))?;
         for e in rd {
-            let p = e.with_context(|| format!("cannot list {}", dir.display()))?.path();
-            let hidden = p.file_name().is_some_and(|n| n.to_string_lossy().starts_with('.'));
+            let p = e
+                .with_context(|| format!("cannot list {}", dir.display()))?
+                .path();
+            let hidden = p
+                .file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with('.'));
             if hidden {
                 continue;
             }
@@ -264,10 +269,10 @@ impl<'a> Runner<'a> {
                     .collect::<Result<Vec<_>>>()?;
                 let mut mask = GrammarMask { constraints };
                 let start = Instant::now();
-                let out = self
-                    .model
-                    .generator()
-                    .generate(&prompts, &self.params(), Some(&mut mask))?;
+                let out =
+                    self.model
+                        .generator()
+                        .generate(&prompts, &self.params(), Some(&mut mask))?;
                 Ok((out, start.elapsed().as_secs_f64()))
             })();
             match result {
@@ -283,7 +288,8 @@ impl<'a> Runner<'a> {
                         };
                         let rec = match answer::parse_answer(&seq.text) {
                             Ok((raw, completeness)) => {
-                                let starts: Vec<usize> = doc.pages.iter().map(|p| p.start).collect();
+                                let starts: Vec<usize> =
+                                    doc.pages.iter().map(|p| p.start).collect();
                                 let g = answer::ground(&raw, self.schema, &doc.text, &starts);
                                 PaperRecord::new(
                                     doc,
@@ -407,7 +413,10 @@ pub fn run(
                     sha256: doc.sha256.clone(),
                     job_hash: runner.job_hash.clone(),
                 };
-                if let Some(rec) = store.finished::<PaperRecord>(&key).filter(PaperRecord::is_ok) {
+                if let Some(rec) = store
+                    .finished::<PaperRecord>(&key)
+                    .filter(PaperRecord::is_ok)
+                {
                     done += 1;
                     summary.reused += 1;
                     summary.add(&rec);

@@ -42,7 +42,9 @@ pub fn table_of(schema: &Schema, records: &[&PaperRecord], path: &Path) -> Resul
     let mut table = Table::for_predictions(path, schema);
     let headers: Vec<String> = table.headers().to_vec();
     for rec in records {
-        let Outcome::Ok(result) = &rec.outcome else { continue };
+        let Outcome::Ok(result) = &rec.outcome else {
+            continue;
+        };
         for exp in &result.experiments {
             let cells = headers
                 .iter()
@@ -141,11 +143,18 @@ mod tests {
                         page: Some(1),
                     },
                 );
-                GroundedExperiment { experiment: n, label: None, values }
+                GroundedExperiment {
+                    experiment: n,
+                    label: None,
+                    values,
+                }
             })
             .collect();
         PaperRecord {
-            key: RecordKey { sha256: sha.into(), job_hash: "j".into() },
+            key: RecordKey {
+                sha256: sha.into(),
+                job_hash: "j".into(),
+            },
             source_file: file.into(),
             doi: Some("10.1/x".into()),
             title: Some("A title".into()),
@@ -170,14 +179,25 @@ mod tests {
         let d = tempfile::tempdir()?;
         let paths = OutputPaths::in_dir(d.path());
         let mut bad = rec("a_broken.pdf", "ff", &[]);
-        bad.outcome = Outcome::Error { stage: Stage::Text, message: "not a PDF".into() };
-        let records = vec![rec("b.pdf", "bb", &[(2, "12"), (1, "10")]), bad, rec("a.pdf", "aa", &[(1, "8")])];
+        bad.outcome = Outcome::Error {
+            stage: Stage::Text,
+            message: "not a PDF".into(),
+        };
+        let records = vec![
+            rec("b.pdf", "bb", &[(2, "12"), (1, "10")]),
+            bad,
+            rec("a.pdf", "aa", &[(1, "8")]),
+        ];
         write_outputs(&schema, &records, &paths)?;
         let t = Table::read(&paths.table)?;
         let files: Vec<&str> = t.rows().iter().map(|r| t.get(r, "source_file")).collect();
         assert_eq!(files, ["a.pdf", "b.pdf", "b.pdf"]);
         let n: Vec<&str> = t.rows().iter().map(|r| t.get(r, "n_total")).collect();
-        assert_eq!(n, ["8", "12", "10"], "experiment order kept as recorded (sorted at grounding)");
+        assert_eq!(
+            n,
+            ["8", "12", "10"],
+            "experiment order kept as recorded (sorted at grounding)"
+        );
         assert_eq!(t.get(&t.rows()[0], "doi_or_url"), "https://doi.org/10.1/x");
         let errors = std::fs::read_to_string(&paths.errors)?;
         assert_eq!(errors.lines().count(), 1);

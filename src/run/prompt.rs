@@ -205,14 +205,24 @@ mod tests {
         let methods = "Twenty participants reached to eight targets. ".repeat(5);
         let intro = "Motor adaptation is studied widely. ".repeat(5);
         let pieces = [
-            Piece { heading: "Introduction".into(), text: &intro, priority: 4 },
-            Piece { heading: "Methods".into(), text: &methods, priority: 0 },
+            Piece {
+                heading: "Introduction".into(),
+                text: &intro,
+                priority: 4,
+            },
+            Piece {
+                heading: "Methods".into(),
+                text: &methods,
+                priority: 0,
+            },
         ];
         let p = pack(&schema(), &pieces, 100_000, &mut words)?;
         let m = p.user.find("### Methods").expect("methods in prompt");
         let i = p.user.find("### Introduction").expect("intro in prompt");
         assert!(m < i, "methods first");
-        assert!(p.user.contains("Twenty participants reached to eight targets."));
+        assert!(p
+            .user
+            .contains("Twenty participants reached to eight targets."));
         assert!(!p.was_cut());
         Ok(())
     }
@@ -222,8 +232,16 @@ mod tests {
         let methods = "Sixteen right-handed adults were tested on a tablet. ".repeat(200);
         let intro = "Background sentence here. ".repeat(200);
         let pieces = [
-            Piece { heading: "Methods".into(), text: &methods, priority: 0 },
-            Piece { heading: "Introduction".into(), text: &intro, priority: 4 },
+            Piece {
+                heading: "Methods".into(),
+                text: &methods,
+                priority: 0,
+            },
+            Piece {
+                heading: "Introduction".into(),
+                text: &intro,
+                priority: 4,
+            },
         ];
         let fixed = words(SYSTEM, &instructions(&schema()))?;
         let budget = fixed + 900;
@@ -232,16 +250,27 @@ mod tests {
         assert_eq!(p.prompt_tokens, words(&p.system, &p.user)?);
         assert!(p.was_cut());
         assert!(p.pieces[0].chars_kept > 0 && p.pieces[0].chars_kept < p.pieces[0].chars_total);
-        assert_eq!(p.pieces[1].chars_kept, 0, "no room left for the introduction");
+        assert_eq!(
+            p.pieces[1].chars_kept, 0,
+            "no room left for the introduction"
+        );
         // the cut ends at a sentence boundary
         let body = &p.user[p.user.find("### Methods").expect("methods")..];
-        assert!(body.trim_end().ends_with('.'), "{}", &body[body.len() - 40..]);
+        assert!(
+            body.trim_end().ends_with('.'),
+            "{}",
+            &body[body.len() - 40..]
+        );
         Ok(())
     }
 
     #[test]
     fn a_budget_smaller_than_the_instructions_is_an_error() {
-        let pieces = [Piece { heading: "Methods".into(), text: "x", priority: 0 }];
+        let pieces = [Piece {
+            heading: "Methods".into(),
+            text: "x",
+            priority: 0,
+        }];
         let err = pack(&schema(), &pieces, 10, &mut words).expect_err("too small");
         assert!(format!("{err:#}").contains("max_input_tokens"));
     }

@@ -22,8 +22,19 @@ pub fn used_now(device: &Device) -> Result<Option<u64>> {
     }
 }
 
-/// Runs `f` while sampling device memory; returns its result and the peak bytes in use.
+/// Runs `f` while sampling device memory every ~100 µs; returns its result and the peak bytes in
+/// use.
 pub fn with_peak<T>(device: &Device, f: impl FnOnce() -> Result<T>) -> Result<(T, Option<u64>)> {
+    with_peak_every(device, std::time::Duration::from_micros(100), f)
+}
+
+/// [`with_peak`] with a chosen sampling interval: timed runs sample rarely (every few ms) so that
+/// the driver calls of the sampler do not perturb the timing.
+pub fn with_peak_every<T>(
+    device: &Device,
+    interval: std::time::Duration,
+    f: impl FnOnce() -> Result<T>,
+) -> Result<(T, Option<u64>)> {
     match device {
         #[cfg(feature = "cuda")]
         Device::Cuda(d) => {
@@ -37,7 +48,7 @@ pub fn with_peak<T>(device: &Device, f: impl FnOnce() -> Result<T>) -> Result<(T
                 while !s.load(Ordering::Relaxed) {
                     let (free, total) = ctx.mem_get_info()?;
                     p.fetch_max((total - free) as u64, Ordering::Relaxed);
-                    std::thread::sleep(std::time::Duration::from_micros(100));
+                    std::thread::sleep(interval);
                 }
                 Ok(())
             });
@@ -55,6 +66,9 @@ pub fn with_peak<T>(device: &Device, f: impl FnOnce() -> Result<T>) -> Result<(T
             sampled?;
             Ok((out?, Some(peak.load(Ordering::Relaxed))))
         }
-        _ => Ok((f()?, None)),
+        _ => {
+            let _ = interval;
+            Ok((f()?, None))
+        }
     }
 }

@@ -21,6 +21,9 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Instant;
 
+/// Memory sampling interval inside timed runs (rare enough not to disturb them).
+const SLOW_SAMPLING: std::time::Duration = std::time::Duration::from_millis(5);
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Shape {
     /// Rank 0 of Qwen2.5-72B-Instruct under TP=2 (32 heads, 4 KV heads, MLP 14784, vocab
@@ -136,6 +139,8 @@ struct Report {
     prefill: Vec<PrefillRow>,
     decode: Vec<DecodeRow>,
     logits_finite: bool,
+    /// Scenarios that failed (e.g. out of memory); the others still ran.
+    errors: Vec<String>,
 }
 
 fn median(v: &[f64]) -> f64 {
@@ -324,68 +329,41 @@ pub fn run(args: Args) -> Result<ExitCode> {
         s.is_finite() && s > 0.0
     };
 
-    // Memory beside the plan.
-    let mut memory = Vec::new();
-    for &p in &args.memory_prompts {
-        let job = JobLimits {
-            max_input_tokens: p as u64,
-            max_new_tokens: args.memory_decode as u64,
-            batch: 1,
-            prefill_chunk: args.prefill_chunk as u64,
-            query_block: args.query_block as u64,
-            activation_headroom: None,
-            dtype: crate::plan::DType::Bf16,
-        };
-        let plan = PlanRequest::new(model_shape.clone(), gpu.clone(), tp, job)?.plan();
-        let b = &plan.budget;
-        let ids = vec![token_ids(p, cfg.vocab_size, p as u64)];
-        dev.synchronize()?;
-        let ((prefill_secs, _), peak_bytes) = peak::with_peak(&dev, || {
-            let mut cache = model.new_cache(vec![0], p + args.memory_decode)?;
-            let t = Instant::now();
-            let last = prefill(&model, &ids, args.prefill_chunk, &mut cache)?;
-            let mut next = model.greedy(&last)?;
-            let secs = t.elapsed().as_secs_f64();
-            for _ in 1..args.memory_decode {
-                let x = Tensor::from_vec(next.clone(), (1, 1), &dev)?;
-                let h = model.forward(&x, &mut cache)?;
-                next = model.greedy(&Qwen2::last_hidden(&h)?)?;
-            }
-            Ok((secs, next))
-        })?;
-        let without_nccl = b.total - b.nccl_buffers;
-        let row = MemoryRow {
-            prompt: p,
-            decode_steps: args.memory_decode,
-            measured_peak_bytes: peak_bytes,
-            planned_total_bytes: b.total,
-            planned_without_nccl_bytes: without_nccl,
-            planned_activation_peak_bytes: b.activation_peak,
-            planned_kv_bytes: b.kv_cache,
-            measured_over_planned: peak_bytes.map(|m| m as f64 / without_nccl as f64),
-            prefill_secs,
-        };
-        eprintln!("memory {p}: {row:?}");
-        memory.push(row);
-    }
-
+    let mut errors: Vec<String> = Vec::new();
     // Prefill speed.
     let mut prefill_rows = Vec::new();
+    // Warm-up (kernel loading, cuBLAS heuristics) outside every timed run.
+    {
+        let ids = vec![token_ids(args.prefill_chunk.min(2048), cfg.vocab_size, 5)];
+        let mut cache = model.new_cache(vec![0], ids[0].len())?;
+        prefill(&model, &ids, args.prefill_chunk, &mut cache)?;
+        dev.synchronize()?;
+    }
     for &p in &args.prefill_prompts {
         let ids = vec![token_ids(p, cfg.vocab_size, 1000 + p as u64)];
         let mut secs = Vec::new();
         let mut peak_max: Option<u64> = None;
         for _ in 0..args.prefill_repeats.max(1) {
             dev.synchronize()?;
-            let (s, pk) = peak::with_peak(&dev, || {
+            let run = peak::with_peak_every(&dev, SLOW_SAMPLING, || {
                 let mut cache = model.new_cache(vec![0], p + 1)?;
                 let t = Instant::now();
                 let last = prefill(&model, &ids, args.prefill_chunk, &mut cache)?;
                 let _ = model.greedy(&last)?;
                 Ok(t.elapsed().as_secs_f64())
-            })?;
+            });
+            let (s, pk) = match run {
+                Ok(r) => r,
+                Err(e) => {
+                    errors.push(format!("prefill {p}: {e:#}"));
+                    break;
+                }
+            };
             secs.push(s);
             peak_max = peak_max.max(pk);
+        }
+        if secs.is_empty() {
+            continue;
         }
         let m = median(&secs);
         let cost = roofline::prefill(&cfg, sb, p, args.prefill_chunk);
@@ -410,7 +388,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
         let ids: Vec<Vec<u32>> = (0..bsz)
             .map(|r| token_ids(args.decode_context, cfg.vocab_size, 77 + r as u64))
             .collect();
-        let (ms, pk) = peak::with_peak(&dev, || {
+        let run = peak::with_peak_every(&dev, SLOW_SAMPLING, || {
             let mut cache =
                 model.new_cache(vec![0; bsz], args.decode_context + args.decode_steps + 4)?;
             let last = prefill(&model, &ids, args.prefill_chunk, &mut cache)?;
@@ -427,7 +405,15 @@ pub fn run(args: Args) -> Result<ExitCode> {
                 }
             }
             Ok(ms)
-        })?;
+        });
+        let (ms, pk) = match run {
+            Ok(r) => r,
+            Err(e) => {
+                errors.push(format!("decode batch {bsz}: {e:#}"));
+                eprintln!("decode b={bsz}: FAILED: {e:#}");
+                continue;
+            }
+        };
         let med = median(&ms);
         let context = args.decode_context + 3 + args.decode_steps / 2;
         let cost = roofline::decode_step(&cfg, sb, bsz, context);
@@ -450,6 +436,59 @@ pub fn run(args: Args) -> Result<ExitCode> {
         decode.push(row);
     }
 
+    // Memory beside the plan.
+    let mut memory = Vec::new();
+    for &p in &args.memory_prompts {
+        let job = JobLimits {
+            max_input_tokens: p as u64,
+            max_new_tokens: args.memory_decode as u64,
+            batch: 1,
+            prefill_chunk: args.prefill_chunk as u64,
+            query_block: args.query_block as u64,
+            activation_headroom: None,
+            dtype: crate::plan::DType::Bf16,
+        };
+        let plan = PlanRequest::new(model_shape.clone(), gpu.clone(), tp, job)?.plan();
+        let b = &plan.budget;
+        let ids = vec![token_ids(p, cfg.vocab_size, p as u64)];
+        dev.synchronize()?;
+        let measured = peak::with_peak(&dev, || {
+            let mut cache = model.new_cache(vec![0], p + args.memory_decode)?;
+            let t = Instant::now();
+            let last = prefill(&model, &ids, args.prefill_chunk, &mut cache)?;
+            let mut next = model.greedy(&last)?;
+            let secs = t.elapsed().as_secs_f64();
+            for _ in 1..args.memory_decode {
+                let x = Tensor::from_vec(next.clone(), (1, 1), &dev)?;
+                let h = model.forward(&x, &mut cache)?;
+                next = model.greedy(&Qwen2::last_hidden(&h)?)?;
+            }
+            Ok((secs, next))
+        });
+        let ((prefill_secs, _), peak_bytes) = match measured {
+            Ok(m) => m,
+            Err(e) => {
+                errors.push(format!("memory run, prompt {p}: {e:#}"));
+                eprintln!("memory {p}: FAILED: {e:#}");
+                continue;
+            }
+        };
+        let without_nccl = b.total - b.nccl_buffers;
+        let row = MemoryRow {
+            prompt: p,
+            decode_steps: args.memory_decode,
+            measured_peak_bytes: peak_bytes,
+            planned_total_bytes: b.total,
+            planned_without_nccl_bytes: without_nccl,
+            planned_activation_peak_bytes: b.activation_peak,
+            planned_kv_bytes: b.kv_cache,
+            measured_over_planned: peak_bytes.map(|m| m as f64 / without_nccl as f64),
+            prefill_secs,
+        };
+        eprintln!("memory {p}: {row:?}");
+        memory.push(row);
+    }
+
     let report = Report {
         machine,
         shape: format!("{:?}", args.shape),
@@ -467,6 +506,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
         prefill: prefill_rows,
         decode,
         logits_finite,
+        errors,
     };
     print_table(&report);
     if let Some(dir) = args.json.parent() {
@@ -480,6 +520,12 @@ pub fn run(args: Args) -> Result<ExitCode> {
     eprintln!("bench-gpu: JSON in {}", args.json.display());
     if !report.logits_finite {
         bail!("the random model produced non-finite logits: the numbers above are not trustworthy");
+    }
+    if !report.errors.is_empty() {
+        for e in &report.errors {
+            eprintln!("bench-gpu: failed: {e}");
+        }
+        return Ok(ExitCode::from(1));
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -271,12 +271,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
     let gpu: GpuMemory = if args.cpu {
         GpuPreset::H100_80gb.memory()
     } else {
-        #[cfg(feature = "cuda")]
-        {
-            GpuMemory::query(args.gpu)?
-        }
-        #[cfg(not(feature = "cuda"))]
-        bail!("this binary was built without the `cuda` feature: use --cpu")
+        query_gpu(args.gpu)?
     };
     let machine = if args.cpu {
         "cpu".to_string()
@@ -528,6 +523,16 @@ pub fn run(args: Args) -> Result<ExitCode> {
         return Ok(ExitCode::from(1));
     }
     Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(feature = "cuda")]
+fn query_gpu(ordinal: usize) -> Result<GpuMemory> {
+    GpuMemory::query(ordinal)
+}
+
+#[cfg(not(feature = "cuda"))]
+fn query_gpu(_ordinal: usize) -> Result<GpuMemory> {
+    bail!("this binary was built without the `cuda` feature: use --cpu")
 }
 
 fn gib(b: u64) -> String {

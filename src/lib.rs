@@ -2,6 +2,7 @@
 //!
 //! See `ARCHITECTURE.md` for the modules and what flows between them.
 
+pub mod bench;
 pub mod cmd;
 pub mod eval;
 pub mod fetch;

@@ -33,6 +33,8 @@ enum Command {
     FetchModel(paramx::cmd::fetch_model::Args),
     /// Join the records of a split run (all array tasks) into one table; report missing/failed
     Merge(paramx::cmd::merge::Args),
+    /// GPU benchmark: rank-0 workload of Qwen2.5-72B TP=2 from random bf16 weights, memory vs plan
+    BenchGpu(paramx::cmd::bench_gpu::Args),
 }
 
 fn main() -> ExitCode {
@@ -46,6 +48,7 @@ fn main() -> ExitCode {
         Command::BenchCpu(a) => paramx::cmd::bench_cpu::run(a),
         Command::FetchModel(a) => paramx::cmd::fetch_model::run(a),
         Command::Merge(a) => paramx::cmd::merge::run(a),
+        Command::BenchGpu(a) => paramx::cmd::bench_gpu::run(a),
     };
     match result {
         Ok(code) => code,

@@ -60,12 +60,20 @@ pub fn attention(
             .reshape((b, kv_heads, group * n, d))?;
         let kb = k.narrow(2, 0, keys)?;
         let vb = v.narrow(2, 0, keys)?;
-        let scores = (qb.matmul(&kb.t()?)?.to_dtype(DType::F32)? * scale)?;
-        let scores = match block_mask(layout, q0, n, group, keys, q.device())? {
-            Some(mask) => scores.broadcast_add(&mask)?,
-            None => scores,
-        };
-        let probs = candle_nn::ops::softmax_last_dim(&scores)?.to_dtype(v.dtype())?;
+        // One f32 score buffer and at most one transient copy at a time (each reassignment drops
+        // the previous tensor): 8 bytes per score element at the peak, as the plan counts.
+        let mut s = qb.matmul(&kb.t()?)?;
+        s = s.to_dtype(DType::F32)?;
+        s = s.affine(scale, 0.0)?;
+        if let Some(mask) = block_mask(layout, q0, n, keys, q.device())? {
+            s = s
+                .reshape((b, kv_heads, group, n, keys))?
+                .broadcast_add(&mask)?
+                .reshape((b, kv_heads, group * n, keys))?;
+        }
+        s = candle_nn::ops::softmax_last_dim(&s)?;
+        let probs = s.to_dtype(v.dtype())?;
+        drop(s);
         let out = probs.matmul(&vb.contiguous()?)?; // (b, kv, group*n, d)
         outs.push(out.reshape((b, kv_heads, group, n, d))?);
         q0 += n;
@@ -78,13 +86,15 @@ pub fn attention(
     out.reshape((b, heads, t, d))
 }
 
-/// The additive mask `(b, 1, group * n, keys)` of one query block, or `None` when every key
-/// is visible (a single query per row and no padding: the usual decode step).
+/// The additive mask `(b, 1, 1, n, keys)` of one query block (broadcast over KV heads and the
+/// query heads of a group), or `None` when every key is visible (a single query per row and no
+/// padding: the usual decode step). Built on the device from index comparisons: a host-built
+/// mask would cost `b x n x keys` host writes and a transfer per block and layer, which at long
+/// prompts dwarfs the attention itself.
 fn block_mask(
     layout: AttentionLayout<'_>,
     q0: usize,
     n: usize,
-    group: usize,
     keys: usize,
     device: &Device,
 ) -> Result<Option<Tensor>> {
@@ -92,16 +102,17 @@ fn block_mask(
         return Ok(None);
     }
     let b = layout.pad.len();
-    let mut m = Vec::with_capacity(b * group * n * keys);
-    for &pad in layout.pad {
-        for _ in 0..group {
-            for i in 0..n {
-                let q_slot = layout.q_slot0 + q0 + i;
-                m.extend((0..keys).map(|s| if s >= pad && s <= q_slot { 0.0 } else { MASKED }));
-            }
-        }
-    }
-    Ok(Some(Tensor::from_vec(m, (b, 1, group * n, keys), device)?))
+    let first = (layout.q_slot0 + q0) as u32;
+    let slots = Tensor::arange(0u32, keys as u32, device)?.reshape((1, 1, 1, 1, keys))?;
+    let queries = Tensor::arange(first, first + n as u32, device)?.reshape((1, 1, 1, n, 1))?;
+    let pad: Vec<u32> = layout.pad.iter().map(|&p| p as u32).collect();
+    let pad = Tensor::from_vec(pad, (b, 1, 1, 1, 1), device)?;
+    // visible = (slot <= query slot) & (slot >= pad), as 0/1.
+    let causal = slots.broadcast_le(&queries)?.to_dtype(DType::F32)?;
+    let real = slots.broadcast_ge(&pad)?.to_dtype(DType::F32)?;
+    let visible = causal.broadcast_mul(&real)?;
+    // 1 -> 0, 0 -> MASKED (exactly: the two constants are the same f32 with opposite signs).
+    Ok(Some(visible.affine(-(MASKED as f64), MASKED as f64)?))
 }
 
 #[cfg(test)]

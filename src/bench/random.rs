@@ -1,0 +1,175 @@
+//! Random weights at a model's shapes, generated on the device: the stand-in for a checkpoint
+//! that does not exist on the benchmark machine (no 72B download there).
+//!
+//! Why a [`WeightSource`] and not a separate model: the benchmark must run the *real* code path
+//! (`Qwen2::load` then `Qwen2::forward`), so the only thing replaced is where the numbers come
+//! from. Tensors are drawn one at a time (in f32, then cast: candle's CUDA `randn` has no bf16),
+//! so the transient f32 copy is one tensor, never a whole layer.
+
+use crate::model::linear::Weight;
+use crate::model::load::{EmbeddingTable, Slice, WeightSource};
+use crate::model::Qwen2Config;
+use anyhow::{bail, Context, Result};
+use candle_core::{DType, Device, Tensor};
+
+/// Standard deviation of the projection weights (the usual initializer range of Qwen2).
+const WEIGHT_STD: f64 = 0.02;
+
+/// Named tensors of a Qwen2 of `config`'s shapes, filled with random numbers on request.
+pub struct RandomSource {
+    cfg: Qwen2Config,
+}
+
+impl RandomSource {
+    pub fn new(cfg: &Qwen2Config) -> Self {
+        Self { cfg: cfg.clone() }
+    }
+
+    /// Shape of a tensor by its HF name, and whether it is a norm weight (drawn around 1).
+    fn shape_of(&self, name: &str) -> Result<(Vec<usize>, bool)> {
+        let c = &self.cfg;
+        let (q, kv) = (
+            c.num_attention_heads * c.head_dim,
+            c.num_key_value_heads * c.head_dim,
+        );
+        let h = c.hidden_size;
+        if name == "model.embed_tokens.weight" || name == "lm_head.weight" {
+            return Ok((vec![c.vocab_size, h], false));
+        }
+        if name == "model.norm.weight" {
+            return Ok((vec![h], true));
+        }
+        let rest = name
+            .strip_prefix("model.layers.")
+            .and_then(|r| r.split_once('.'))
+            .map(|(_, r)| r)
+            .with_context(|| format!("random weights: unknown tensor {name}"))?;
+        let shape = match rest {
+            "input_layernorm.weight" | "post_attention_layernorm.weight" => {
+                return Ok((vec![h], true))
+            }
+            "self_attn.q_proj.weight" => vec![q, h],
+            "self_attn.k_proj.weight" | "self_attn.v_proj.weight" => vec![kv, h],
+            "self_attn.q_proj.bias" => vec![q],
+            "self_attn.k_proj.bias" | "self_attn.v_proj.bias" => vec![kv],
+            "self_attn.o_proj.weight" => vec![h, q],
+            "mlp.gate_proj.weight" | "mlp.up_proj.weight" => vec![c.intermediate_size, h],
+            "mlp.down_proj.weight" => vec![h, c.intermediate_size],
+            _ => bail!("random weights: unknown tensor {name}"),
+        };
+        Ok((shape, false))
+    }
+
+    fn draw(&self, name: &str, slice: Option<Slice>, dtype: DType, dev: &Device) -> Result<Tensor> {
+        if let Some(s) = slice {
+            // The benchmark builds a rank's shapes directly (one rank, SingleRank): nothing
+            // asks for a slice. Refuse rather than silently hand out a wrong shape.
+            bail!("random weights are built at rank shapes; slice {s:?} of {name} not supported");
+        }
+        let (shape, is_norm) = self.shape_of(name)?;
+        let t = if is_norm {
+            (Tensor::randn(0f32, 0.1, shape, dev)? + 1.0)?
+        } else {
+            Tensor::randn(0f32, WEIGHT_STD as f32, shape, dev)?
+        };
+        Ok(t.to_dtype(dtype)?)
+    }
+}
+
+impl WeightSource for RandomSource {
+    fn describe(&self) -> String {
+        format!(
+            "random weights ({} layers, hidden {}, {} heads / {} KV heads, MLP {}, vocab {})",
+            self.cfg.num_hidden_layers,
+            self.cfg.hidden_size,
+            self.cfg.num_attention_heads,
+            self.cfg.num_key_value_heads,
+            self.cfg.intermediate_size,
+            self.cfg.vocab_size
+        )
+    }
+    fn contains(&self, name: &str) -> bool {
+        self.shape_of(name).is_ok()
+    }
+    fn tensor(
+        &self,
+        name: &str,
+        slice: Option<Slice>,
+        dtype: DType,
+        dev: &Device,
+    ) -> Result<Tensor> {
+        self.draw(name, slice, dtype, dev)
+    }
+    fn linear_weight(
+        &self,
+        name: &str,
+        slice: Option<Slice>,
+        dtype: DType,
+        dev: &Device,
+    ) -> Result<Weight> {
+        Ok(Weight::Dense(self.draw(name, slice, dtype, dev)?))
+    }
+    fn embedding(
+        &self,
+        name: &str,
+        slice: Option<Slice>,
+        dtype: DType,
+        dev: &Device,
+    ) -> Result<EmbeddingTable> {
+        Ok(EmbeddingTable::Dense(self.draw(name, slice, dtype, dev)?))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shapes_follow_the_config_and_slices_are_refused() {
+        let cfg = crate::bench::shapes::tiny();
+        let src = RandomSource::new(&cfg);
+        let dev = Device::Cpu;
+        let q = src
+            .tensor(
+                "model.layers.1.self_attn.q_proj.weight",
+                None,
+                DType::F32,
+                &dev,
+            )
+            .unwrap();
+        assert_eq!(
+            q.dims(),
+            &[cfg.num_attention_heads * cfg.head_dim, cfg.hidden_size]
+        );
+        let o = src
+            .tensor(
+                "model.layers.0.self_attn.o_proj.weight",
+                None,
+                DType::F32,
+                &dev,
+            )
+            .unwrap();
+        assert_eq!(
+            o.dims(),
+            &[cfg.hidden_size, cfg.num_attention_heads * cfg.head_dim]
+        );
+        let n = src
+            .tensor("model.norm.weight", None, DType::F32, &dev)
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap();
+        // Norm weights sit around 1 and are not constant (no zeros, no ones-only shortcut).
+        let mean = n.iter().sum::<f32>() / n.len() as f32;
+        assert!((mean - 1.0).abs() < 0.1 && n.iter().any(|&v| v != n[0]));
+        assert!(src.contains("lm_head.weight"));
+        assert!(!src.contains("model.layers.0.self_attn.o_proj.bias"));
+        let s = Slice {
+            dim: 0,
+            start: 0,
+            len: 1,
+        };
+        assert!(src
+            .tensor("model.norm.weight", Some(s), DType::F32, &dev)
+            .is_err());
+    }
+}

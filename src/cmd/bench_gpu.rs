@@ -1,0 +1,593 @@
+//! `paramx bench-gpu`: the rank-0 workload of Qwen2.5-72B TP=2 on one GPU, from random bf16
+//! weights at the rank's real shapes, run through the real engine (`Qwen2::load` with a
+//! [`RandomSource`], `Qwen2::forward`, `Qwen2::greedy`; the all-reduce is the identity since
+//! there is no partner rank).
+//!
+//! Measures, in one process: the machine's copy bandwidth and bf16 matmul rate (the ceilings);
+//! peak device memory of prefill + decode for several prompt lengths beside `paramx plan`'s
+//! numbers for the same job; prefill tokens/s; decode ms/step at several batch sizes; bytes and
+//! FLOPs per step from [`crate::bench::roofline`] and the achieved rates. Prints a table and
+//! writes JSON. `--shape tiny --cpu` runs the same code on a tiny model (CI checks the plumbing).
+//! This is a benchmark: it asserts no speed.
+
+use crate::bench::{peak, random::RandomSource, roofline, shapes};
+use crate::model::{ModelOptions, Qwen2, Qwen2Config};
+use crate::plan::{GpuMemory, GpuPreset, JobLimits, ModelShape, PlanRequest};
+use anyhow::{bail, Context, Result};
+use candle_core::{DType, Device, Tensor};
+use serde::Serialize;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Instant;
+
+/// Memory sampling interval inside timed runs (rare enough not to disturb them).
+const SLOW_SAMPLING: std::time::Duration = std::time::Duration::from_millis(5);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Shape {
+    /// Rank 0 of Qwen2.5-72B-Instruct under TP=2 (32 heads, 4 KV heads, MLP 14784, vocab
+    /// 76032, 80 layers, ~68 GiB of bf16 weights).
+    #[value(name = "rank0-72b-tp2")]
+    Rank0Qwen72bTp2,
+    /// A 2-layer toy of the same structure (for checking the benchmark on a CPU).
+    Tiny,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    #[arg(long, value_enum, default_value = "rank0-72b-tp2")]
+    pub shape: Shape,
+    /// Run on the CPU in f32 (only sensible with `--shape tiny`).
+    #[arg(long)]
+    pub cpu: bool,
+    /// CUDA device ordinal.
+    #[arg(long, default_value_t = 0)]
+    pub gpu: usize,
+    /// Prompt lengths whose peak memory is compared with the plan (each followed by
+    /// `--memory-decode` decode steps).
+    #[arg(long, value_delimiter = ',', default_values_t = vec![1024usize, 8192, 30000])]
+    pub memory_prompts: Vec<usize>,
+    #[arg(long, default_value_t = 8)]
+    pub memory_decode: usize,
+    /// Prompt lengths whose prefill speed is measured (batch 1).
+    #[arg(long, value_delimiter = ',', default_values_t = vec![2048usize, 16384])]
+    pub prefill_prompts: Vec<usize>,
+    /// Timed repetitions of each prefill (median reported).
+    #[arg(long, default_value_t = 3)]
+    pub prefill_repeats: usize,
+    #[arg(long, value_delimiter = ',', default_values_t = vec![1usize, 4, 16])]
+    pub decode_batches: Vec<usize>,
+    /// Tokens already in each sequence's cache when decode timing starts.
+    #[arg(long, default_value_t = 1024)]
+    pub decode_context: usize,
+    /// Timed decode steps per batch size (after 3 warm-up steps; median reported).
+    #[arg(long, default_value_t = 20)]
+    pub decode_steps: usize,
+    /// Prompt tokens per prefill forward pass (as `paramx run` and the plan use).
+    #[arg(long, default_value_t = 2048)]
+    pub prefill_chunk: usize,
+    /// Query rows per attention block.
+    #[arg(long, default_value_t = 512)]
+    pub query_block: usize,
+    /// Where the JSON goes.
+    #[arg(long, default_value = "target/bench-gpu.json")]
+    pub json: PathBuf,
+}
+
+#[derive(Debug, Serialize)]
+struct Ceilings {
+    copy_bytes: f64,
+    copy_gb_s: f64,
+    matmul_n: usize,
+    matmul_tflops: f64,
+}
+
+#[derive(Debug, Serialize)]
+struct MemoryRow {
+    prompt: usize,
+    decode_steps: usize,
+    measured_peak_bytes: Option<u64>,
+    /// The plan's per-GPU total for this job at TP=2 ...
+    planned_total_bytes: u64,
+    /// ... minus the NCCL buffers a single-process run does not allocate.
+    planned_without_nccl_bytes: u64,
+    planned_activation_peak_bytes: u64,
+    planned_kv_bytes: u64,
+    measured_over_planned: Option<f64>,
+    prefill_secs: f64,
+}
+
+#[derive(Debug, Serialize)]
+struct PrefillRow {
+    prompt: usize,
+    secs_median: f64,
+    secs_all: Vec<f64>,
+    tokens_per_s: f64,
+    flops: f64,
+    tflops: f64,
+    fraction_of_matmul_rate: f64,
+    peak_bytes: Option<u64>,
+}
+
+#[derive(Debug, Serialize)]
+struct DecodeRow {
+    batch: usize,
+    context: usize,
+    ms_per_step_median: f64,
+    ms_all: Vec<f64>,
+    tokens_per_s: f64,
+    bytes_per_step: f64,
+    flops_per_step: f64,
+    achieved_gb_s: f64,
+    fraction_of_copy_bw: f64,
+    floor_ms: f64,
+    achieved_tflops: f64,
+    peak_bytes: Option<u64>,
+}
+
+#[derive(Debug, Serialize)]
+struct Report {
+    machine: String,
+    shape: String,
+    config: serde_json::Value,
+    dtype: String,
+    weights_bytes_resident: Option<u64>,
+    load_secs: f64,
+    ceilings: Ceilings,
+    memory: Vec<MemoryRow>,
+    prefill: Vec<PrefillRow>,
+    decode: Vec<DecodeRow>,
+    logits_finite: bool,
+    /// Scenarios that failed (e.g. out of memory); the others still ran.
+    errors: Vec<String>,
+}
+
+fn median(v: &[f64]) -> f64 {
+    let mut s = v.to_vec();
+    s.sort_by(f64::total_cmp);
+    if s.is_empty() {
+        return f64::NAN;
+    }
+    s[s.len() / 2]
+}
+
+/// Deterministic pseudo-random token ids in `0..vocab` (never all-equal, never zeros).
+fn token_ids(n: usize, vocab: usize, seed: u64) -> Vec<u32> {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..n)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x % vocab as u64) as u32
+        })
+        .collect()
+}
+
+fn time_median(dev: &Device, reps: usize, mut f: impl FnMut() -> Result<()>) -> Result<f64> {
+    f()?;
+    dev.synchronize()?;
+    let mut t = Vec::with_capacity(reps);
+    for _ in 0..reps {
+        let s = Instant::now();
+        f()?;
+        dev.synchronize()?;
+        t.push(s.elapsed().as_secs_f64());
+    }
+    Ok(median(&t))
+}
+
+/// Device-to-device copy bandwidth (bytes read + written) and square bf16 matmul rate.
+fn ceilings(dev: &Device, dtype: DType) -> Result<Ceilings> {
+    let (elems, n) = if dev.is_cpu() {
+        (1 << 22, 256)
+    } else {
+        (1 << 30, 8192)
+    };
+    let x = Tensor::randn(0f32, 1.0, elems, dev)?.to_dtype(dtype)?;
+    let copy_bytes = 2.0 * (elems * dtype.size_in_bytes()) as f64;
+    let secs = time_median(dev, 10, || {
+        let _y = x.copy()?;
+        Ok(())
+    })?;
+    drop(x);
+    let a = Tensor::randn(0f32, 1.0, (n, n), dev)?.to_dtype(dtype)?;
+    let b = Tensor::randn(0f32, 1.0, (n, n), dev)?.to_dtype(dtype)?;
+    let mm = time_median(dev, 10, || {
+        let _c = a.matmul(&b)?;
+        Ok(())
+    })?;
+    Ok(Ceilings {
+        copy_bytes,
+        copy_gb_s: copy_bytes / secs / 1e9,
+        matmul_n: n,
+        matmul_tflops: 2.0 * (n as f64).powi(3) / mm / 1e12,
+    })
+}
+
+/// Prefills `ids` (`batch` rows of equal length) in chunks; returns the last hidden states.
+fn prefill(
+    model: &Qwen2,
+    ids: &[Vec<u32>],
+    chunk: usize,
+    cache: &mut crate::model::kv_cache::KvCache,
+) -> Result<Tensor> {
+    let dev = model.device();
+    let len = ids[0].len();
+    let mut c0 = 0;
+    let mut last = None;
+    while c0 < len {
+        let n = chunk.min(len - c0);
+        let flat: Vec<u32> = ids
+            .iter()
+            .flat_map(|r| r[c0..c0 + n].iter().copied())
+            .collect();
+        let x = Tensor::from_vec(flat, (ids.len(), n), dev)?;
+        let h = model.forward(&x, cache)?;
+        last = Some(Qwen2::last_hidden(&h)?);
+        c0 += n;
+    }
+    last.context("empty prompt")
+}
+
+pub fn run(args: Args) -> Result<ExitCode> {
+    let (model_shape, tp, cfg): (ModelShape, u64, Qwen2Config) = match args.shape {
+        Shape::Rank0Qwen72bTp2 => {
+            let (m, r) = shapes::qwen25_72b(2)?;
+            let cfg = shapes::rank_config(&m, &r);
+            (m, 2, cfg)
+        }
+        Shape::Tiny => {
+            let cfg = shapes::tiny();
+            let r = shapes::as_rank_shape(&cfg);
+            let m = ModelShape {
+                name: "tiny".into(),
+                hidden: r.hidden,
+                intermediate: r.intermediate,
+                layers: r.layers,
+                heads: r.heads,
+                kv_heads: r.kv_heads,
+                head_dim: r.head_dim,
+                vocab: r.vocab,
+                tied_embeddings: false,
+                qkv_bias: true,
+                max_position_embeddings: cfg.max_position_embeddings as u64,
+            };
+            (m, 1, cfg)
+        }
+    };
+    let (dev, dtype) = if args.cpu {
+        (Device::Cpu, DType::F32)
+    } else {
+        let d = Device::new_cuda(args.gpu).with_context(|| {
+            format!(
+                "cannot open CUDA device {} (use --cpu without a GPU)",
+                args.gpu
+            )
+        })?;
+        (d, DType::BF16)
+    };
+    let gpu: GpuMemory = if args.cpu {
+        GpuPreset::H100_80gb.memory()
+    } else {
+        query_gpu(args.gpu)?
+    };
+    let machine = if args.cpu {
+        "cpu".to_string()
+    } else {
+        gpu.name.clone()
+    };
+    let sb = dtype.size_in_bytes() as f64;
+    eprintln!("bench-gpu: {machine}, {:?} shapes {cfg:?}", args.shape);
+
+    let ceil = ceilings(&dev, dtype)?;
+    eprintln!(
+        "ceilings: copy {:.0} GB/s (read+write), bf16 matmul {}^3 {:.0} TFLOP/s",
+        ceil.copy_gb_s, ceil.matmul_n, ceil.matmul_tflops
+    );
+
+    let longest = args
+        .memory_prompts
+        .iter()
+        .chain(&args.prefill_prompts)
+        .copied()
+        .max()
+        .unwrap_or(0)
+        .max(args.decode_context)
+        + args.memory_decode.max(args.decode_steps + 3)
+        + 8;
+    let opts = ModelOptions {
+        device: dev.clone(),
+        dtype,
+        attention_block: args.query_block,
+        max_positions: Some(longest),
+        comm: Arc::new(crate::tp::SingleRank),
+    };
+    let t0 = Instant::now();
+    let model = Qwen2::load(&cfg, &RandomSource::new(&cfg), &opts)?;
+    dev.synchronize()?;
+    let load_secs = t0.elapsed().as_secs_f64();
+    let resident = peak::used_now(&dev)?;
+    eprintln!(
+        "model built in {load_secs:.1} s; device memory in use {}",
+        resident.map_or("n/a".into(), gib)
+    );
+
+    // Sanity: the random model's logits are finite (NaN would make every later number suspect).
+    let logits_finite = {
+        let mut cache = model.new_cache(vec![0], 8)?;
+        let x = Tensor::new(token_ids(8, cfg.vocab_size, 7), &dev)?.unsqueeze(0)?;
+        let h = model.forward(&x, &mut cache)?;
+        let l = model.logits(&Qwen2::last_hidden(&h)?)?;
+        let s = l.abs()?.sum_all()?.to_scalar::<f32>()?;
+        s.is_finite() && s > 0.0
+    };
+
+    let mut errors: Vec<String> = Vec::new();
+    // Prefill speed.
+    let mut prefill_rows = Vec::new();
+    // Warm-up (kernel loading, cuBLAS heuristics) outside every timed run.
+    {
+        let ids = vec![token_ids(args.prefill_chunk.min(2048), cfg.vocab_size, 5)];
+        let mut cache = model.new_cache(vec![0], ids[0].len())?;
+        prefill(&model, &ids, args.prefill_chunk, &mut cache)?;
+        dev.synchronize()?;
+    }
+    for &p in &args.prefill_prompts {
+        let ids = vec![token_ids(p, cfg.vocab_size, 1000 + p as u64)];
+        let mut secs = Vec::new();
+        let mut peak_max: Option<u64> = None;
+        for _ in 0..args.prefill_repeats.max(1) {
+            dev.synchronize()?;
+            let run = peak::with_peak_every(&dev, SLOW_SAMPLING, || {
+                let mut cache = model.new_cache(vec![0], p + 1)?;
+                let t = Instant::now();
+                let last = prefill(&model, &ids, args.prefill_chunk, &mut cache)?;
+                let _ = model.greedy(&last)?;
+                Ok(t.elapsed().as_secs_f64())
+            });
+            let (s, pk) = match run {
+                Ok(r) => r,
+                Err(e) => {
+                    errors.push(format!("prefill {p}: {e:#}"));
+                    break;
+                }
+            };
+            secs.push(s);
+            peak_max = peak_max.max(pk);
+        }
+        if secs.is_empty() {
+            continue;
+        }
+        let m = median(&secs);
+        let cost = roofline::prefill(&cfg, sb, p, args.prefill_chunk);
+        let tflops = cost.flops / m / 1e12;
+        let row = PrefillRow {
+            prompt: p,
+            secs_median: m,
+            secs_all: secs,
+            tokens_per_s: p as f64 / m,
+            flops: cost.flops,
+            tflops,
+            fraction_of_matmul_rate: tflops / ceil.matmul_tflops,
+            peak_bytes: peak_max,
+        };
+        eprintln!("prefill {p}: {row:?}");
+        prefill_rows.push(row);
+    }
+
+    // Decode speed.
+    let mut decode = Vec::new();
+    for &bsz in &args.decode_batches {
+        let ids: Vec<Vec<u32>> = (0..bsz)
+            .map(|r| token_ids(args.decode_context, cfg.vocab_size, 77 + r as u64))
+            .collect();
+        let run = peak::with_peak_every(&dev, SLOW_SAMPLING, || {
+            let mut cache =
+                model.new_cache(vec![0; bsz], args.decode_context + args.decode_steps + 4)?;
+            let last = prefill(&model, &ids, args.prefill_chunk, &mut cache)?;
+            let mut next = model.greedy(&last)?;
+            let mut ms = Vec::new();
+            for step in 0..args.decode_steps + 3 {
+                dev.synchronize()?;
+                let t = Instant::now();
+                let x = Tensor::from_vec(next.clone(), (bsz, 1), &dev)?;
+                let h = model.forward(&x, &mut cache)?;
+                next = model.greedy(&Qwen2::last_hidden(&h)?)?; // reads back: synchronizes
+                if step >= 3 {
+                    ms.push(t.elapsed().as_secs_f64() * 1e3);
+                }
+            }
+            Ok(ms)
+        });
+        let (ms, pk) = match run {
+            Ok(r) => r,
+            Err(e) => {
+                errors.push(format!("decode batch {bsz}: {e:#}"));
+                eprintln!("decode b={bsz}: FAILED: {e:#}");
+                continue;
+            }
+        };
+        let med = median(&ms);
+        let context = args.decode_context + 3 + args.decode_steps / 2;
+        let cost = roofline::decode_step(&cfg, sb, bsz, context);
+        let gbs = cost.bytes / (med / 1e3) / 1e9;
+        let row = DecodeRow {
+            batch: bsz,
+            context,
+            ms_per_step_median: med,
+            ms_all: ms,
+            tokens_per_s: bsz as f64 / (med / 1e3),
+            bytes_per_step: cost.bytes,
+            flops_per_step: cost.flops,
+            achieved_gb_s: gbs,
+            fraction_of_copy_bw: gbs / ceil.copy_gb_s,
+            floor_ms: cost.bytes / (ceil.copy_gb_s * 1e9) * 1e3,
+            achieved_tflops: cost.flops / (med / 1e3) / 1e12,
+            peak_bytes: pk,
+        };
+        eprintln!("decode b={bsz}: {row:?}");
+        decode.push(row);
+    }
+
+    // Memory beside the plan.
+    let mut memory = Vec::new();
+    for &p in &args.memory_prompts {
+        let job = JobLimits {
+            max_input_tokens: p as u64,
+            max_new_tokens: args.memory_decode as u64,
+            batch: 1,
+            prefill_chunk: args.prefill_chunk as u64,
+            query_block: args.query_block as u64,
+            activation_headroom: None,
+            dtype: crate::plan::DType::Bf16,
+        };
+        let plan = PlanRequest::new(model_shape.clone(), gpu.clone(), tp, job)?.plan();
+        let b = &plan.budget;
+        let ids = vec![token_ids(p, cfg.vocab_size, p as u64)];
+        dev.synchronize()?;
+        let measured = peak::with_peak(&dev, || {
+            let mut cache = model.new_cache(vec![0], p + args.memory_decode)?;
+            let t = Instant::now();
+            let last = prefill(&model, &ids, args.prefill_chunk, &mut cache)?;
+            let mut next = model.greedy(&last)?;
+            let secs = t.elapsed().as_secs_f64();
+            for _ in 1..args.memory_decode {
+                let x = Tensor::from_vec(next.clone(), (1, 1), &dev)?;
+                let h = model.forward(&x, &mut cache)?;
+                next = model.greedy(&Qwen2::last_hidden(&h)?)?;
+            }
+            Ok((secs, next))
+        });
+        let ((prefill_secs, _), peak_bytes) = match measured {
+            Ok(m) => m,
+            Err(e) => {
+                errors.push(format!("memory run, prompt {p}: {e:#}"));
+                eprintln!("memory {p}: FAILED: {e:#}");
+                continue;
+            }
+        };
+        let without_nccl = b.total - b.nccl_buffers;
+        let row = MemoryRow {
+            prompt: p,
+            decode_steps: args.memory_decode,
+            measured_peak_bytes: peak_bytes,
+            planned_total_bytes: b.total,
+            planned_without_nccl_bytes: without_nccl,
+            planned_activation_peak_bytes: b.activation_peak,
+            planned_kv_bytes: b.kv_cache,
+            measured_over_planned: peak_bytes.map(|m| m as f64 / without_nccl as f64),
+            prefill_secs,
+        };
+        eprintln!("memory {p}: {row:?}");
+        memory.push(row);
+    }
+
+    let report = Report {
+        machine,
+        shape: format!("{:?}", args.shape),
+        config: serde_json::json!({
+            "vocab_size": cfg.vocab_size, "hidden_size": cfg.hidden_size,
+            "intermediate_size": cfg.intermediate_size, "num_hidden_layers": cfg.num_hidden_layers,
+            "num_attention_heads": cfg.num_attention_heads,
+            "num_key_value_heads": cfg.num_key_value_heads, "head_dim": cfg.head_dim,
+        }),
+        dtype: format!("{dtype:?}"),
+        weights_bytes_resident: resident,
+        load_secs,
+        ceilings: ceil,
+        memory,
+        prefill: prefill_rows,
+        decode,
+        logits_finite,
+        errors,
+    };
+    print_table(&report);
+    if let Some(dir) = args.json.parent() {
+        if !dir.as_os_str().is_empty() {
+            std::fs::create_dir_all(dir)
+                .with_context(|| format!("cannot create {}", dir.display()))?;
+        }
+    }
+    std::fs::write(&args.json, serde_json::to_string_pretty(&report)?)
+        .with_context(|| format!("cannot write {}", args.json.display()))?;
+    eprintln!("bench-gpu: JSON in {}", args.json.display());
+    if !report.logits_finite {
+        bail!("the random model produced non-finite logits: the numbers above are not trustworthy");
+    }
+    if !report.errors.is_empty() {
+        for e in &report.errors {
+            eprintln!("bench-gpu: failed: {e}");
+        }
+        return Ok(ExitCode::from(1));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(feature = "cuda")]
+fn query_gpu(ordinal: usize) -> Result<GpuMemory> {
+    GpuMemory::query(ordinal)
+}
+
+#[cfg(not(feature = "cuda"))]
+fn query_gpu(_ordinal: usize) -> Result<GpuMemory> {
+    bail!("this binary was built without the `cuda` feature: use --cpu")
+}
+
+fn gib(b: u64) -> String {
+    format!("{:.2} GiB", b as f64 / (1u64 << 30) as f64)
+}
+
+fn print_table(r: &Report) {
+    let c = &r.ceilings;
+    println!("\n## bench-gpu: {} ({}, {})", r.machine, r.shape, r.dtype);
+    println!(
+        "ceilings: copy {:.0} GB/s, bf16 matmul {:.0} TFLOP/s; weights resident {}",
+        c.copy_gb_s,
+        c.matmul_tflops,
+        r.weights_bytes_resident.map_or("n/a".into(), gib)
+    );
+    println!("\n| prompt | measured peak | planned (no NCCL) | measured/planned | prefill s |");
+    println!("|---|---|---|---|---|");
+    for m in &r.memory {
+        println!(
+            "| {} | {} | {} | {} | {:.2} |",
+            m.prompt,
+            m.measured_peak_bytes.map_or("n/a".into(), gib),
+            gib(m.planned_without_nccl_bytes),
+            m.measured_over_planned
+                .map_or("n/a".into(), |x| format!("{x:.3}")),
+            m.prefill_secs
+        );
+    }
+    println!("\n| prefill tokens | s (median) | tok/s | TFLOP/s | of matmul rate |");
+    println!("|---|---|---|---|---|");
+    for p in &r.prefill {
+        println!(
+            "| {} | {:.3} | {:.0} | {:.0} | {:.0}% |",
+            p.prompt,
+            p.secs_median,
+            p.tokens_per_s,
+            p.tflops,
+            100.0 * p.fraction_of_matmul_rate
+        );
+    }
+    println!(
+        "\n| decode batch | ms/step | tok/s | GB/step | GB/s | of copy BW | floor ms | TFLOP/s |"
+    );
+    println!("|---|---|---|---|---|---|---|---|");
+    for d in &r.decode {
+        println!(
+            "| {} | {:.2} | {:.1} | {:.2} | {:.0} | {:.0}% | {:.2} | {:.1} |",
+            d.batch,
+            d.ms_per_step_median,
+            d.tokens_per_s,
+            d.bytes_per_step / 1e9,
+            d.achieved_gb_s,
+            100.0 * d.fraction_of_copy_bw,
+            d.floor_ms,
+            d.achieved_tflops
+        );
+    }
+}

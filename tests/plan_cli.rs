@@ -67,7 +67,7 @@ fn qwen72b_tp2_on_each_gpu_type() {
         // KV: (16384 + 1024) tokens x 160 KiB.
         assert_eq!(u(&v, &format!("{b}/kv_cache")), 17408 * 160 * 1024);
         // Prefill peak of a 2048-token chunk in 512-row blocks over 16384 keys (memory.rs).
-        assert_eq!(u(&v, &format!("{b}/activation_peak")), 2 * GIB + 488 * MIB);
+        assert_eq!(u(&v, &format!("{b}/activation_peak")), 3 * GIB + 488 * MIB);
         assert_eq!(u(&v, &format!("{b}/activation_reserved")), 4 * GIB);
         assert_eq!(u(&v, &format!("{b}/nccl_buffers")), 640 * MIB);
         let total = u(&v, &format!("{b}/total"));
@@ -77,7 +77,7 @@ fn qwen72b_tp2_on_each_gpu_type() {
                 + 17408 * 160 * 1024
                 + 4 * GIB
                 + 8 * MIB
-                + (576 + 128 + 640) * MIB
+                + (1344 + 128 + 640) * MIB
                 + (17408 * 160 * 1024 + 4 * GIB) / 20
         );
         assert!(total < bytes);
@@ -97,7 +97,7 @@ fn qwen72b_tp2_on_each_gpu_type() {
     let (a100, _) = json(&["--tp", "2", "--gpu", "a100-80gb"]);
     let (h200, _) = json(&["--tp", "2", "--gpu", "h200"]);
     assert_eq!(u(&a100, "/plan/largest/raising_headroom/batch"), 1);
-    assert!(u(&h200, "/plan/largest/raising_headroom/batch") > 10);
+    assert!(u(&h200, "/plan/largest/raising_headroom/batch") > 5);
 }
 
 #[test]

@@ -303,6 +303,8 @@ pub fn run(args: Args) -> Result<ExitCode> {
         attention_block: args.query_block,
         max_positions: Some(longest),
         comm: Arc::new(crate::tp::SingleRank),
+        // dense bf16 weights on the GPU: the quantized-prefill switch does not apply
+        prefill_dense_min_tokens: None,
     };
     let t0 = Instant::now();
     let model = Qwen2::load(&cfg, &RandomSource::new(&cfg), &opts)?;

@@ -6,10 +6,10 @@ pub mod bench_gpu;
 pub mod eval;
 pub mod fetch_model;
 pub mod generate;
+pub mod merge;
 pub mod plan;
 pub mod run;
 pub mod text;
-pub mod merge;
 
 /// SIGUSR1 (SLURM's warning before the time limit, `--signal=B:USR1@...`) and SIGTERM (scancel,
 /// preemption) ask a run to stop cleanly: see `run::STOP_REQUESTED`.

@@ -219,3 +219,28 @@ fn rendered_prompt_contains_the_papers_text() {
     // The paper comes before the task.
     assert!(rendered.find(&title) < rendered.find("For EVERY experiment"));
 }
+
+/// A GPU job that cannot fit is refused by the memory plan before anything is loaded, with each
+/// term named; nothing falls back to the CPU.
+#[test]
+fn infeasible_gpu_job_is_refused_before_loading() {
+    let d = tempfile::tempdir().expect("tmp");
+    let model = d.path().join("qwen72b");
+    std::fs::create_dir_all(&model).expect("mkdir");
+    std::fs::copy(
+        root().join("configs/models/qwen2.5-72b-instruct.json"),
+        model.join("config.json"),
+    )
+    .expect("config");
+    let job = write_job(d.path(), &model, &[&sample_pdf()], 16384, 1024);
+    let text = std::fs::read_to_string(&job)
+        .expect("job")
+        .replace("device = \"cpu\"", "device = \"cuda\"\ngpu = \"h100-80gb\"");
+    std::fs::write(&job, text).expect("write");
+    let out = paramx_run(&job);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("does not fit"), "{err}");
+    assert!(err.contains("weights") && err.contains("over by"), "{err}");
+    assert!(!d.path().join("out/papers").exists(), "nothing was run");
+}

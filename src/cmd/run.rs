@@ -184,6 +184,58 @@ fn model_options(job: &JobConfig) -> Result<ModelOptions> {
     }
 }
 
+/// The memory plan of a GPU job, checked before anything is loaded: an infeasible job is refused
+/// with every term named (there is no CPU offload to fall back on). CPU jobs have no plan.
+fn check_plan(job: &JobConfig, model_path: &std::path::Path) -> Result<Option<crate::plan::Plan>> {
+    use crate::plan::{GpuMemory, GpuPreset, JobLimits, ModelShape, PlanRequest};
+    if job.hardware.device != DeviceKind::Cuda {
+        return Ok(None);
+    }
+    if !model_path.is_dir() {
+        bail!(
+            "a GPU job needs a Hugging Face model directory (config.json + safetensors); {} is a file",
+            model_path.display()
+        );
+    }
+    let shape = ModelShape::from_config_file(&model_path.join("config.json"))?;
+    let gpu = match job.hardware.gpu.as_deref() {
+        Some(name) => <GpuPreset as clap::ValueEnum>::from_str(name, true)
+            .map_err(|_| {
+                anyhow::anyhow!(
+                    "hardware.gpu = {name:?}: known presets are a100-80gb, h100-80gb, h200"
+                )
+            })?
+            .memory(),
+        None => gpu_memory_of_device()?,
+    };
+    let l = &job.limits;
+    let limits = JobLimits {
+        max_input_tokens: l.max_input_tokens as u64,
+        max_new_tokens: l.max_new_tokens as u64,
+        batch: l.batch as u64,
+        prefill_chunk: l.prefill_chunk as u64,
+        query_block: ModelOptions::cpu().attention_block as u64,
+        activation_headroom: Some((l.activation_headroom_gib * (1u64 << 30) as f64) as u64),
+        dtype: crate::plan::DType::Bf16,
+    };
+    let plan = PlanRequest::new(shape, gpu, job.hardware.tp as u64, limits)?.plan();
+    if let Err(infeasible) = plan.check() {
+        bail!("{}\n{infeasible}", plan.table());
+    }
+    eprintln!("{}", plan.table());
+    Ok(Some(plan))
+}
+
+#[cfg(feature = "cuda")]
+fn gpu_memory_of_device() -> Result<crate::plan::GpuMemory> {
+    crate::plan::GpuMemory::query(0)
+}
+
+#[cfg(not(feature = "cuda"))]
+fn gpu_memory_of_device() -> Result<crate::plan::GpuMemory> {
+    bail!("set hardware.gpu (a100-80gb, h100-80gb, h200): this paramx cannot query a GPU")
+}
+
 pub fn run(args: Args) -> Result<ExitCode> {
     // First of all: a USR1 that arrives while the model loads must not kill the process.
     crate::cmd::install_stop_handlers();
@@ -217,6 +269,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
     }
     let inputs = crate::run::manifest::input_entries(&pdfs);
     let model_path = ensure_model(&job)?;
+    check_plan(&job, &model_path)?;
     let opts = model_options(&job)?;
     eprintln!(
         "paramx: {} PDF(s), model {}, max_input_tokens {}, max_new_tokens {}, batch {}",

@@ -187,7 +187,7 @@ fn model_options(job: &JobConfig) -> Result<ModelOptions> {
 /// The memory plan of a GPU job, checked before anything is loaded: an infeasible job is refused
 /// with every term named (there is no CPU offload to fall back on). CPU jobs have no plan.
 fn check_plan(job: &JobConfig, model_path: &std::path::Path) -> Result<Option<crate::plan::Plan>> {
-    use crate::plan::{GpuMemory, GpuPreset, JobLimits, ModelShape, PlanRequest};
+    use crate::plan::{GpuPreset, JobLimits, ModelShape, PlanRequest};
     if job.hardware.device != DeviceKind::Cuda {
         return Ok(None);
     }

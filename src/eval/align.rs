@@ -119,11 +119,29 @@ pub fn normalize_doi(s: &str) -> Option<String> {
 
 /// Title tokens (lower case, punctuation stripped), without `EXPn` markers.
 pub fn title_tokens(s: &str) -> BTreeSet<String> {
-    s.to_lowercase()
-        .split(|c: char| !c.is_alphanumeric())
-        .filter(|w| !w.is_empty() && !is_exp_token(w))
-        .map(String::from)
-        .collect()
+    let lower = s.to_lowercase();
+    let words = |text: &str| -> Vec<String> {
+        text.split(|c: char| !c.is_alphanumeric())
+            .filter(|w| !w.is_empty() && !is_exp_token(w))
+            .map(String::from)
+            .collect()
+    };
+    // A hyphenated word counts both split and joined: journals and annotators disagree on
+    // `re-aiming` / `reaiming` as much as on `prediction-error` / `prediction error`.
+    let joined: String = lower
+        .chars()
+        .filter(|c| !matches!(c, '-' | '\u{2010}' | '\u{2011}' | '\u{00AD}'))
+        .collect();
+    words(&lower).into_iter().chain(words(&joined)).collect()
+}
+
+#[cfg(test)]
+#[test]
+fn title_tokens_strip_hyphens_inside_words() {
+    let a =
+        title_tokens("Relative sensitivity of explicit re-aiming and implicit motor adaptation");
+    let b = title_tokens("Relative sensitivity of explicit reaiming and implicit motor adaptation");
+    assert!(jaccard(&a, &b) >= 0.8, "{}", jaccard(&a, &b));
 }
 
 fn is_exp_token(w: &str) -> bool {
@@ -596,7 +614,9 @@ mod tests {
     fn titles_ignore_case_punctuation_and_exp_markers() {
         let a = title_tokens("Decomposition of a sensory prediction error signal EXP1");
         let b = title_tokens("Decomposition of a Sensory Prediction-Error Signal.");
-        assert_eq!(jaccard(&a, &b), 1.0);
+        assert!(jaccard(&a, &b) >= 0.8, "{}", jaccard(&a, &b));
+        let c = title_tokens("Decomposition of a Sensory Prediction Error Signal.");
+        assert_eq!(jaccard(&a, &c), 1.0);
     }
 
     fn paper(doi: Option<&str>, title: &str, ay: Option<(&str, &str)>) -> Identity {

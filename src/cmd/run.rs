@@ -318,23 +318,23 @@ pub fn run(args: Args) -> Result<ExitCode> {
     manifest.write(&out_dir)?;
 
     let tok_s = if summary.model_secs > 0.0 {
-        summary.generated_tokens as f64 / summary.model_secs
+        summary.counts.generated_tokens as f64 / summary.model_secs
     } else {
         0.0
     };
     eprintln!(
         "paramx: {} paper(s): {} done, {} reused, {} failed; {} experiment(s), {} value(s) kept, {} dropped (quote not in paper or empty); model load {load_secs:.1} s, run {:.1} s ({:.1} papers/hour, {} prompt + {} generated tokens, {tok_s:.1} generated tok/s)",
-        summary.papers,
-        summary.done,
-        summary.reused,
-        summary.failed,
-        summary.experiments,
-        summary.values,
-        summary.dropped,
+        summary.counts.papers,
+        summary.counts.done,
+        summary.counts.reused,
+        summary.counts.failed,
+        summary.counts.experiments,
+        summary.counts.values,
+        summary.counts.dropped,
         summary.wall_secs,
-        if summary.wall_secs > 0.0 { summary.done as f64 * 3600.0 / summary.wall_secs } else { 0.0 },
-        summary.prompt_tokens,
-        summary.generated_tokens,
+        if summary.wall_secs > 0.0 { summary.counts.done as f64 * 3600.0 / summary.wall_secs } else { 0.0 },
+        summary.counts.prompt_tokens,
+        summary.counts.generated_tokens,
     );
     eprintln!(
         "paramx: wrote {}, {}, {}",
@@ -348,11 +348,11 @@ pub fn run(args: Args) -> Result<ExitCode> {
         let report = crate::cmd::eval::build_report(crate::eval::Scorer::Strict, &schema, &g, &p)?;
         print!("{}", report.to_text());
     }
-    if summary.interrupted {
+    if summary.counts.interrupted {
         eprintln!("paramx: stopped by signal; finished papers are saved, rerun to continue");
         return Ok(ExitCode::from(EXIT_REQUEUE));
     }
-    Ok(if summary.failed > 0 {
+    Ok(if summary.counts.failed > 0 {
         ExitCode::from(1)
     } else {
         ExitCode::SUCCESS

@@ -83,23 +83,6 @@ pub struct Counts {
     pub interrupted: bool,
 }
 
-impl From<&RunSummary> for Counts {
-    fn from(s: &RunSummary) -> Self {
-        Counts {
-            papers: s.papers,
-            done: s.done,
-            reused: s.reused,
-            failed: s.failed,
-            experiments: s.experiments,
-            values: s.values,
-            dropped: s.dropped,
-            prompt_tokens: s.prompt_tokens,
-            generated_tokens: s.generated_tokens,
-            interrupted: s.interrupted,
-        }
-    }
-}
-
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 pub struct Gpu {
     /// `nvidia-smi` rows: index, name, driver, memory, bus id (what this job can see).
@@ -246,7 +229,7 @@ pub fn run_manifest(
             files,
         },
         run: RunInfo {
-            counts: Counts::from(summary),
+            counts: summary.counts.clone(),
             times: Times {
                 started_utc: utc_rfc3339(started),
                 finished_utc: utc_rfc3339(finished),

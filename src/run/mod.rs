@@ -104,22 +104,12 @@ impl LogitsMask for GrammarMask {
     }
 }
 
-/// Counts of one run, for the summary line and the exit code.
+/// One run: its counts (the same type the manifest records), timings and job hash.
 #[derive(Debug, Default, Clone, serde::Serialize)]
 pub struct RunSummary {
-    pub papers: usize,
-    pub done: usize,
-    pub reused: usize,
-    pub failed: usize,
-    pub experiments: usize,
-    pub values: usize,
-    pub dropped: usize,
-    pub prompt_tokens: usize,
-    pub generated_tokens: usize,
+    pub counts: manifest::Counts,
     pub model_secs: f64,
     pub wall_secs: f64,
-    /// True when a stop signal ended the run before every paper was done.
-    pub interrupted: bool,
     /// The hash that keys this job's records (see [`Runner::new`]).
     pub job_hash: String,
 }
@@ -425,7 +415,10 @@ pub fn run(
         total: pdfs.len(),
     };
     let mut summary = RunSummary {
-        papers: pdfs.len(),
+        counts: manifest::Counts {
+            papers: pdfs.len(),
+            ..Default::default()
+        },
         job_hash: runner.job_hash.clone(),
         ..Default::default()
     };
@@ -449,7 +442,7 @@ pub fn run(
                     .filter(PaperRecord::is_ok)
                 {
                     done += 1;
-                    summary.reused += 1;
+                    summary.counts.reused += 1;
                     summary.add(&rec);
                     progress.line(done, &format!("{}: already done", display_name(&path)));
                 } else {
@@ -458,7 +451,7 @@ pub fn run(
             }
             Err(e) => {
                 done += 1;
-                summary.failed += 1;
+                summary.counts.failed += 1;
                 let rec = PaperRecord::pdf_error(&path, &runner.job_hash, &e.to_string());
                 store.save(&rec)?;
                 progress.line(done, &format!("{}: FAILED: {e}", display_name(&path)));
@@ -467,7 +460,7 @@ pub fn run(
     }
     for batch in pending.chunks(job.limits.batch) {
         if stop_requested() {
-            summary.interrupted = true;
+            summary.counts.interrupted = true;
             break;
         }
         let docs: Vec<&Document> = batch.iter().map(|(d, _)| d).collect();
@@ -475,16 +468,16 @@ pub fn run(
         let records = runner.extract_batch(&docs, &keys);
         if stop_requested() {
             // The batch was cut short: its papers are not done, so nothing of it is saved.
-            summary.interrupted = true;
+            summary.counts.interrupted = true;
             break;
         }
         for rec in records {
             done += 1;
             store.save(&rec)?;
             if rec.is_ok() {
-                summary.done += 1;
+                summary.counts.done += 1;
             } else {
-                summary.failed += 1;
+                summary.counts.failed += 1;
             }
             summary.add(&rec);
             progress.line(done, &rec.progress_line());
@@ -497,11 +490,11 @@ pub fn run(
 impl RunSummary {
     fn add(&mut self, rec: &PaperRecord) {
         if let Outcome::Ok(r) = &rec.outcome {
-            self.experiments += r.experiments.len();
-            self.values += r.experiments.iter().map(|e| e.values.len()).sum::<usize>();
-            self.dropped += r.dropped.len();
-            self.prompt_tokens += r.prompt_tokens;
-            self.generated_tokens += r.generated_tokens;
+            self.counts.experiments += r.experiments.len();
+            self.counts.values += r.experiments.iter().map(|e| e.values.len()).sum::<usize>();
+            self.counts.dropped += r.dropped.len();
+            self.counts.prompt_tokens += r.prompt_tokens;
+            self.counts.generated_tokens += r.generated_tokens;
         }
         if let Some(t) = &rec.timing {
             self.model_secs += t.prefill_secs + t.decode_secs;

@@ -70,6 +70,10 @@ pub struct Args {
     /// Query rows per attention block.
     #[arg(long, default_value_t = 512)]
     pub query_block: usize,
+    /// The layer glue to time: the fused kernels or the plain candle path (see
+    /// `model::fused`). `--compare-plain` also times the other one in the same process.
+    #[arg(long, value_enum, default_value = "fused")]
+    pub kernels: crate::model::fused::Kernels,
     /// Where the JSON goes.
     #[arg(long, default_value = "target/bench-gpu.json")]
     pub json: PathBuf,
@@ -305,6 +309,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
         comm: Arc::new(crate::tp::SingleRank),
         // dense bf16 weights on the GPU: the quantized-prefill switch does not apply
         prefill_dense_min_tokens: None,
+        kernels: args.kernels,
     };
     let t0 = Instant::now();
     let model = Qwen2::load(&cfg, &RandomSource::new(&cfg), &opts)?;

@@ -9,6 +9,7 @@
 //! `-inf`: a padding *query* row then has a finite (ignored) result instead of NaN, and NaN could
 //! otherwise leak through `0 x NaN` into real rows via the padding values in V.
 
+use super::fused::{masked_softmax_, ScoreRows};
 use candle_core::{DType, Device, Result, Tensor};
 
 /// Additive mask value for forbidden keys (exp underflows to exactly 0 in f32).
@@ -25,14 +26,12 @@ pub struct AttentionLayout<'a> {
     pub block: usize,
 }
 
-/// `q`: `(b, heads, t, d)`; `k`, `v`: `(b, kv_heads, T, d)` with `T = q_slot0 + t`.
-/// Returns `(b, heads, t, d)`.
-pub fn attention(
+/// The geometry shared by both paths: `(b, heads, t, d, kv_heads)`, checked.
+fn geometry(
     q: &Tensor,
     k: &Tensor,
-    v: &Tensor,
     layout: AttentionLayout<'_>,
-) -> Result<Tensor> {
+) -> Result<(usize, usize, usize, usize, usize)> {
     let (b, heads, t, d) = q.dims4()?;
     let (_, kv_heads, total, _) = k.dims4()?;
     if heads % kv_heads != 0 || total != layout.q_slot0 + t || layout.pad.len() != b {
@@ -44,6 +43,66 @@ pub fn attention(
             layout.pad.len()
         )
     }
+    Ok((b, heads, t, d, kv_heads))
+}
+
+/// The same attention as [`attention`] with the score work in one kernel per block
+/// ([`masked_softmax_`]: scale, causal and padding mask, softmax, in place, in the compute
+/// dtype), so a block's scores take `2 x heads x block x keys` bytes in bf16 instead of three
+/// f32 buffers, and no mask tensor is built. `pad` is the cache's `(b)` u32 padding tensor.
+/// K and V are read through their cache views (no copies).
+pub fn attention_fused(
+    q: &Tensor,
+    k: &Tensor,
+    v: &Tensor,
+    layout: AttentionLayout<'_>,
+    pad: &Tensor,
+) -> Result<Tensor> {
+    let (b, heads, t, d, kv_heads) = geometry(q, k, layout)?;
+    let group = heads / kv_heads;
+    let block = layout.block.max(1);
+    let scale = (1.0 / (d as f64).sqrt()) as f32;
+    let q = q.reshape((b, kv_heads, group, t, d))?;
+    let mut outs = Vec::with_capacity(t.div_ceil(block));
+    let mut q0 = 0;
+    while q0 < t {
+        let n = block.min(t - q0);
+        let keys = layout.q_slot0 + q0 + n;
+        let qb = q
+            .narrow(3, q0, n)?
+            .contiguous()?
+            .reshape((b, kv_heads, group * n, d))?;
+        let s = qb.matmul(&k.narrow(2, 0, keys)?.t()?)?;
+        masked_softmax_(
+            &s,
+            pad,
+            ScoreRows {
+                rows_per_seq: kv_heads * group * n,
+                queries: n,
+                q_slot0: layout.q_slot0 + q0,
+                scale,
+            },
+        )?;
+        let out = s.matmul(&v.narrow(2, 0, keys)?)?;
+        outs.push(out.reshape((b, kv_heads, group, n, d))?);
+        q0 += n;
+    }
+    let out = match outs.len() {
+        1 => outs.swap_remove(0),
+        _ => Tensor::cat(&outs, 3)?,
+    };
+    out.reshape((b, heads, t, d))
+}
+
+/// `q`: `(b, heads, t, d)`; `k`, `v`: `(b, kv_heads, T, d)` with `T = q_slot0 + t`.
+/// Returns `(b, heads, t, d)`.
+pub fn attention(
+    q: &Tensor,
+    k: &Tensor,
+    v: &Tensor,
+    layout: AttentionLayout<'_>,
+) -> Result<Tensor> {
+    let (b, heads, t, d, kv_heads) = geometry(q, k, layout)?;
     let group = heads / kv_heads;
     let block = layout.block.max(1);
     let scale = 1.0 / (d as f64).sqrt();
@@ -78,10 +137,9 @@ pub fn attention(
         outs.push(out.reshape((b, kv_heads, group, n, d))?);
         q0 += n;
     }
-    let out = if outs.len() == 1 {
-        outs.pop().expect("one block")
-    } else {
-        Tensor::cat(&outs, 3)?
+    let out = match outs.len() {
+        1 => outs.swap_remove(0),
+        _ => Tensor::cat(&outs, 3)?,
     };
     out.reshape((b, heads, t, d))
 }

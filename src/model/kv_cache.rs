@@ -1,22 +1,25 @@
 //! The key/value cache of one batch of sequences, preallocated once and written in place.
 //!
-//! Layout: per layer one K and one V tensor of shape `(batch, kv_heads, capacity, head_dim)`.
-//! A forward pass over `t` new tokens writes slots `len..len + t` of every row with `slice_set`
-//! (no concatenation, no reallocation per step), and attention reads the view `0..len + t`.
+//! Layout: per layer one tensor `(2, batch, kv_heads, capacity, head_dim)`, K then V (one tensor
+//! so that the fused append writes both in one kernel, see `fused::kv_append`). A forward pass
+//! over `t` new tokens writes slots `len..len + t` of every row in place (no concatenation, no
+//! reallocation per step), and attention reads the views `0..len + t` of K and V.
 //!
 //! Ragged batches are left-padded: row `b` holds `pad[b]` padding slots before its first real
 //! token. Padding keys are masked out of attention, and RoPE positions count from the first real
 //! token (`slot - pad[b]`), so a row's numbers do not depend on what else is in the batch.
 
-use candle_core::{DType, Device, Result, Tensor};
+use candle_core::{DType, Device, IndexOp, Result, Tensor};
 
 #[derive(Debug)]
 pub struct KvCache {
-    layers: Vec<(Tensor, Tensor)>,
+    layers: Vec<Tensor>,
     batch: usize,
     capacity: usize,
     len: usize,
     pad: Vec<usize>,
+    /// `pad` as a `(batch)` u32 tensor on the cache's device, for the fused softmax's mask.
+    pad_tensor: Tensor,
 }
 
 impl KvCache {
@@ -37,21 +40,18 @@ impl KvCache {
         if let Some(p) = pad.iter().find(|&&p| p >= capacity) {
             candle_core::bail!("kv cache: padding {p} does not fit a capacity of {capacity}")
         }
-        let shape = (batch, kv_heads, capacity, head_dim);
+        let shape = (2, batch, kv_heads, capacity, head_dim);
         let layers = (0..layers)
-            .map(|_| {
-                Ok((
-                    Tensor::zeros(shape, dtype, device)?,
-                    Tensor::zeros(shape, dtype, device)?,
-                ))
-            })
+            .map(|_| Tensor::zeros(shape, dtype, device))
             .collect::<Result<Vec<_>>>()?;
+        let pad_tensor = pad_tensor(&pad, device)?;
         Ok(Self {
             layers,
             batch,
             capacity,
             len: 0,
             pad,
+            pad_tensor,
         })
     }
 
@@ -85,6 +85,35 @@ impl KvCache {
         &self.pad
     }
 
+    /// `pad` on the device, `(batch)` u32.
+    pub fn pad_tensor(&self) -> &Tensor {
+        &self.pad_tensor
+    }
+
+    /// The whole K/V tensor of `layer`, `(2, batch, kv_heads, capacity, head_dim)`: what the
+    /// fused append writes into.
+    pub fn layer(&self, layer: usize) -> &Tensor {
+        &self.layers[layer]
+    }
+
+    /// Views of the K and V of slots `0..len` of `layer`, `(batch, kv_heads, len, head_dim)`.
+    pub fn views(&self, layer: usize, len: usize) -> Result<(Tensor, Tensor)> {
+        let l = &self.layers[layer];
+        Ok((l.i(0)?.narrow(2, 0, len)?, l.i(1)?.narrow(2, 0, len)?))
+    }
+
+    /// An error unless `t` more slots fit.
+    pub fn check_room(&self, t: usize) -> Result<()> {
+        if self.len + t > self.capacity {
+            candle_core::bail!(
+                "kv cache full: {} + {t} slots exceed the capacity of {}",
+                self.len,
+                self.capacity
+            )
+        }
+        Ok(())
+    }
+
     /// RoPE positions of the next `t` slots, row-major `(batch, t)`. Padding slots get 0.
     pub fn positions(&self, t: usize) -> Vec<u32> {
         let mut out = Vec::with_capacity(self.batch * t);
@@ -99,20 +128,11 @@ impl KvCache {
     /// [`KvCache::advance`] once after all layers.
     pub fn append(&self, layer: usize, k: &Tensor, v: &Tensor) -> Result<(Tensor, Tensor)> {
         let t = k.dim(2)?;
-        if self.len + t > self.capacity {
-            candle_core::bail!(
-                "kv cache full: {} + {t} slots exceed the capacity of {}",
-                self.len,
-                self.capacity
-            )
-        }
-        let (kc, vc) = &self.layers[layer];
-        kc.slice_set(&k.contiguous()?, 2, self.len)?;
-        vc.slice_set(&v.contiguous()?, 2, self.len)?;
-        Ok((
-            kc.narrow(2, 0, self.len + t)?,
-            vc.narrow(2, 0, self.len + t)?,
-        ))
+        self.check_room(t)?;
+        let l = &self.layers[layer];
+        l.i(0)?.slice_set(&k.contiguous()?, 2, self.len)?;
+        l.i(1)?.slice_set(&v.contiguous()?, 2, self.len)?;
+        self.views(layer, self.len + t)
     }
 
     pub fn advance(&mut self, t: usize) {
@@ -125,16 +145,21 @@ impl KvCache {
         if rows.is_empty() || rows.iter().any(|&r| r >= self.batch) {
             candle_core::bail!("kv cache: cannot keep rows {rows:?} of {}", self.batch)
         }
-        let device = self.layers[0].0.device().clone();
+        let device = self.layers[0].device().clone();
         let idx = Tensor::new(rows.iter().map(|&r| r as u32).collect::<Vec<_>>(), &device)?;
-        for (k, v) in self.layers.iter_mut() {
-            *k = k.index_select(&idx, 0)?.contiguous()?;
-            *v = v.index_select(&idx, 0)?.contiguous()?;
+        for kv in self.layers.iter_mut() {
+            *kv = kv.index_select(&idx, 1)?.contiguous()?;
         }
         self.pad = rows.iter().map(|&r| self.pad[r]).collect();
+        self.pad_tensor = pad_tensor(&self.pad, &device)?;
         self.batch = rows.len();
         Ok(())
     }
+}
+
+fn pad_tensor(pad: &[usize], device: &Device) -> Result<Tensor> {
+    let v: Vec<u32> = pad.iter().map(|&p| p as u32).collect();
+    Tensor::from_vec(v, pad.len(), device)
 }
 
 #[cfg(test)]

@@ -6,8 +6,9 @@
 //! and the lm_head are split by vocabulary. With [`crate::tp::SingleRank`] every collective is the
 //! identity and every slice is the whole tensor.
 
-use super::attention::{attention, AttentionLayout};
+use super::attention::{attention, attention_fused, AttentionLayout};
 use super::config::Qwen2Config;
+use super::fused::{self, Heads, Kernels};
 use super::kv_cache::KvCache;
 use super::linear::{Linear, Parallelism, Weight};
 use super::load::{EmbeddingTable, Slice, WeightSource};
@@ -32,6 +33,8 @@ pub struct ModelOptions {
     /// Quantized layers run chunks of at least this many tokens per row as dequantized dense
     /// matmuls (faster prefill on the CPU); `None`: always the quantized kernels.
     pub prefill_dense_min_tokens: Option<usize>,
+    /// The layer glue: fused kernels (default) or the plain candle reference path.
+    pub kernels: Kernels,
 }
 
 impl ModelOptions {
@@ -45,6 +48,7 @@ impl ModelOptions {
             max_positions: None,
             comm: Arc::new(crate::tp::SingleRank),
             prefill_dense_min_tokens: Some(2),
+            kernels: Kernels::Fused,
         }
     }
 }
@@ -67,20 +71,42 @@ impl RmsNorm {
     }
 }
 
-struct Mlp {
-    gate: Linear,
-    up: Linear,
-    down: Linear,
+/// A column-parallel projection whose output is several projections side by side (`q | k | v`,
+/// `gate | up`). Dense parts are concatenated at load into one weight, so the step runs one
+/// GEMM (for the small k/v products of a decode step, launch and tail effects cost more than
+/// their bytes); quantized parts (GGUF files give q, k, v different types) stay separate and
+/// their outputs are concatenated.
+enum Packed {
+    One(Linear),
+    Parts(Vec<Linear>),
+}
+
+impl Packed {
+    fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        match self {
+            Packed::One(l) => l.forward(x),
+            Packed::Parts(parts) => {
+                let ys = parts
+                    .iter()
+                    .map(|l| l.forward(x))
+                    .collect::<candle_core::Result<Vec<_>>>()?;
+                Tensor::cat(&ys, D::Minus1)
+            }
+        }
+    }
 }
 
 struct Layer {
     input_norm: RmsNorm,
-    q: Linear,
-    k: Linear,
-    v: Linear,
+    /// `q | k | v` of this rank's heads, without bias.
+    qkv: Packed,
+    /// `q | k | v` biases (zeros for a model without them), added by the fused kernels.
+    qkv_bias: Tensor,
     o: Linear,
     post_norm: RmsNorm,
-    mlp: Mlp,
+    /// `gate | up` of this rank's MLP slice.
+    gate_up: Packed,
+    down: Linear,
 }
 
 /// Vocabulary-split token embedding.
@@ -105,6 +131,7 @@ pub struct Qwen2 {
     /// Query / KV heads on this rank.
     local_heads: usize,
     local_kv_heads: usize,
+    kernels: Kernels,
 }
 
 impl Qwen2 {
@@ -157,15 +184,43 @@ impl Qwen2 {
                 eps: cfg.rms_norm_eps as f32,
             })
         };
-        let column = |name: &str, rows: usize, bias: bool| -> Result<Linear> {
-            let w = src.linear_weight(&format!("{name}.weight"), part(rows), dt, dev)?;
-            let b = if bias {
-                Some(src.tensor(&format!("{name}.bias"), part(rows), dt, dev)?)
+        let column = |w: Weight| -> Linear {
+            Linear::new(w, None, Parallelism::ColumnParallel, comm.clone())
+                .with_prefill_dense_min_tokens(opts.prefill_dense_min_tokens)
+        };
+        // Loads `name.weight` of each part (this rank's rows) and packs them.
+        let packed = |parts: &[(&str, usize)]| -> Result<Packed> {
+            let ws = parts
+                .iter()
+                .map(|(name, rows)| src.linear_weight(&format!("{name}.weight"), part(*rows), dt, dev))
+                .collect::<Result<Vec<_>>>()?;
+            let dense: Vec<&Tensor> = ws
+                .iter()
+                .filter_map(|w| match w {
+                    Weight::Dense(t) => Some(t),
+                    Weight::Quantized(_) => None,
+                })
+                .collect();
+            Ok(if dense.len() == ws.len() {
+                Packed::One(column(Weight::Dense(Tensor::cat(&dense, 0)?)))
             } else {
-                None
-            };
-            Ok(Linear::new(w, b, Parallelism::ColumnParallel, comm.clone())
-                .with_prefill_dense_min_tokens(opts.prefill_dense_min_tokens))
+                Packed::Parts(ws.into_iter().map(column).collect())
+            })
+        };
+        // The packed q | k | v bias; zeros where a model has none.
+        let packed_bias = |parts: &[(&str, usize)]| -> Result<Tensor> {
+            let bs = parts
+                .iter()
+                .map(|(name, rows)| {
+                    let n = format!("{name}.bias");
+                    if src.contains(&n) {
+                        src.tensor(&n, part(*rows), dt, dev)
+                    } else {
+                        Ok(Tensor::zeros(*rows, dt, dev)?)
+                    }
+                })
+                .collect::<Result<Vec<_>>>()?;
+            Ok(Tensor::cat(&bs, 0)?)
         };
         let row = |name: &str, cols: usize| -> Result<Linear> {
             let w = src.linear_weight(&format!("{name}.weight"), in_part(cols), dt, dev)?;
@@ -186,18 +241,25 @@ impl Qwen2 {
         for i in 0..cfg.num_hidden_layers {
             let p = format!("model.layers.{i}");
             let layer = (|| -> Result<Layer> {
+                let (q, k, v) = (
+                    format!("{p}.self_attn.q_proj"),
+                    format!("{p}.self_attn.k_proj"),
+                    format!("{p}.self_attn.v_proj"),
+                );
+                let qkv = [
+                    (q.as_str(), local_heads * hd),
+                    (k.as_str(), local_kv * hd),
+                    (v.as_str(), local_kv * hd),
+                ];
+                let (gate, up) = (format!("{p}.mlp.gate_proj"), format!("{p}.mlp.up_proj"));
                 Ok(Layer {
                     input_norm: norm(&format!("{p}.input_layernorm.weight"))?,
-                    q: column(&format!("{p}.self_attn.q_proj"), local_heads * hd, true)?,
-                    k: column(&format!("{p}.self_attn.k_proj"), local_kv * hd, true)?,
-                    v: column(&format!("{p}.self_attn.v_proj"), local_kv * hd, true)?,
+                    qkv: packed(&qkv)?,
+                    qkv_bias: packed_bias(&qkv)?,
                     o: row(&format!("{p}.self_attn.o_proj"), local_heads * hd)?,
                     post_norm: norm(&format!("{p}.post_attention_layernorm.weight"))?,
-                    mlp: Mlp {
-                        gate: column(&format!("{p}.mlp.gate_proj"), ffn, false)?,
-                        up: column(&format!("{p}.mlp.up_proj"), ffn, false)?,
-                        down: row(&format!("{p}.mlp.down_proj"), ffn)?,
-                    },
+                    gate_up: packed(&[(gate.as_str(), ffn), (up.as_str(), ffn)])?,
+                    down: row(&format!("{p}.mlp.down_proj"), ffn)?,
                 })
             })()
             .with_context(|| format!("loading layer {i} from {}", src.describe()))?;
@@ -229,7 +291,17 @@ impl Qwen2 {
             attention_block: opts.attention_block.max(1),
             local_heads,
             local_kv_heads: local_kv,
+            kernels: opts.kernels,
         })
+    }
+
+    /// Switches between the fused kernels and the plain candle path (same weights): for
+    /// benchmarks and checks that compare the two in one process.
+    pub fn set_kernels(&mut self, kernels: Kernels) {
+        self.kernels = kernels;
+    }
+    pub fn kernels(&self) -> Kernels {
+        self.kernels
     }
 
     pub fn config(&self) -> &Qwen2Config {
@@ -331,23 +403,49 @@ impl Qwen2 {
     ) -> Result<Tensor> {
         let (b, t, _) = x.dims3()?;
         let hd = self.cfg.head_dim;
+        let (nq, nkv) = (self.local_heads, self.local_kv_heads);
         let h = l.input_norm.forward(x)?;
-        let heads = |y: Tensor, n: usize| -> candle_core::Result<Tensor> {
-            y.reshape((b, t, n, hd))?.transpose(1, 2)?.contiguous()
+        let qkv = l.qkv.forward(&h)?;
+        let att = match self.kernels {
+            Kernels::Fused => {
+                let geo = Heads {
+                    heads: nq,
+                    kv_heads: nkv,
+                    head_dim: hd,
+                };
+                let q = fused::rope_q(&qkv, &l.qkv_bias, rope.packed(), geo)?;
+                cache.check_room(t)?;
+                fused::kv_append(cache.layer(index), &qkv, &l.qkv_bias, rope.packed(), geo, cache.len())?;
+                let (k_all, v_all) = cache.views(index, cache.len() + t)?;
+                attention_fused(&q, &k_all, &v_all, layout, cache.pad_tensor())?
+            }
+            Kernels::Plain => {
+                let qkv = qkv.broadcast_add(&l.qkv_bias)?;
+                let heads = |from: usize, n: usize| -> candle_core::Result<Tensor> {
+                    qkv.narrow(2, from * hd, n * hd)?
+                        .reshape((b, t, n, hd))?
+                        .transpose(1, 2)?
+                        .contiguous()
+                };
+                let q = rope.apply(&heads(0, nq)?)?;
+                let k = rope.apply(&heads(nq, nkv)?)?;
+                let v = heads(nq + nkv, nkv)?;
+                let (k_all, v_all) = cache.append(index, &k, &v)?;
+                attention(&q, &k_all, &v_all, layout)?
+            }
         };
-        let q = rope.apply(&heads(l.q.forward(&h)?, self.local_heads)?)?;
-        let k = rope.apply(&heads(l.k.forward(&h)?, self.local_kv_heads)?)?;
-        let v = heads(l.v.forward(&h)?, self.local_kv_heads)?;
-        let (k_all, v_all) = cache.append(index, &k, &v)?;
-        let att = attention(&q, &k_all, &v_all, layout)?;
-        let att = att
-            .transpose(1, 2)?
-            .reshape((b, t, self.local_heads * hd))?;
+        let att = att.transpose(1, 2)?.reshape((b, t, nq * hd))?;
         let x = (x + l.o.forward(&att)?)?;
         let h = l.post_norm.forward(&x)?;
-        let gate = candle_nn::ops::silu(&l.mlp.gate.forward(&h)?)?;
-        let up = l.mlp.up.forward(&h)?;
-        Ok((x + l.mlp.down.forward(&(gate * up)?)?)?)
+        let gu = l.gate_up.forward(&h)?;
+        let act = match self.kernels {
+            Kernels::Fused => fused::silu_mul(&gu)?,
+            Kernels::Plain => {
+                let f = gu.dim(D::Minus1)? / 2;
+                (candle_nn::ops::silu(&gu.narrow(D::Minus1, 0, f)?)? * gu.narrow(D::Minus1, f, f)?)?
+            }
+        };
+        Ok((x + l.down.forward(&act)?)?)
     }
 
     /// Full-vocabulary logits (f32) for hidden states `(batch, hidden)` or `(batch, t, hidden)`.

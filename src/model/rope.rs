@@ -69,18 +69,26 @@ impl Rope {
             .index_select(&idx, 0)?
             .reshape((b, t, half))?
             .to_dtype(dtype)?;
-        Ok(RopeTables { cos, sin })
+        let cs = Tensor::cat(&[&cos, &sin], 2)?;
+        Ok(RopeTables { cos, sin, cs })
     }
 }
 
-/// cos/sin for one batch of positions, `(b, t, head_dim / 2)`.
+/// cos/sin for one batch of positions, `(b, t, head_dim / 2)` each, and packed as
+/// `(b, t, head_dim)` = `[cos | sin]` for the fused kernels.
 #[derive(Debug, Clone)]
 pub struct RopeTables {
     cos: Tensor,
     sin: Tensor,
+    cs: Tensor,
 }
 
 impl RopeTables {
+    /// `[cos | sin]`, `(b, t, head_dim)`, in the compute dtype.
+    pub fn packed(&self) -> &Tensor {
+        &self.cs
+    }
+
     /// Rotates `x` of shape `(b, heads, t, head_dim)`.
     pub fn apply(&self, x: &Tensor) -> Result<Tensor> {
         candle_nn::rotary_emb::rope(&x.contiguous()?, &self.cos, &self.sin)

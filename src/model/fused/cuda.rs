@@ -1,0 +1,235 @@
+//! Launching the fused kernels of `kernels.cu` on candle's CUDA storages.
+//!
+//! The PTX is built by `build.rs` (nvcc) and loaded once per device through candle's module
+//! cache, so the kernels run on the same stream as every other candle op: no extra
+//! synchronisation, and graph capture would see them like any other launch.
+
+use super::{Heads, ScoreRows};
+use candle_core::cuda_backend::cudarc::driver::{
+    CudaSlice, CudaView, DeviceRepr, LaunchConfig, PushKernelArg,
+};
+use candle_core::cuda_backend::{CudaStorageSlice, WrapErr};
+use candle_core::{CudaDevice, CudaStorage, Layout, Result};
+
+const PTX: &str = include_str!(concat!(env!("OUT_DIR"), "/paramx_kernels.ptx"));
+const MODULE: &str = "paramx_fused";
+const THREADS: u32 = 256;
+/// Must match `SOFTMAX_THREADS` in `kernels.cu` (its `__launch_bounds__`).
+const SOFTMAX_THREADS: u32 = 256;
+
+/// Grid for a grid-stride loop over `n` elements.
+fn grid(n: usize) -> LaunchConfig {
+    let blocks = n.div_ceil(THREADS as usize).clamp(1, 1 << 16) as u32;
+    LaunchConfig {
+        grid_dim: (blocks, 1, 1),
+        block_dim: (THREADS, 1, 1),
+        shared_mem_bytes: 0,
+    }
+}
+
+fn view<'a, T>(s: &'a CudaSlice<T>, l: &Layout, what: &str) -> Result<CudaView<'a, T>> {
+    match l.contiguous_offsets() {
+        Some((a, b)) => Ok(s.slice(a..b)),
+        None => candle_core::bail!("{what} must be contiguous"),
+    }
+}
+
+/// The storage's slice as `bf16` or `f32`, with the kernel-name suffix.
+enum Typed<'a> {
+    Bf16(&'a CudaSlice<half::bf16>),
+    F32(&'a CudaSlice<f32>),
+}
+
+fn typed<'a>(s: &'a CudaStorage, what: &str) -> Result<Typed<'a>> {
+    match &s.slice {
+        CudaStorageSlice::BF16(v) => Ok(Typed::Bf16(v)),
+        CudaStorageSlice::F32(v) => Ok(Typed::F32(v)),
+        _ => candle_core::bail!("{what}: only bf16 and f32 have GPU kernels, got {:?}", s.dtype()),
+    }
+}
+
+fn same<'a, T: 'static>(s: &'a CudaStorage, what: &str) -> Result<&'a CudaSlice<T>> {
+    s.as_cuda_slice::<T>()
+        .map_err(|e| candle_core::Error::Msg(format!("{what}: dtype differs from the input: {e}")))
+}
+
+fn func(dev: &CudaDevice, name: &str) -> Result<candle_core::cuda_backend::CudaFunc> {
+    dev.get_or_load_custom_func(name, MODULE, PTX)
+}
+
+pub(super) fn silu_mul(s: &CudaStorage, l: &Layout, rows: usize, half_w: usize) -> Result<CudaStorage> {
+    let dev = s.device.clone();
+    fn go<T: DeviceRepr + candle_core::cuda_backend::CudaDType>(
+        dev: &CudaDevice,
+        src: &CudaSlice<T>,
+        l: &Layout,
+        rows: usize,
+        half_w: usize,
+        name: &str,
+    ) -> Result<CudaStorage> {
+        let x = view(src, l, "silu_mul input")?;
+        let n = rows * half_w;
+        // SAFETY: every element is written by the kernel below.
+        let out = unsafe { dev.alloc::<T>(n)? };
+        let f = func(dev, name)?;
+        let mut b = f.builder();
+        let (r, w) = (rows as i64, half_w as i64);
+        b.arg(&x).arg(&out).arg(&r).arg(&w);
+        // SAFETY: argument types and order match `silu_mul_*` in kernels.cu.
+        unsafe { b.launch(grid(n)) }.w()?;
+        Ok(CudaStorage::wrap_cuda_slice(out, dev.clone()))
+    }
+    match typed(s, "silu_mul")? {
+        Typed::Bf16(v) => go(&dev, v, l, rows, half_w, "silu_mul_bf16"),
+        Typed::F32(v) => go(&dev, v, l, rows, half_w, "silu_mul_f32"),
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+pub(super) fn rope_q(
+    s1: &CudaStorage,
+    l1: &Layout,
+    s2: &CudaStorage,
+    l2: &Layout,
+    s3: &CudaStorage,
+    l3: &Layout,
+    h: Heads,
+    batch: usize,
+    t: usize,
+) -> Result<CudaStorage> {
+    let dev = s1.device.clone();
+    #[allow(clippy::too_many_arguments)]
+    fn go<T: DeviceRepr + candle_core::cuda_backend::CudaDType + 'static>(
+        dev: &CudaDevice,
+        qkv: &CudaSlice<T>,
+        l1: &Layout,
+        s2: &CudaStorage,
+        l2: &Layout,
+        s3: &CudaStorage,
+        l3: &Layout,
+        h: Heads,
+        batch: usize,
+        t: usize,
+        name: &str,
+    ) -> Result<CudaStorage> {
+        let qkv = view(qkv, l1, "rope_q qkv")?;
+        let bias = view(same::<T>(s2, "rope_q bias")?, l2, "rope_q bias")?;
+        let cs = view(same::<T>(s3, "rope_q cos/sin")?, l3, "rope_q cos/sin")?;
+        let n = batch * h.heads * t * h.head_dim;
+        // SAFETY: the kernel writes every (sequence, head, token, dim) element.
+        let q = unsafe { dev.alloc::<T>(n)? };
+        let f = func(dev, name)?;
+        let mut b = f.builder();
+        let dims = [batch, t, h.heads, h.kv_heads, h.head_dim].map(|d| d as i64);
+        b.arg(&qkv).arg(&bias).arg(&cs).arg(&q);
+        for d in &dims {
+            b.arg(d);
+        }
+        // SAFETY: argument types and order match `rope_q_*` in kernels.cu.
+        unsafe { b.launch(grid(n / 2)) }.w()?;
+        Ok(CudaStorage::wrap_cuda_slice(q, dev.clone()))
+    }
+    match typed(s1, "rope_q")? {
+        Typed::Bf16(v) => go(&dev, v, l1, s2, l2, s3, l3, h, batch, t, "rope_q_bf16"),
+        Typed::F32(v) => go(&dev, v, l1, s2, l2, s3, l3, h, batch, t, "rope_q_f32"),
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+pub(super) fn kv_append(
+    cache: &mut CudaStorage,
+    lc: &Layout,
+    s_qkv: &CudaStorage,
+    l_qkv: &Layout,
+    s_bias: &CudaStorage,
+    l_bias: &Layout,
+    s_cs: &CudaStorage,
+    l_cs: &Layout,
+    h: Heads,
+    batch: usize,
+    t: usize,
+    slot0: usize,
+) -> Result<()> {
+    let dev = cache.device.clone();
+    let cap = lc.dims()[3];
+    let Some((c0, c1)) = lc.contiguous_offsets() else {
+        candle_core::bail!("kv_append: the cache must be contiguous")
+    };
+    let dims = [batch, t, h.heads, h.kv_heads, h.head_dim, cap, slot0].map(|d| d as i64);
+    let n = batch * t * h.kv_heads * h.head_dim / 2;
+    macro_rules! launch {
+        ($t:ty, $variant:ident, $name:expr) => {{
+            let CudaStorageSlice::$variant(c) = &mut cache.slice else {
+                candle_core::bail!("kv_append: cache dtype {:?} is not {}", cache.dtype(), stringify!($t))
+            };
+            let mut c = c.slice_mut(c0..c1);
+            let qkv = view(same::<$t>(s_qkv, "kv_append qkv")?, l_qkv, "kv_append qkv")?;
+            let bias = view(same::<$t>(s_bias, "kv_append bias")?, l_bias, "kv_append bias")?;
+            let cs = view(same::<$t>(s_cs, "kv_append cos/sin")?, l_cs, "kv_append cos/sin")?;
+            let f = func(&dev, $name)?;
+            let mut b = f.builder();
+            b.arg(&mut c).arg(&qkv).arg(&bias).arg(&cs);
+            for d in &dims {
+                b.arg(d);
+            }
+            // SAFETY: argument types and order match `kv_append_*` in kernels.cu; the caller
+            // checked that slots slot0..slot0 + t lie inside the cache.
+            unsafe { b.launch(grid(n)) }.w()?;
+        }};
+    }
+    match cache.dtype() {
+        candle_core::DType::BF16 => launch!(half::bf16, BF16, "kv_append_bf16"),
+        candle_core::DType::F32 => launch!(f32, F32, "kv_append_f32"),
+        d => candle_core::bail!("kv_append: no GPU kernel for {d:?}"),
+    }
+    Ok(())
+}
+
+pub(super) fn masked_softmax(
+    scores: &mut CudaStorage,
+    ls: &Layout,
+    pad: &CudaStorage,
+    lp: &Layout,
+    r: ScoreRows,
+) -> Result<()> {
+    let dev = scores.device.clone();
+    let keys = *ls.dims().last().unwrap_or(&0);
+    let rows = ls.shape().elem_count() / keys.max(1);
+    if rows == 0 || keys == 0 {
+        return Ok(());
+    }
+    let Some((s0, s1)) = ls.contiguous_offsets() else {
+        candle_core::bail!("masked_softmax: the scores must be contiguous")
+    };
+    let pad = view(same::<u32>(pad, "masked_softmax pad")?, lp, "masked_softmax pad")?;
+    let cfg = LaunchConfig {
+        grid_dim: (rows as u32, 1, 1),
+        block_dim: (SOFTMAX_THREADS, 1, 1),
+        shared_mem_bytes: 0,
+    };
+    let args = [r.rows_per_seq, r.queries, keys, r.q_slot0].map(|d| d as i64);
+    macro_rules! launch {
+        ($variant:ident, $name:expr) => {{
+            let CudaStorageSlice::$variant(s) = &mut scores.slice else {
+                candle_core::bail!("masked_softmax: scores are not {}", stringify!($variant))
+            };
+            let mut s = s.slice_mut(s0..s1);
+            let f = func(&dev, $name)?;
+            let mut b = f.builder();
+            b.arg(&mut s).arg(&pad);
+            for a in &args {
+                b.arg(a);
+            }
+            b.arg(&r.scale);
+            // SAFETY: argument types and order match `masked_softmax_*` in kernels.cu; one
+            // block per row of `keys` contiguous elements.
+            unsafe { b.launch(cfg) }.w()?;
+        }};
+    }
+    match scores.dtype() {
+        candle_core::DType::BF16 => launch!(BF16, "masked_softmax_bf16"),
+        candle_core::DType::F32 => launch!(F32, "masked_softmax_f32"),
+        d => candle_core::bail!("masked_softmax: no GPU kernel for {d:?}"),
+    }
+    Ok(())
+}

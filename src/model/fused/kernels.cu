@@ -1,0 +1,193 @@
+// Fused kernels of the Qwen2 layer (see src/model/fused/mod.rs for what each replaces and why).
+// Compiled to PTX by build.rs with nvcc when the `cuda` feature is on; loaded once per device.
+//
+// Conventions: every tensor is contiguous and row-major; `T` is the storage type (bf16 or f32),
+// all arithmetic is f32 and each output element is rounded to `T` exactly once. Index math is
+// 64-bit: a 30k-token prefill block has more than 2^31 score elements.
+
+#include <cuda_bf16.h>
+#include <stdint.h>
+
+template <typename T> __device__ __forceinline__ float to_f32(T x);
+template <> __device__ __forceinline__ float to_f32<float>(float x) { return x; }
+template <> __device__ __forceinline__ float to_f32<__nv_bfloat16>(__nv_bfloat16 x) {
+    return __bfloat162float(x);
+}
+template <typename T> __device__ __forceinline__ T from_f32(float x);
+template <> __device__ __forceinline__ float from_f32<float>(float x) { return x; }
+template <> __device__ __forceinline__ __nv_bfloat16 from_f32<__nv_bfloat16>(float x) {
+    return __float2bfloat16_rn(x);
+}
+
+#define GRID_STRIDE(i, n)                                                                         \
+    for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < (n);                     \
+         i += (int64_t)gridDim.x * blockDim.x)
+
+// out[r, c] = silu(gu[r, c]) * gu[r, f + c]: gate and up come from one packed projection.
+template <typename T>
+__device__ void silu_mul(const T *__restrict__ gu, T *__restrict__ out, int64_t rows, int64_t f) {
+    GRID_STRIDE(i, rows * f) {
+        const int64_t r = i / f, c = i - r * f;
+        const float g = to_f32(gu[r * 2 * f + c]);
+        const float u = to_f32(gu[r * 2 * f + f + c]);
+        out[i] = from_f32<T>(g / (1.0f + expf(-g)) * u);
+    }
+}
+
+// Rotates one pair (x1, x2) = (x[i], x[i + half]) of a head by the token's cos/sin (the NeoX
+// layout Qwen2 uses): [x1 c - x2 s, x2 c + x1 s].
+__device__ __forceinline__ void rotate(float x1, float x2, float c, float s, float *o1, float *o2) {
+    *o1 = x1 * c - x2 * s;
+    *o2 = x2 * c + x1 * s;
+}
+
+// q[bi, h, ti, :] = rope(qkv[bi, ti, h*hd : (h+1)*hd] + bias): the query heads of the packed
+// projection, biased, rotated and laid out head-major for attention.
+// qkv: (b*t, (H + 2 KV) hd); bias: ((H + 2 KV) hd); cs: (b*t, hd) = [cos(half) | sin(half)].
+template <typename T>
+__device__ void rope_q(const T *__restrict__ qkv, const T *__restrict__ bias,
+                       const T *__restrict__ cs, T *__restrict__ q, int64_t b, int64_t t,
+                       int64_t heads, int64_t kv_heads, int64_t hd) {
+    const int64_t half = hd / 2, width = (heads + 2 * kv_heads) * hd;
+    GRID_STRIDE(idx, b * t * heads * half) {
+        const int64_t i = idx % half;
+        const int64_t h = (idx / half) % heads;
+        const int64_t row = idx / (half * heads); // bi * t + ti
+        const int64_t bi = row / t, ti = row - bi * t;
+        const T *x = qkv + row * width + h * hd;
+        const T *bb = bias + h * hd;
+        float o1, o2;
+        rotate(to_f32(x[i]) + to_f32(bb[i]), to_f32(x[i + half]) + to_f32(bb[i + half]),
+               to_f32(cs[row * hd + i]), to_f32(cs[row * hd + half + i]), &o1, &o2);
+        T *o = q + ((bi * heads + h) * t + ti) * hd;
+        o[i] = from_f32<T>(o1);
+        o[i + half] = from_f32<T>(o2);
+    }
+}
+
+// Writes the new tokens' keys (biased, rotated) and values (biased) into the cache in place.
+// cache: (2, b, KV, cap, hd) (K then V); the tokens go to slots slot0 .. slot0 + t.
+template <typename T>
+__device__ void kv_append(T *__restrict__ cache, const T *__restrict__ qkv,
+                          const T *__restrict__ bias, const T *__restrict__ cs, int64_t b,
+                          int64_t t, int64_t heads, int64_t kv_heads, int64_t hd, int64_t cap,
+                          int64_t slot0) {
+    const int64_t half = hd / 2, width = (heads + 2 * kv_heads) * hd;
+    GRID_STRIDE(idx, b * t * kv_heads * half) {
+        const int64_t i = idx % half;
+        const int64_t h = (idx / half) % kv_heads;
+        const int64_t row = idx / (half * kv_heads);
+        const int64_t bi = row / t, ti = row - bi * t;
+        const int64_t kcol = (heads + h) * hd, vcol = (heads + kv_heads + h) * hd;
+        const T *k = qkv + row * width + kcol;
+        const T *v = qkv + row * width + vcol;
+        float k1, k2;
+        rotate(to_f32(k[i]) + to_f32(bias[kcol + i]),
+               to_f32(k[i + half]) + to_f32(bias[kcol + i + half]), to_f32(cs[row * hd + i]),
+               to_f32(cs[row * hd + half + i]), &k1, &k2);
+        const int64_t slot = slot0 + ti;
+        T *kc = cache + (((0 * b + bi) * kv_heads + h) * cap + slot) * hd;
+        T *vc = cache + (((1 * b + bi) * kv_heads + h) * cap + slot) * hd;
+        kc[i] = from_f32<T>(k1);
+        kc[i + half] = from_f32<T>(k2);
+        vc[i] = from_f32<T>(to_f32(v[i]) + to_f32(bias[vcol + i]));
+        vc[i + half] = from_f32<T>(to_f32(v[i + half]) + to_f32(bias[vcol + i + half]));
+    }
+}
+
+// Combines two partial (max, sum of exp(x - max)) pairs of an online softmax.
+__device__ __forceinline__ void merge(float &m, float &l, float m2, float l2) {
+    if (m2 == -INFINITY) return;
+    if (m == -INFINITY) {
+        m = m2;
+        l = l2;
+        return;
+    }
+    const float mx = fmaxf(m, m2);
+    l = l * expf(m - mx) + l2 * expf(m2 - mx);
+    m = mx;
+}
+
+// In place: each row of scores becomes softmax(scale * scores) over its visible keys and 0
+// elsewhere. Row r = ((bi * KV + kvh) * G + g) * n + qi is query qi (cache slot q_slot0 + qi) of
+// sequence bi; key k is visible when pad[bi] <= k <= q_slot0 + qi (causal, no left padding).
+// A row with no visible key (a padding query) becomes all zeros: finite, and ignored.
+// One block of SOFTMAX_THREADS threads per row; two passes over the row (online max/sum, write).
+#define SOFTMAX_THREADS 256
+template <typename T>
+__device__ void masked_softmax(T *__restrict__ s, const uint32_t *__restrict__ pad,
+                               int64_t rows_per_seq, int64_t n, int64_t keys, int64_t q_slot0,
+                               float scale) {
+    const int64_t row = blockIdx.x;
+    const int64_t bi = row / rows_per_seq, qi = row % n;
+    const int64_t lo = pad[bi];
+    const int64_t hi = min(q_slot0 + qi, keys - 1); // inclusive
+    T *x = s + row * keys;
+    float m = -INFINITY, l = 0.0f;
+    for (int64_t k = lo + threadIdx.x; k <= hi; k += SOFTMAX_THREADS) {
+        const float v = to_f32(x[k]) * scale;
+        if (v > m) {
+            l = l * expf(m - v) + 1.0f;
+            m = v;
+        } else {
+            l += expf(v - m);
+        }
+    }
+    // Warp, then block reduction of (m, l).
+    for (int off = 16; off > 0; off /= 2) {
+        const float m2 = __shfl_xor_sync(0xffffffff, m, off);
+        const float l2 = __shfl_xor_sync(0xffffffff, l, off);
+        merge(m, l, m2, l2);
+    }
+    __shared__ float sm[SOFTMAX_THREADS / 32], sl[SOFTMAX_THREADS / 32];
+    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+    if (lane == 0) {
+        sm[warp] = m;
+        sl[warp] = l;
+    }
+    __syncthreads();
+    if (warp == 0) {
+        m = lane < SOFTMAX_THREADS / 32 ? sm[lane] : -INFINITY;
+        l = lane < SOFTMAX_THREADS / 32 ? sl[lane] : 0.0f;
+        for (int off = 16; off > 0; off /= 2) {
+            const float m2 = __shfl_xor_sync(0xffffffff, m, off);
+            const float l2 = __shfl_xor_sync(0xffffffff, l, off);
+            merge(m, l, m2, l2);
+        }
+        if (lane == 0) {
+            sm[0] = m;
+            sl[0] = l;
+        }
+    }
+    __syncthreads();
+    m = sm[0];
+    const float inv = sl[0] > 0.0f ? 1.0f / sl[0] : 0.0f;
+    for (int64_t k = threadIdx.x; k < keys; k += SOFTMAX_THREADS) {
+        const float p = (k >= lo && k <= hi) ? expf(to_f32(x[k]) * scale - m) * inv : 0.0f;
+        x[k] = from_f32<T>(p);
+    }
+}
+
+#define INSTANTIATE(SUFFIX, T)                                                                    \
+    extern "C" __global__ void silu_mul_##SUFFIX(const T *gu, T *out, int64_t rows, int64_t f) {  \
+        silu_mul<T>(gu, out, rows, f);                                                            \
+    }                                                                                             \
+    extern "C" __global__ void rope_q_##SUFFIX(const T *qkv, const T *bias, const T *cs, T *q,    \
+                                               int64_t b, int64_t t, int64_t heads,               \
+                                               int64_t kv_heads, int64_t hd) {                    \
+        rope_q<T>(qkv, bias, cs, q, b, t, heads, kv_heads, hd);                                   \
+    }                                                                                             \
+    extern "C" __global__ void kv_append_##SUFFIX(T *cache, const T *qkv, const T *bias,          \
+                                                  const T *cs, int64_t b, int64_t t,              \
+                                                  int64_t heads, int64_t kv_heads, int64_t hd,    \
+                                                  int64_t cap, int64_t slot0) {                   \
+        kv_append<T>(cache, qkv, bias, cs, b, t, heads, kv_heads, hd, cap, slot0);                \
+    }                                                                                             \
+    extern "C" __global__ void __launch_bounds__(SOFTMAX_THREADS)                                 \
+        masked_softmax_##SUFFIX(T *s, const uint32_t *pad, int64_t rows_per_seq, int64_t n,       \
+                                int64_t keys, int64_t q_slot0, float scale) {                     \
+        masked_softmax<T>(s, pad, rows_per_seq, n, keys, q_slot0, scale);                         \
+    }
+
+INSTANTIATE(bf16, __nv_bfloat16)
+INSTANTIATE(f32, float)

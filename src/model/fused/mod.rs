@@ -1,0 +1,510 @@
+//! Fused operations of the Qwen2 layer: one kernel where the plain candle path launches several.
+//!
+//! Why: a decode step of a 72B rank is ~80 x 25 small operations around 7 matrix-vector
+//! products; at a few microseconds of launch and memory traffic each they cost about as much as
+//! reading the weights (`benches/NOTES.md`). Each op here replaces a chain of candle ops with
+//! one pass over memory, and has two implementations with the same contract: a CUDA kernel
+//! (`kernels.cu`, compiled to PTX by `build.rs`) and a CPU loop. `tests/kernels.rs` checks both
+//! against the plain candle path on fresh random inputs (in CI on the CPU, on a GPU with the
+//! `cuda` build); `Kernels::Plain` keeps the plain path in the model for side-by-side runs.
+//!
+//! | op | replaces |
+//! |---|---|
+//! | [`silu_mul`] | narrow gate/up, silu, mul (3 launches) |
+//! | [`rope_q`] | narrow q, bias add, head transpose + copy, RoPE (4) |
+//! | [`kv_append`] | narrow k/v, bias adds, transposes + copies, RoPE on k, two `slice_set` (8) |
+//! | [`masked_softmax_`] | f32 cast, scale, mask build (6) + add, softmax, bf16 cast (~11) |
+//!
+//! Contracts shared by all: inputs contiguous, one dtype (f32 or bf16; f16 on the CPU too), f32
+//! arithmetic, each output element rounded to the dtype once.
+
+#[cfg(feature = "cuda")]
+mod cuda;
+
+use candle_core::{
+    backend::BackendStorage, CpuStorage, CustomOp1, CustomOp3, DType, InplaceOp2, InplaceOp3,
+    Layout, Result, Shape, Tensor, WithDType,
+};
+use rayon::prelude::*;
+
+/// Which implementation of the layer's glue the model runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum Kernels {
+    /// The fused ops of this module (the default on every device).
+    #[default]
+    Fused,
+    /// Plain candle operations: the reference the fused ops are checked against.
+    Plain,
+}
+
+/// Head geometry of a packed `q | k | v` projection on this rank.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Heads {
+    pub heads: usize,
+    pub kv_heads: usize,
+    pub head_dim: usize,
+}
+
+impl Heads {
+    /// Width of one token's packed projection: `(heads + 2 kv_heads) x head_dim`.
+    pub fn width(&self) -> usize {
+        (self.heads + 2 * self.kv_heads) * self.head_dim
+    }
+
+    fn check(&self, qkv: &Layout, what: &str) -> Result<(usize, usize)> {
+        let (b, t, w) = qkv.shape().dims3()?;
+        if w != self.width() || self.head_dim % 2 != 0 || self.kv_heads == 0 {
+            candle_core::bail!(
+                "{what}: packed projection of width {w} does not match {self:?} (width {})",
+                self.width()
+            )
+        }
+        Ok((b, t))
+    }
+}
+
+/// `silu(gu[..., :f]) * gu[..., f:]` for the packed `gate | up` projection `(..., 2f)`.
+pub fn silu_mul(gate_up: &Tensor) -> Result<Tensor> {
+    gate_up.apply_op1_no_bwd(&SiluMul)
+}
+
+/// The rotated query heads `(b, heads, t, head_dim)` of a packed projection `qkv` `(b, t, width)`
+/// plus `bias` `(width)`; `cs` `(b, t, head_dim)` holds each token's `[cos | sin]`.
+pub fn rope_q(qkv: &Tensor, bias: &Tensor, cs: &Tensor, heads: Heads) -> Result<Tensor> {
+    qkv.apply_op3_no_bwd(bias, cs, &RopeQ { heads })
+}
+
+/// Writes the keys (biased, rotated) and values (biased) of `qkv` into `cache`
+/// `(2, b, kv_heads, capacity, head_dim)` at slots `slot0..slot0 + t`, in place.
+pub fn kv_append(
+    cache: &Tensor,
+    qkv: &Tensor,
+    bias: &Tensor,
+    cs: &Tensor,
+    heads: Heads,
+    slot0: usize,
+) -> Result<()> {
+    let (_, b, kv, cap, hd) = cache.dims5()?;
+    let (qb, t, _) = qkv.dims3()?;
+    if b != qb || kv != heads.kv_heads || hd != heads.head_dim || slot0 + t > cap {
+        candle_core::bail!(
+            "kv_append: cache {:?} cannot take {t} tokens of {qb} rows at slot {slot0} ({heads:?})",
+            cache.shape()
+        )
+    }
+    cache.inplace_op3(
+        qkv,
+        cs,
+        &KvAppend {
+            heads,
+            slot0,
+            bias: bias.clone(),
+        },
+    )
+}
+
+/// Where a block of attention scores sits, for [`masked_softmax_`].
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ScoreRows {
+    /// Query rows per sequence in the scores (`kv_heads x group x n`).
+    pub rows_per_seq: usize,
+    /// Queries of the block (`n`): row `r` is query `r % n`.
+    pub queries: usize,
+    /// Cache slot of the block's first query.
+    pub q_slot0: usize,
+    /// Multiplies every score before the softmax (`1 / sqrt(head_dim)`).
+    pub scale: f32,
+}
+
+/// In place: each row of `scores` `(b, kv_heads, group x n, keys)` becomes the softmax of
+/// `scale x scores` over its visible keys (`pad[b] <= key <= query slot`) and 0 elsewhere; a row
+/// without a visible key becomes all zeros. `pad` is `(b)` u32 on the scores' device.
+pub fn masked_softmax_(scores: &Tensor, pad: &Tensor, rows: ScoreRows) -> Result<()> {
+    let dims = scores.dims();
+    let b = pad.dim(0)?;
+    if dims.len() != 4
+        || dims[0] != b
+        || dims[1] * dims[2] != rows.rows_per_seq
+        || rows.queries == 0
+        || rows.rows_per_seq % rows.queries != 0
+        || pad.dtype() != DType::U32
+    {
+        candle_core::bail!(
+            "masked_softmax: scores {:?}, pad {:?} {:?} and {rows:?} do not fit together",
+            scores.shape(),
+            pad.shape(),
+            pad.dtype()
+        )
+    }
+    scores.inplace_op2(pad, &MaskedSoftmax { rows })
+}
+
+// ---------------------------------------------------------------------------------------------
+// The ops. CPU bodies are generic over the element type; CUDA bodies live in `cuda.rs`.
+
+struct SiluMul;
+struct RopeQ {
+    heads: Heads,
+}
+struct KvAppend {
+    heads: Heads,
+    slot0: usize,
+    /// Read through the op (candle's in-place ops take two sources besides the destination).
+    bias: Tensor,
+}
+struct MaskedSoftmax {
+    rows: ScoreRows,
+}
+
+fn contiguous<'a, T: WithDType>(s: &'a CpuStorage, l: &Layout, what: &str) -> Result<&'a [T]> {
+    match l.contiguous_offsets() {
+        Some((a, b)) => Ok(&s.as_slice::<T>()?[a..b]),
+        None => candle_core::bail!("{what} must be contiguous"),
+    }
+}
+
+/// Mutable access to a CPU storage of element type `T` (candle has no `as_slice_mut`).
+trait CpuElem: WithDType {
+    fn slice_mut(s: &mut CpuStorage) -> Option<&mut [Self]>;
+}
+macro_rules! cpu_elem {
+    ($t:ty, $v:ident) => {
+        impl CpuElem for $t {
+            fn slice_mut(s: &mut CpuStorage) -> Option<&mut [Self]> {
+                match s {
+                    CpuStorage::$v(v) => Some(v.as_mut_slice()),
+                    _ => None,
+                }
+            }
+        }
+    };
+}
+cpu_elem!(f32, F32);
+cpu_elem!(half::bf16, BF16);
+cpu_elem!(half::f16, F16);
+
+fn contiguous_mut<'a, T: CpuElem>(
+    s: &'a mut CpuStorage,
+    l: &Layout,
+    what: &str,
+) -> Result<&'a mut [T]> {
+    let Some((a, b)) = l.contiguous_offsets() else {
+        candle_core::bail!("{what} must be contiguous")
+    };
+    match T::slice_mut(s) {
+        Some(v) => Ok(&mut v[a..b]),
+        None => candle_core::bail!("{what}: storage is not {:?}", T::DTYPE),
+    }
+}
+
+/// Runs `$body` with `$t` bound to the element type of `$dtype` (f32, bf16, f16).
+macro_rules! with_float {
+    ($dtype:expr, $what:expr, $t:ident => $body:expr) => {
+        match $dtype {
+            DType::F32 => {
+                type $t = f32;
+                $body
+            }
+            DType::BF16 => {
+                type $t = half::bf16;
+                $body
+            }
+            DType::F16 => {
+                type $t = half::f16;
+                $body
+            }
+            d => candle_core::bail!("{}: unsupported dtype {d:?}", $what),
+        }
+    };
+}
+
+#[inline]
+fn f<T: WithDType>(x: T) -> f32 {
+    x.to_f64() as f32
+}
+#[inline]
+fn t<T: WithDType>(x: f32) -> T {
+    T::from_f64(x as f64)
+}
+
+impl CustomOp1 for SiluMul {
+    fn name(&self) -> &'static str {
+        "silu_mul"
+    }
+
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
+        let (shape, rows, half_w) = silu_mul_shape(l)?;
+        with_float!(s.dtype(), "silu_mul", T => {
+            let gu = contiguous::<T>(s, l, "silu_mul input")?;
+            let mut out = vec![T::from_f64(0.0); rows * half_w];
+            out.par_chunks_mut(half_w.max(1))
+                .zip(gu.par_chunks(2 * half_w.max(1)))
+                .for_each(|(o, x)| {
+                    for c in 0..half_w {
+                        let (g, u) = (f(x[c]), f(x[half_w + c]));
+                        o[c] = t(g / (1.0 + (-g).exp()) * u);
+                    }
+                });
+            Ok((T::to_cpu_storage_owned(out), shape))
+        })
+    }
+
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        s: &candle_core::CudaStorage,
+        l: &Layout,
+    ) -> Result<(candle_core::CudaStorage, Shape)> {
+        let (shape, rows, half_w) = silu_mul_shape(l)?;
+        Ok((cuda::silu_mul(s, l, rows, half_w)?, shape))
+    }
+}
+
+/// Output shape, rows and output width of [`silu_mul`] for an input layout.
+fn silu_mul_shape(l: &Layout) -> Result<(Shape, usize, usize)> {
+    let dims = l.dims();
+    let Some((&w, lead)) = dims.split_last() else {
+        candle_core::bail!("silu_mul: scalar input")
+    };
+    if w % 2 != 0 {
+        candle_core::bail!("silu_mul: last dimension {w} is not even (gate | up)")
+    }
+    let mut out = lead.to_vec();
+    out.push(w / 2);
+    Ok((Shape::from(out), lead.iter().product(), w / 2))
+}
+
+impl CustomOp3 for RopeQ {
+    fn name(&self) -> &'static str {
+        "rope_q"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let h = self.heads;
+        let (b, tt) = h.check(l1, "rope_q")?;
+        check_bias_cs(h, l2, l3, b, tt, "rope_q")?;
+        let (hd, half, w) = (h.head_dim, h.head_dim / 2, h.width());
+        with_float!(s1.dtype(), "rope_q", T => {
+            let qkv = contiguous::<T>(s1, l1, "rope_q qkv")?;
+            let bias = contiguous::<T>(s2, l2, "rope_q bias")?;
+            let cs = contiguous::<T>(s3, l3, "rope_q cos/sin")?;
+            let mut q = vec![T::from_f64(0.0); b * h.heads * tt * hd];
+            // One chunk per (sequence, head): tt x hd outputs.
+            q.par_chunks_mut(tt * hd).enumerate().for_each(|(bh, out)| {
+                let (bi, head) = (bh / h.heads, bh % h.heads);
+                for ti in 0..tt {
+                    let row = bi * tt + ti;
+                    let x = &qkv[row * w + head * hd..][..hd];
+                    let bb = &bias[head * hd..][..hd];
+                    let c = &cs[row * hd..][..hd];
+                    let o = &mut out[ti * hd..][..hd];
+                    for i in 0..half {
+                        let (x1, x2) = (f(x[i]) + f(bb[i]), f(x[i + half]) + f(bb[i + half]));
+                        let (co, si) = (f(c[i]), f(c[half + i]));
+                        o[i] = t(x1 * co - x2 * si);
+                        o[i + half] = t(x2 * co + x1 * si);
+                    }
+                }
+            });
+            Ok((T::to_cpu_storage_owned(q), Shape::from((b, h.heads, tt, hd))))
+        })
+    }
+
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        s1: &candle_core::CudaStorage,
+        l1: &Layout,
+        s2: &candle_core::CudaStorage,
+        l2: &Layout,
+        s3: &candle_core::CudaStorage,
+        l3: &Layout,
+    ) -> Result<(candle_core::CudaStorage, Shape)> {
+        let h = self.heads;
+        let (b, tt) = h.check(l1, "rope_q")?;
+        check_bias_cs(h, l2, l3, b, tt, "rope_q")?;
+        let q = cuda::rope_q(s1, l1, s2, l2, s3, l3, h, b, tt)?;
+        Ok((q, Shape::from((b, h.heads, tt, h.head_dim))))
+    }
+}
+
+fn check_bias_cs(h: Heads, bias: &Layout, cs: &Layout, b: usize, t: usize, what: &str) -> Result<()> {
+    if bias.dims() != [h.width()] || cs.dims() != [b, t, h.head_dim] {
+        candle_core::bail!(
+            "{what}: bias {:?} / cos-sin {:?} do not fit a ({b}, {t}) batch of {h:?}",
+            bias.dims(),
+            cs.dims()
+        )
+    }
+    Ok(())
+}
+
+impl InplaceOp3 for KvAppend {
+    fn name(&self) -> &'static str {
+        "kv_append"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &mut CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> Result<()> {
+        let h = self.heads;
+        let (b, tt) = h.check(l2, "kv_append")?;
+        let (bias_s, bias_l) = self.bias.storage_and_layout();
+        check_bias_cs(h, bias_l, l3, b, tt, "kv_append")?;
+        let candle_core::Storage::Cpu(bias_s) = &*bias_s else {
+            candle_core::bail!("kv_append: the bias is not on the CPU")
+        };
+        let cap = l1.dims()[3];
+        let (hd, half, w) = (h.head_dim, h.head_dim / 2, h.width());
+        let (kvh, slot0) = (h.kv_heads, self.slot0);
+        with_float!(s1.dtype(), "kv_append", T => {
+            let qkv = contiguous::<T>(s2, l2, "kv_append qkv")?;
+            let cs = contiguous::<T>(s3, l3, "kv_append cos/sin")?;
+            let bias = contiguous::<T>(bias_s, bias_l, "kv_append bias")?;
+            let cache = contiguous_mut::<T>(s1, l1, "kv_append cache")?;
+            // K and V halves, each (b, kv_heads, cap, hd): one chunk per (part, sequence, head).
+            cache.par_chunks_mut(cap * hd).enumerate().for_each(|(idx, plane)| {
+                let (part, bi, head) = (idx / (b * kvh), (idx / kvh) % b, idx % kvh);
+                let col = (h.heads + part * kvh + head) * hd;
+                for ti in 0..tt {
+                    let row = bi * tt + ti;
+                    let x = &qkv[row * w + col..][..hd];
+                    let bb = &bias[col..][..hd];
+                    let o = &mut plane[(slot0 + ti) * hd..][..hd];
+                    if part == 0 {
+                        let c = &cs[row * hd..][..hd];
+                        for i in 0..half {
+                            let (x1, x2) = (f(x[i]) + f(bb[i]), f(x[i + half]) + f(bb[i + half]));
+                            let (co, si) = (f(c[i]), f(c[half + i]));
+                            o[i] = t(x1 * co - x2 * si);
+                            o[i + half] = t(x2 * co + x1 * si);
+                        }
+                    } else {
+                        for i in 0..hd {
+                            o[i] = t(f(x[i]) + f(bb[i]));
+                        }
+                    }
+                }
+            });
+            Ok(())
+        })
+    }
+
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        s1: &mut candle_core::CudaStorage,
+        l1: &Layout,
+        s2: &candle_core::CudaStorage,
+        l2: &Layout,
+        s3: &candle_core::CudaStorage,
+        l3: &Layout,
+    ) -> Result<()> {
+        let h = self.heads;
+        let (b, tt) = h.check(l2, "kv_append")?;
+        let (bias_s, bias_l) = self.bias.storage_and_layout();
+        check_bias_cs(h, bias_l, l3, b, tt, "kv_append")?;
+        let candle_core::Storage::Cuda(bias_s) = &*bias_s else {
+            candle_core::bail!("kv_append: the bias is not on the GPU")
+        };
+        cuda::kv_append(s1, l1, s2, l2, bias_s, bias_l, s3, l3, h, b, tt, self.slot0)
+    }
+}
+
+impl InplaceOp2 for MaskedSoftmax {
+    fn name(&self) -> &'static str {
+        "masked_softmax"
+    }
+
+    fn cpu_fwd(&self, s1: &mut CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<()> {
+        let r = self.rows;
+        let keys = *l1.dims().last().unwrap_or(&0);
+        let pad = contiguous::<u32>(s2, l2, "masked_softmax pad")?.to_vec();
+        with_float!(s1.dtype(), "masked_softmax", T => {
+            let s = contiguous_mut::<T>(s1, l1, "masked_softmax scores")?;
+            s.par_chunks_mut(keys.max(1)).enumerate().for_each(|(row, x)| {
+                let (lo, hi) = visible(&pad, r, row, keys);
+                let mut m = f32::NEG_INFINITY;
+                for &v in x.iter().take(hi).skip(lo) {
+                    m = m.max(f(v) * r.scale);
+                }
+                let mut l = 0f32;
+                for &v in x.iter().take(hi).skip(lo) {
+                    l += (f(v) * r.scale - m).exp();
+                }
+                let inv = if l > 0.0 { 1.0 / l } else { 0.0 };
+                for (k, v) in x.iter_mut().enumerate() {
+                    let p = if k >= lo && k < hi { (f(*v) * r.scale - m).exp() * inv } else { 0.0 };
+                    *v = t(p);
+                }
+            });
+            Ok(())
+        })
+    }
+
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        s1: &mut candle_core::CudaStorage,
+        l1: &Layout,
+        s2: &candle_core::CudaStorage,
+        l2: &Layout,
+    ) -> Result<()> {
+        cuda::masked_softmax(s1, l1, s2, l2, self.rows)
+    }
+}
+
+/// Visible keys `[lo, hi)` of score row `row` (see [`masked_softmax_`]).
+fn visible(pad: &[u32], r: ScoreRows, row: usize, keys: usize) -> (usize, usize) {
+    let (bi, qi) = (row / r.rows_per_seq, row % r.queries);
+    let lo = pad.get(bi).copied().unwrap_or(0) as usize;
+    let hi = (r.q_slot0 + qi + 1).min(keys);
+    (lo, hi.max(lo))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::Device;
+
+    #[test]
+    fn visible_keys_follow_padding_and_causality() {
+        let r = ScoreRows {
+            rows_per_seq: 4,
+            queries: 2,
+            q_slot0: 3,
+            scale: 1.0,
+        };
+        // seq 0 (pad 0): rows 0..4 are queries 0,1,0,1 (two heads) at slots 3, 4.
+        assert_eq!(visible(&[0, 4], r, 0, 5), (0, 4));
+        assert_eq!(visible(&[0, 4], r, 1, 5), (0, 5));
+        // seq 1 (pad 4): slot 3 sees nothing (a padding query), slot 4 sees key 4.
+        assert_eq!(visible(&[0, 4], r, 4, 5), (4, 4));
+        assert_eq!(visible(&[0, 4], r, 5, 5), (4, 5));
+    }
+
+    #[test]
+    fn silu_mul_by_hand() -> Result<()> {
+        let x = Tensor::new(&[[0f32, 1.0, 2.0, -3.0]], &Device::Cpu)?;
+        let y = silu_mul(&x)?.to_vec2::<f32>()?;
+        assert_eq!(y[0][0], 0.0);
+        let want = 1.0 / (1.0 + (-1f32).exp()) * -3.0;
+        assert!((y[0][1] - want).abs() < 1e-6, "{} vs {want}", y[0][1]);
+        assert!(silu_mul(&Tensor::zeros(3, DType::F32, &Device::Cpu)?).is_err());
+        Ok(())
+    }
+}

@@ -1,0 +1,320 @@
+//! Every fused op of `paramx::model::fused` against the plain candle path it replaces, on fresh
+//! random inputs (candle's unseeded `randn`: different numbers on every run), on every device
+//! this build can reach: the CPU always (the CPU implementations; this runs in CI), and CUDA
+//! device 0 when built with `--features cuda` on a GPU machine (`slurm/build-cuda.sh --tests`
+//! packs this binary). Each check states its relative error: max |fused - plain| over max
+//! |plain|; a NaN or infinity anywhere in the fused output fails, and so does a NaN error (the
+//! comparison is written so that NaN never passes).
+//!
+//! Tolerances: f32 1e-5 (same arithmetic, different order); bf16 2e-2 (the plain path rounds
+//! intermediate results, e.g. q + bias, to bf16 before rotating; the fused ops round once).
+
+use candle_core::{DType, Device, IndexOp, Result, Tensor, D};
+use paramx::bench::random::RandomSource;
+use paramx::model::attention::{attention, attention_fused, AttentionLayout};
+use paramx::model::fused::{self, Heads, Kernels, ScoreRows};
+use paramx::model::{ModelOptions, Qwen2, Qwen2Config};
+use std::sync::Arc;
+
+/// The devices and dtypes to check: (device, dtype, label).
+fn targets() -> Vec<(Device, DType, &'static str)> {
+    let mut v = vec![
+        (Device::Cpu, DType::F32, "cpu f32"),
+        (Device::Cpu, DType::BF16, "cpu bf16"),
+    ];
+    if cfg!(feature = "cuda") {
+        match Device::new_cuda(0) {
+            Ok(d) => {
+                v.push((d.clone(), DType::F32, "cuda f32"));
+                v.push((d, DType::BF16, "cuda bf16"));
+            }
+            Err(e) => eprintln!("SKIP cuda checks: no CUDA device 0 ({e})"),
+        }
+    }
+    v
+}
+
+fn tolerance(dtype: DType) -> f32 {
+    match dtype {
+        DType::F32 => 1e-5,
+        _ => 2e-2,
+    }
+}
+
+fn randn(shape: &[usize], dtype: DType, dev: &Device) -> Result<Tensor> {
+    Tensor::randn(0f32, 1.0, shape, dev)?.to_dtype(dtype)
+}
+
+/// max |got - want| / max |want|, computed in f32 on the CPU; NaN if either holds a NaN.
+fn rel_err(got: &Tensor, want: &Tensor) -> Result<f32> {
+    let g = got.to_dtype(DType::F32)?.to_device(&Device::Cpu)?.flatten_all()?;
+    let w = want.to_dtype(DType::F32)?.to_device(&Device::Cpu)?.flatten_all()?;
+    let (g, w) = (g.to_vec1::<f32>()?, w.to_vec1::<f32>()?);
+    assert_eq!(g.len(), w.len(), "shapes differ");
+    if g.iter().chain(&w).any(|x| !x.is_finite()) {
+        return Ok(f32::NAN);
+    }
+    let scale = w.iter().fold(0f32, |m, x| m.max(x.abs())).max(1e-6);
+    let diff = g.iter().zip(&w).fold(0f32, |m, (a, b)| m.max((a - b).abs()));
+    Ok(diff / scale)
+}
+
+fn check(label: &str, what: &str, err: f32, dtype: DType) {
+    let tol = tolerance(dtype);
+    eprintln!("{label:9} {what:28} relative error {err:.2e} (tolerance {tol:.0e})");
+    // Written so that NaN fails: `err <= tol` is false for NaN.
+    assert!(err <= tol, "{label} {what}: relative error {err} > {tol} (or NaN)");
+}
+
+#[test]
+fn silu_mul_matches_plain() -> Result<()> {
+    for (dev, dt, label) in targets() {
+        for shape in [[1, 1, 2 * 37], [3, 5, 2 * 96]] {
+            let gu = randn(&shape, dt, &dev)?;
+            let f = shape[2] / 2;
+            let plain = (candle_nn::ops::silu(&gu.narrow(D::Minus1, 0, f)?)?
+                * gu.narrow(D::Minus1, f, f)?)?;
+            let got = fused::silu_mul(&gu)?;
+            assert_eq!(got.dims(), plain.dims());
+            check(label, &format!("silu_mul {shape:?}"), rel_err(&got, &plain)?, dt);
+        }
+    }
+    Ok(())
+}
+
+/// The plain path of q: bias, split heads, transpose, rotate with candle's RoPE.
+fn plain_heads(
+    qkv: &Tensor,
+    bias: &Tensor,
+    cs: &Tensor,
+    from: usize,
+    n: usize,
+    hd: usize,
+    rotate: bool,
+) -> Result<Tensor> {
+    let (b, t, _) = qkv.dims3()?;
+    let x = qkv
+        .broadcast_add(bias)?
+        .narrow(2, from * hd, n * hd)?
+        .reshape((b, t, n, hd))?
+        .transpose(1, 2)?
+        .contiguous()?;
+    if !rotate {
+        return Ok(x);
+    }
+    let half = hd / 2;
+    let cos = cs.narrow(2, 0, half)?.contiguous()?;
+    let sin = cs.narrow(2, half, half)?.contiguous()?;
+    candle_nn::rotary_emb::rope(&x, &cos, &sin)
+}
+
+/// Random cos/sin tables of real angles (so that cos² + sin² = 1 as in the model).
+fn cos_sin(b: usize, t: usize, hd: usize, dt: DType, dev: &Device) -> Result<Tensor> {
+    let angles = (Tensor::rand(0f32, 100.0, (b, t, hd / 2), dev)?).to_dtype(DType::F32)?;
+    Tensor::cat(&[angles.cos()?, angles.sin()?], 2)?.to_dtype(dt)
+}
+
+#[test]
+fn rope_q_and_kv_append_match_plain() -> Result<()> {
+    for (dev, dt, label) in targets() {
+        for (b, t, heads, kv, hd, slot0) in [(1, 1, 8, 2, 16, 5), (2, 7, 4, 1, 32, 0)] {
+            let geo = Heads {
+                heads,
+                kv_heads: kv,
+                head_dim: hd,
+            };
+            let qkv = randn(&[b, t, geo.width()], dt, &dev)?;
+            let bias = randn(&[geo.width()], dt, &dev)?;
+            let cs = cos_sin(b, t, hd, dt, &dev)?;
+            let q = fused::rope_q(&qkv, &bias, &cs, geo)?;
+            let q_plain = plain_heads(&qkv, &bias, &cs, 0, heads, hd, true)?;
+            check(label, &format!("rope_q b{b} t{t}"), rel_err(&q, &q_plain)?, dt);
+
+            // The cache starts random (old tokens must survive untouched).
+            let cap = slot0 + t + 3;
+            let cache = randn(&[2, b, kv, cap, hd], dt, &dev)?;
+            let before = cache.copy()?;
+            fused::kv_append(&cache, &qkv, &bias, &cs, geo, slot0)?;
+            let want = before.copy()?;
+            let k = plain_heads(&qkv, &bias, &cs, heads, kv, hd, true)?;
+            let v = plain_heads(&qkv, &bias, &cs, heads + kv, kv, hd, false)?;
+            want.i(0)?.slice_set(&k, 2, slot0)?;
+            want.i(1)?.slice_set(&v, 2, slot0)?;
+            check(label, &format!("kv_append b{b} t{t}"), rel_err(&cache, &want)?, dt);
+            // Slots outside the write are bit-identical.
+            let outside = |x: &Tensor| -> Result<Tensor> {
+                Tensor::cat(
+                    &[x.narrow(3, 0, slot0)?, x.narrow(3, slot0 + t, cap - slot0 - t)?],
+                    3,
+                )
+            };
+            assert_eq!(
+                rel_err(&outside(&cache)?, &outside(&before)?)?,
+                0.0,
+                "{label}: kv_append wrote outside its slots"
+            );
+            // A write past the capacity is refused, not performed.
+            assert!(fused::kv_append(&cache, &qkv, &bias, &cs, geo, cap - t + 1).is_err());
+        }
+    }
+    Ok(())
+}
+
+#[test]
+fn masked_softmax_matches_plain() -> Result<()> {
+    for (dev, dt, label) in targets() {
+        // (b, kv, group, n, q_slot0, pads): decode-like and prefill-like blocks, with padding.
+        for (b, kv, group, n, q_slot0, pads) in [
+            (1usize, 2usize, 4usize, 1usize, 40usize, vec![0u32]),
+            (2, 1, 2, 6, 3, vec![0, 5]),
+            (1, 1, 1, 3, 700, vec![0]),
+        ] {
+            let keys = q_slot0 + n;
+            let rows = kv * group * n;
+            let scale = 0.125f32;
+            let s = randn(&[b, kv, group * n, keys], dt, &dev)?.affine(4.0, 0.0)?;
+            // Plain: f32, scale, -inf outside the visible keys, softmax; rows without a visible
+            // key (padding queries) are zero in the fused contract.
+            let mut mask = Vec::with_capacity(b * rows * keys);
+            let mut empty = Vec::with_capacity(b * rows);
+            for &p in &pads {
+                for r in 0..rows {
+                    let slot = q_slot0 + r % n;
+                    mask.extend((0..keys).map(|k| {
+                        if k >= p as usize && k <= slot {
+                            0f32
+                        } else {
+                            f32::NEG_INFINITY
+                        }
+                    }));
+                    empty.push(slot < p as usize);
+                }
+            }
+            let mask = Tensor::from_vec(mask, (b, kv, group * n, keys), &dev)?;
+            let logits = (s.to_dtype(DType::F32)?.affine(scale as f64, 0.0)? + mask)?;
+            let plain = candle_nn::ops::softmax_last_dim(&logits)?;
+            let empty_t = Tensor::from_vec(
+                empty.iter().map(|&e| if e { 0f32 } else { 1.0 }).collect::<Vec<_>>(),
+                (b, kv, group * n, 1),
+                &dev,
+            )?;
+            // NaN rows of the plain softmax (all -inf) become 0 through where_cond.
+            let plain = empty_t
+                .broadcast_as(plain.shape())?
+                .ne(0f32)?
+                .where_cond(&plain, &plain.zeros_like()?)?;
+            let pad = Tensor::new(pads.as_slice(), &dev)?;
+            let got = s.copy()?;
+            fused::masked_softmax_(
+                &got,
+                &pad,
+                ScoreRows {
+                    rows_per_seq: rows,
+                    queries: n,
+                    q_slot0,
+                    scale,
+                },
+            )?;
+            let what = format!("masked_softmax b{b} n{n} keys{keys}");
+            check(label, &what, rel_err(&got, &plain)?, dt);
+        }
+    }
+    Ok(())
+}
+
+#[test]
+fn fused_attention_matches_plain_attention() -> Result<()> {
+    for (dev, dt, label) in targets() {
+        let (b, heads, kv, d, t, q_slot0) = (2, 8, 2, 32, 9, 4);
+        let total = q_slot0 + t;
+        let q = randn(&[b, heads, t, d], dt, &dev)?;
+        // K/V as views of a cache with room to spare, as the model hands them out.
+        let cache = randn(&[2, b, kv, total + 6, d], dt, &dev)?;
+        let (k, v) = (
+            cache.i(0)?.narrow(2, 0, total)?,
+            cache.i(1)?.narrow(2, 0, total)?,
+        );
+        let pad_v = [0usize, 3];
+        let pad = Tensor::new(&[0u32, 3], &dev)?;
+        for block in [1, 4, 64] {
+            let layout = AttentionLayout {
+                pad: &pad_v,
+                q_slot0,
+                block,
+            };
+            let got = attention_fused(&q, &k, &v, layout, &pad)?;
+            let want = attention(&q, &k, &v, layout)?;
+            // Row 1's first query slots (< pad 3) are padding queries: undefined in both paths.
+            // Its queries start at slot 4 >= 3, so every query row here is real.
+            let what = format!("attention block {block}");
+            check(label, &what, rel_err(&got, &want)?, dt);
+        }
+    }
+    Ok(())
+}
+
+/// A small GQA model (4 query heads per KV head) with random weights on `dev`.
+fn random_model(dev: &Device, dt: DType, kernels: Kernels) -> anyhow::Result<Qwen2> {
+    let cfg = Qwen2Config {
+        vocab_size: 512,
+        hidden_size: 128,
+        intermediate_size: 192,
+        num_hidden_layers: 3,
+        num_attention_heads: 8,
+        num_key_value_heads: 2,
+        head_dim: 16,
+        max_position_embeddings: 256,
+        rope_theta: 1_000_000.0,
+        rms_norm_eps: 1e-6,
+        tie_word_embeddings: false,
+    };
+    let opts = ModelOptions {
+        device: dev.clone(),
+        dtype: dt,
+        attention_block: 4,
+        max_positions: None,
+        comm: Arc::new(paramx::tp::SingleRank),
+        prefill_dense_min_tokens: None,
+        kernels,
+    };
+    Qwen2::load(&cfg, &RandomSource::new(&cfg), &opts)
+}
+
+#[test]
+fn whole_model_fused_matches_plain() -> anyhow::Result<()> {
+    for (dev, dt, label) in targets() {
+        let mut model = random_model(&dev, dt, Kernels::Fused)?;
+        // Two left-padded rows, a chunked prefill and three decode steps, both paths on the same
+        // weights; logits of every step compared.
+        let run = |model: &Qwen2| -> anyhow::Result<Vec<Tensor>> {
+            let pad = vec![0usize, 3];
+            let mut cache = model.new_cache(pad, 24)?;
+            let ids: Vec<u32> = (0..20).map(|i| (i * 37 + 11) % 512).collect();
+            let mut out = Vec::new();
+            for chunk in [&ids[0..7], &ids[7..10]] {
+                let x = Tensor::new(chunk, &dev)?.unsqueeze(0)?.repeat((2, 1))?;
+                let h = model.forward(&x, &mut cache)?;
+                out.push(model.logits(&Qwen2::last_hidden(&h)?)?);
+            }
+            for step in 0..3u32 {
+                let x = Tensor::new(&[[step + 1], [step + 2]], &dev)?;
+                let h = model.forward(&x, &mut cache)?;
+                out.push(model.logits(&Qwen2::last_hidden(&h)?)?);
+            }
+            Ok(out)
+        };
+        let fused = run(&model)?;
+        model.set_kernels(Kernels::Plain);
+        let plain = run(&model)?;
+        for (i, (f, p)) in fused.iter().zip(&plain).enumerate() {
+            // Row 1 has 3 padding slots: its first chunk's last position is real, so every
+            // compared logit row is real.
+            check(label, &format!("model logits, step {i}"), rel_err(f, p)?, dt);
+            if dt == DType::F32 {
+                let (fa, pa) = (f.argmax(D::Minus1)?, p.argmax(D::Minus1)?);
+                assert_eq!(fa.to_vec1::<u32>()?, pa.to_vec1::<u32>()?, "{label}: greedy tokens");
+            }
+        }
+    }
+    Ok(())
+}

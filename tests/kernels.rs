@@ -82,6 +82,23 @@ fn silu_mul_matches_plain() -> Result<()> {
     Ok(())
 }
 
+#[test]
+fn add_rms_norm_matches_plain() -> Result<()> {
+    for (dev, dt, label) in targets() {
+        for shape in [[1, 1, 64], [2, 5, 640]] {
+            let x = randn(&shape, dt, &dev)?;
+            let y = randn(&shape, dt, &dev)?;
+            let w = randn(&shape[2..], dt, &dev)?;
+            let sum = (&x + &y)?;
+            let plain = candle_nn::ops::rms_norm(&sum, &w, 1e-6)?;
+            let (s, n) = fused::add_rms_norm(&x, &y, &w, 1e-6)?;
+            check(label, &format!("add_rms_norm sum {shape:?}"), rel_err(&s, &sum)?, dt);
+            check(label, &format!("add_rms_norm norm {shape:?}"), rel_err(&n, &plain)?, dt);
+        }
+    }
+    Ok(())
+}
+
 /// The plain path of q: bias, split heads, transpose, rotate with candle's RoPE.
 fn plain_heads(
     qkv: &Tensor,

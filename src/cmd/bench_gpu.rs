@@ -11,6 +11,7 @@
 //! This is a benchmark: it asserts no speed.
 
 use crate::bench::{peak, random::RandomSource, roofline, shapes};
+use crate::model::fused::Kernels;
 use crate::model::{ModelOptions, Qwen2, Qwen2Config};
 use crate::plan::{GpuMemory, GpuPreset, JobLimits, ModelShape, PlanRequest};
 use anyhow::{bail, Context, Result};
@@ -71,9 +72,13 @@ pub struct Args {
     #[arg(long, default_value_t = 512)]
     pub query_block: usize,
     /// The layer glue to time: the fused kernels or the plain candle path (see
-    /// `model::fused`). `--compare-plain` also times the other one in the same process.
+    /// `model::fused`).
     #[arg(long, value_enum, default_value = "fused")]
-    pub kernels: crate::model::fused::Kernels,
+    pub kernels: Kernels,
+    /// Also time the other kernels (decode, and prefill up to 4096 tokens) on the same weights
+    /// in the same process, for side-by-side ratios.
+    #[arg(long)]
+    pub compare_plain: bool,
     /// Where the JSON goes.
     #[arg(long, default_value = "target/bench-gpu.json")]
     pub json: PathBuf,
@@ -104,6 +109,7 @@ struct MemoryRow {
 
 #[derive(Debug, Serialize)]
 struct PrefillRow {
+    kernels: Kernels,
     prompt: usize,
     secs_median: f64,
     secs_all: Vec<f64>,
@@ -116,10 +122,15 @@ struct PrefillRow {
 
 #[derive(Debug, Serialize)]
 struct DecodeRow {
+    kernels: Kernels,
     batch: usize,
     context: usize,
     ms_per_step_median: f64,
     ms_all: Vec<f64>,
+    /// The step's projections alone (every layer's GEMMs and the lm_head), same batch.
+    projections_ms_median: f64,
+    /// Host time to issue the step's forward pass (before the read-back).
+    host_issue_ms_median: f64,
     tokens_per_s: f64,
     bytes_per_step: f64,
     flops_per_step: f64,
@@ -235,6 +246,155 @@ fn prefill(
     last.context("empty prompt")
 }
 
+/// What the measuring functions share.
+struct Ctx<'a> {
+    args: &'a Args,
+    cfg: &'a Qwen2Config,
+    dev: &'a Device,
+    ceil: &'a Ceilings,
+    sb: f64,
+}
+
+/// Prefill speed (batch 1) for each prompt length, with the model's current kernels.
+fn measure_prefill(
+    c: &Ctx<'_>,
+    model: &Qwen2,
+    prompts: &[usize],
+    errors: &mut Vec<String>,
+) -> Result<Vec<PrefillRow>> {
+    let (args, dev) = (c.args, c.dev);
+    let kernels = model.kernels();
+    let mut rows = Vec::new();
+    for &p in prompts {
+        let ids = vec![token_ids(p, c.cfg.vocab_size, 1000 + p as u64)];
+        let mut secs = Vec::new();
+        let mut peak_max: Option<u64> = None;
+        for _ in 0..args.prefill_repeats.max(1) {
+            dev.synchronize()?;
+            let run = peak::with_peak_every(dev, SLOW_SAMPLING, || {
+                let mut cache = model.new_cache(vec![0], p + 1)?;
+                let t = Instant::now();
+                let last = prefill(model, &ids, args.prefill_chunk, &mut cache)?;
+                let _ = model.greedy(&last)?;
+                Ok(t.elapsed().as_secs_f64())
+            });
+            let (s, pk) = match run {
+                Ok(r) => r,
+                Err(e) => {
+                    errors.push(format!("prefill {p} ({kernels:?}): {e:#}"));
+                    break;
+                }
+            };
+            secs.push(s);
+            peak_max = peak_max.max(pk);
+        }
+        if secs.is_empty() {
+            continue;
+        }
+        let m = median(&secs);
+        let cost = roofline::prefill(c.cfg, c.sb, p, args.prefill_chunk);
+        let tflops = cost.flops / m / 1e12;
+        let row = PrefillRow {
+            kernels,
+            prompt: p,
+            secs_median: m,
+            secs_all: secs,
+            tokens_per_s: p as f64 / m,
+            flops: cost.flops,
+            tflops,
+            fraction_of_matmul_rate: tflops / c.ceil.matmul_tflops,
+            peak_bytes: peak_max,
+        };
+        eprintln!("prefill {p}: {row:?}");
+        rows.push(row);
+    }
+    Ok(rows)
+}
+
+/// Decode ms/step for each batch size after a `decode_context`-token prefill, with the model's
+/// current kernels; beside it the projections alone on the same batch (the weight-read part of
+/// the step, through the same GEMMs), which separates the GEMM rate from everything around it.
+fn measure_decode(
+    c: &Ctx<'_>,
+    model: &Qwen2,
+    errors: &mut Vec<String>,
+) -> Result<Vec<DecodeRow>> {
+    let (args, dev, cfg) = (c.args, c.dev, c.cfg);
+    let kernels = model.kernels();
+    let mut rows = Vec::new();
+    for &bsz in &args.decode_batches {
+        let ids: Vec<Vec<u32>> = (0..bsz)
+            .map(|r| token_ids(args.decode_context, cfg.vocab_size, 77 + r as u64))
+            .collect();
+        let run = peak::with_peak_every(dev, SLOW_SAMPLING, || {
+            let mut cache =
+                model.new_cache(vec![0; bsz], args.decode_context + args.decode_steps + 4)?;
+            let last = prefill(model, &ids, args.prefill_chunk, &mut cache)?;
+            let mut next = model.greedy(&last)?;
+            let (mut ms, mut enqueue) = (Vec::new(), Vec::new());
+            for step in 0..args.decode_steps + 3 {
+                dev.synchronize()?;
+                let t = Instant::now();
+                let x = Tensor::from_vec(next.clone(), (bsz, 1), dev)?;
+                let h = model.forward(&x, &mut cache)?;
+                // Host time to issue the step's work: close to the step time means the host
+                // (launch overhead), not the GPU, sets the pace.
+                let issued = t.elapsed().as_secs_f64() * 1e3;
+                next = model.greedy(&Qwen2::last_hidden(&h)?)?; // reads back: synchronizes
+                if step >= 3 {
+                    ms.push(t.elapsed().as_secs_f64() * 1e3);
+                    enqueue.push(issued);
+                }
+            }
+            // The projections alone (no norms, attention, activations, logits).
+            let x = Tensor::zeros((bsz, 1, cfg.hidden_size), model.dtype(), dev)?;
+            let mut proj = Vec::new();
+            for step in 0..args.decode_steps + 3 {
+                dev.synchronize()?;
+                let t = Instant::now();
+                model.projections_only(&x)?;
+                dev.synchronize()?;
+                if step >= 3 {
+                    proj.push(t.elapsed().as_secs_f64() * 1e3);
+                }
+            }
+            Ok((ms, proj, enqueue))
+        });
+        let ((ms, proj, enqueue), pk) = match run {
+            Ok(r) => r,
+            Err(e) => {
+                errors.push(format!("decode batch {bsz} ({kernels:?}): {e:#}"));
+                eprintln!("decode b={bsz}: FAILED: {e:#}");
+                continue;
+            }
+        };
+        let med = median(&ms);
+        let context = args.decode_context + 3 + args.decode_steps / 2;
+        let cost = roofline::decode_step(cfg, c.sb, bsz, context);
+        let gbs = cost.bytes / (med / 1e3) / 1e9;
+        let row = DecodeRow {
+            kernels,
+            batch: bsz,
+            context,
+            ms_per_step_median: med,
+            ms_all: ms,
+            projections_ms_median: median(&proj),
+            host_issue_ms_median: median(&enqueue),
+            tokens_per_s: bsz as f64 / (med / 1e3),
+            bytes_per_step: cost.bytes,
+            flops_per_step: cost.flops,
+            achieved_gb_s: gbs,
+            fraction_of_copy_bw: gbs / c.ceil.copy_gb_s,
+            floor_ms: cost.bytes / (c.ceil.copy_gb_s * 1e9) * 1e3,
+            achieved_tflops: cost.flops / (med / 1e3) / 1e12,
+            peak_bytes: pk,
+        };
+        eprintln!("decode b={bsz}: {row:?}");
+        rows.push(row);
+    }
+    Ok(rows)
+}
+
 pub fn run(args: Args) -> Result<ExitCode> {
     let (model_shape, tp, cfg): (ModelShape, u64, Qwen2Config) = match args.shape {
         Shape::Rank0Qwen72bTp2 => {
@@ -332,8 +492,6 @@ pub fn run(args: Args) -> Result<ExitCode> {
     };
 
     let mut errors: Vec<String> = Vec::new();
-    // Prefill speed.
-    let mut prefill_rows = Vec::new();
     // Warm-up (kernel loading, cuBLAS heuristics) outside every timed run.
     {
         let ids = vec![token_ids(args.prefill_chunk.min(2048), cfg.vocab_size, 5)];
@@ -341,102 +499,35 @@ pub fn run(args: Args) -> Result<ExitCode> {
         prefill(&model, &ids, args.prefill_chunk, &mut cache)?;
         dev.synchronize()?;
     }
-    for &p in &args.prefill_prompts {
-        let ids = vec![token_ids(p, cfg.vocab_size, 1000 + p as u64)];
-        let mut secs = Vec::new();
-        let mut peak_max: Option<u64> = None;
-        for _ in 0..args.prefill_repeats.max(1) {
-            dev.synchronize()?;
-            let run = peak::with_peak_every(&dev, SLOW_SAMPLING, || {
-                let mut cache = model.new_cache(vec![0], p + 1)?;
-                let t = Instant::now();
-                let last = prefill(&model, &ids, args.prefill_chunk, &mut cache)?;
-                let _ = model.greedy(&last)?;
-                Ok(t.elapsed().as_secs_f64())
-            });
-            let (s, pk) = match run {
-                Ok(r) => r,
-                Err(e) => {
-                    errors.push(format!("prefill {p}: {e:#}"));
-                    break;
-                }
-            };
-            secs.push(s);
-            peak_max = peak_max.max(pk);
-        }
-        if secs.is_empty() {
-            continue;
-        }
-        let m = median(&secs);
-        let cost = roofline::prefill(&cfg, sb, p, args.prefill_chunk);
-        let tflops = cost.flops / m / 1e12;
-        let row = PrefillRow {
-            prompt: p,
-            secs_median: m,
-            secs_all: secs,
-            tokens_per_s: p as f64 / m,
-            flops: cost.flops,
-            tflops,
-            fraction_of_matmul_rate: tflops / ceil.matmul_tflops,
-            peak_bytes: peak_max,
+    let ctx = Ctx {
+        args: &args,
+        cfg: &cfg,
+        dev: &dev,
+        ceil: &ceil,
+        sb,
+    };
+    let mut prefill_rows = measure_prefill(&ctx, &model, &args.prefill_prompts, &mut errors)?;
+    let mut decode = measure_decode(&ctx, &model, &mut errors)?;
+    let mut model = model;
+    if args.compare_plain {
+        // The same weights through the plain candle path, in the same process: the ratio of
+        // the fused kernels' gain. Long prompts are skipped (minutes on the plain path).
+        let other = match args.kernels {
+            Kernels::Fused => Kernels::Plain,
+            Kernels::Plain => Kernels::Fused,
         };
-        eprintln!("prefill {p}: {row:?}");
-        prefill_rows.push(row);
-    }
-
-    // Decode speed.
-    let mut decode = Vec::new();
-    for &bsz in &args.decode_batches {
-        let ids: Vec<Vec<u32>> = (0..bsz)
-            .map(|r| token_ids(args.decode_context, cfg.vocab_size, 77 + r as u64))
+        model.set_kernels(other);
+        let short: Vec<usize> = args
+            .prefill_prompts
+            .iter()
+            .copied()
+            .filter(|&p| p <= 4096)
             .collect();
-        let run = peak::with_peak_every(&dev, SLOW_SAMPLING, || {
-            let mut cache =
-                model.new_cache(vec![0; bsz], args.decode_context + args.decode_steps + 4)?;
-            let last = prefill(&model, &ids, args.prefill_chunk, &mut cache)?;
-            let mut next = model.greedy(&last)?;
-            let mut ms = Vec::new();
-            for step in 0..args.decode_steps + 3 {
-                dev.synchronize()?;
-                let t = Instant::now();
-                let x = Tensor::from_vec(next.clone(), (bsz, 1), &dev)?;
-                let h = model.forward(&x, &mut cache)?;
-                next = model.greedy(&Qwen2::last_hidden(&h)?)?; // reads back: synchronizes
-                if step >= 3 {
-                    ms.push(t.elapsed().as_secs_f64() * 1e3);
-                }
-            }
-            Ok(ms)
-        });
-        let (ms, pk) = match run {
-            Ok(r) => r,
-            Err(e) => {
-                errors.push(format!("decode batch {bsz}: {e:#}"));
-                eprintln!("decode b={bsz}: FAILED: {e:#}");
-                continue;
-            }
-        };
-        let med = median(&ms);
-        let context = args.decode_context + 3 + args.decode_steps / 2;
-        let cost = roofline::decode_step(&cfg, sb, bsz, context);
-        let gbs = cost.bytes / (med / 1e3) / 1e9;
-        let row = DecodeRow {
-            batch: bsz,
-            context,
-            ms_per_step_median: med,
-            ms_all: ms,
-            tokens_per_s: bsz as f64 / (med / 1e3),
-            bytes_per_step: cost.bytes,
-            flops_per_step: cost.flops,
-            achieved_gb_s: gbs,
-            fraction_of_copy_bw: gbs / ceil.copy_gb_s,
-            floor_ms: cost.bytes / (ceil.copy_gb_s * 1e9) * 1e3,
-            achieved_tflops: cost.flops / (med / 1e3) / 1e12,
-            peak_bytes: pk,
-        };
-        eprintln!("decode b={bsz}: {row:?}");
-        decode.push(row);
+        prefill_rows.extend(measure_prefill(&ctx, &model, &short, &mut errors)?);
+        decode.extend(measure_decode(&ctx, &model, &mut errors)?);
+        model.set_kernels(args.kernels);
     }
+    let model = model;
 
     // Memory beside the plan.
     let mut memory = Vec::new();
@@ -568,11 +659,12 @@ fn print_table(r: &Report) {
             m.prefill_secs
         );
     }
-    println!("\n| prefill tokens | s (median) | tok/s | TFLOP/s | of matmul rate |");
-    println!("|---|---|---|---|---|");
+    println!("\n| kernels | prefill tokens | s (median) | tok/s | TFLOP/s | of matmul rate |");
+    println!("|---|---|---|---|---|---|");
     for p in &r.prefill {
         println!(
-            "| {} | {:.3} | {:.0} | {:.0} | {:.0}% |",
+            "| {:?} | {} | {:.3} | {:.0} | {:.0} | {:.0}% |",
+            p.kernels,
             p.prompt,
             p.secs_median,
             p.tokens_per_s,
@@ -581,14 +673,17 @@ fn print_table(r: &Report) {
         );
     }
     println!(
-        "\n| decode batch | ms/step | tok/s | GB/step | GB/s | of copy BW | floor ms | TFLOP/s |"
+        "\n| kernels | decode batch | ms/step | projections only ms | host issue ms | tok/s | GB/step | GB/s | of candle copy | floor ms | TFLOP/s |"
     );
-    println!("|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|");
     for d in &r.decode {
         println!(
-            "| {} | {:.2} | {:.1} | {:.2} | {:.0} | {:.0}% | {:.2} | {:.1} |",
+            "| {:?} | {} | {:.2} | {:.2} | {:.2} | {:.1} | {:.2} | {:.0} | {:.0}% | {:.2} | {:.1} |",
+            d.kernels,
             d.batch,
             d.ms_per_step_median,
+            d.projections_ms_median,
+            d.host_issue_ms_median,
             d.tokens_per_s,
             d.bytes_per_step / 1e9,
             d.achieved_gb_s,

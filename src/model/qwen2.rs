@@ -274,7 +274,7 @@ impl Qwen2 {
             }
         };
         let max_positions = opts.max_positions.unwrap_or(cfg.max_position_embeddings);
-        Ok(Self {
+        let model = Self {
             cfg: cfg.clone(),
             embed: Embedding {
                 table,
@@ -292,7 +292,10 @@ impl Qwen2 {
             local_heads,
             local_kv_heads: local_kv,
             kernels: opts.kernels,
-        })
+        };
+        // The packing above freed each layer's parts into the pool: hand that back now.
+        super::device::release_cached(dev)?;
+        Ok(model)
     }
 
     /// Switches between the fused kernels and the plain candle path (same weights): for
@@ -384,28 +387,54 @@ impl Qwen2 {
             q_slot0: cache.len(),
             block: self.attention_block,
         };
+        // The residual stream is carried with the sublayer output still to be added
+        // (`pending`), so that each add and the RMSNorm after it run as one fused op.
         let mut x = self.embed(tokens)?;
+        let mut pending: Option<Tensor> = None;
         for (i, layer) in self.layers.iter().enumerate() {
-            x = self.layer_forward(i, layer, &x, cache, &rope, layout)?;
+            let (resid, h) = self.add_norm(x, pending.as_ref(), &layer.input_norm)?;
+            let (resid, mlp_out) = self.layer_forward(i, layer, resid, &h, cache, &rope, layout)?;
+            x = resid;
+            pending = Some(mlp_out);
         }
         cache.advance(t);
-        Ok(self.norm.forward(&x)?)
+        let (_, out) = self.add_norm(x, pending.as_ref(), &self.norm)?;
+        Ok(out)
     }
 
+    /// `(x + y, norm(x + y))`, fused or plain; without `y`, `(x, norm(x))`.
+    fn add_norm(&self, x: Tensor, y: Option<&Tensor>, norm: &RmsNorm) -> Result<(Tensor, Tensor)> {
+        Ok(match (y, self.kernels) {
+            (None, _) => {
+                let h = norm.forward(&x)?;
+                (x, h)
+            }
+            (Some(y), Kernels::Fused) => fused::add_rms_norm(&x, y, &norm.weight, norm.eps)?,
+            (Some(y), Kernels::Plain) => {
+                let s = (x + y)?;
+                let h = norm.forward(&s)?;
+                (s, h)
+            }
+        })
+    }
+
+    /// One decoder layer on the residual stream `x` and its normed copy `h`: returns the
+    /// residual after attention and the MLP output still to be added to it.
+    #[allow(clippy::too_many_arguments)]
     fn layer_forward(
         &self,
         index: usize,
         l: &Layer,
-        x: &Tensor,
+        x: Tensor,
+        h: &Tensor,
         cache: &KvCache,
         rope: &RopeTables,
         layout: AttentionLayout<'_>,
-    ) -> Result<Tensor> {
+    ) -> Result<(Tensor, Tensor)> {
         let (b, t, _) = x.dims3()?;
         let hd = self.cfg.head_dim;
         let (nq, nkv) = (self.local_heads, self.local_kv_heads);
-        let h = l.input_norm.forward(x)?;
-        let qkv = l.qkv.forward(&h)?;
+        let qkv = l.qkv.forward(h)?;
         let att = match self.kernels {
             Kernels::Fused => {
                 let geo = Heads {
@@ -435,8 +464,8 @@ impl Qwen2 {
             }
         };
         let att = att.transpose(1, 2)?.reshape((b, t, nq * hd))?;
-        let x = (x + l.o.forward(&att)?)?;
-        let h = l.post_norm.forward(&x)?;
+        let o = l.o.forward(&att)?;
+        let (x, h) = self.add_norm(x, Some(&o), &l.post_norm)?;
         let gu = l.gate_up.forward(&h)?;
         let act = match self.kernels {
             Kernels::Fused => fused::silu_mul(&gu)?,
@@ -445,7 +474,7 @@ impl Qwen2 {
                 (candle_nn::ops::silu(&gu.narrow(D::Minus1, 0, f)?)? * gu.narrow(D::Minus1, f, f)?)?
             }
         };
-        Ok((x + l.down.forward(&act)?)?)
+        Ok((x, l.down.forward(&act)?))
     }
 
     /// Full-vocabulary logits (f32) for hidden states `(batch, hidden)` or `(batch, t, hidden)`.
@@ -488,6 +517,26 @@ impl Qwen2 {
             out.push(best.1);
         }
         Ok(out)
+    }
+
+    /// Benchmark probe: every projection of every layer and the lm_head applied to `x`
+    /// `(batch, t, hidden)` (zeros of the right widths feed o_proj and down_proj), nothing else.
+    /// Its time is the weight-read part of a decode step through the very GEMMs `forward` uses,
+    /// which separates the GEMM rate from the glue around it (`paramx bench-gpu`).
+    pub fn projections_only(&self, x: &Tensor) -> Result<()> {
+        let (b, t, _) = x.dims3()?;
+        let hd = self.cfg.head_dim;
+        let att = Tensor::zeros((b, t, self.local_heads * hd), self.dtype, &self.device)?;
+        let ffn = self.cfg.intermediate_size / self.comm.world_size();
+        let act = Tensor::zeros((b, t, ffn), self.dtype, &self.device)?;
+        for l in &self.layers {
+            l.qkv.forward(x)?;
+            l.o.forward(&att)?;
+            l.gate_up.forward(x)?;
+            l.down.forward(&act)?;
+        }
+        self.lm_head.forward(x)?;
+        Ok(())
     }
 
     /// Last-position hidden state of every row: `(batch, t, hidden)` -> `(batch, hidden)`.

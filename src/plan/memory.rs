@@ -14,15 +14,14 @@ const MIB: u64 = 1 << 20;
 /// and the residual sum being formed.
 pub const HIDDEN_COPIES: u64 = 4;
 
-/// Bytes per attention-score element: the scores of one query block in f32 and the softmax
-/// output in f32 are alive together (softmax is out of place), and a third f32 buffer of the same
-/// size is held by the stream-ordered memory pool: each query block attends over more keys than
-/// the one before, so the pool cannot hand the previous block's freed buffers to it until the
-/// stream synchronizes. Measured on an H100 (`paramx bench-gpu`, 72B rank 0, 30k-token prompt):
-/// with two copies counted the plan said 1.37 GiB free and the prompt ran out of memory; with
-/// three, measured peaks are 0.97-0.99 of the plan (1k, 8k, 30k). The dtype copy of the
-/// probabilities made for the product with V is smaller and never raises the peak.
-pub const SCORE_BYTES: u64 = 12;
+/// Live score buffers per attention-score element, in the compute dtype. The engine's fused
+/// path (`model::fused::masked_softmax_`) turns a block's scores into probabilities in place, so
+/// a block holds one buffer; a second of the same order is held by the stream-ordered memory
+/// pool: each query block attends over more keys than the one before, so the pool cannot hand
+/// the previous block's freed buffer to it. (The plain candle path, `Kernels::Plain`, keeps
+/// three f32 copies, 12 bytes per element: the plan describes the fused engine that `paramx
+/// run` uses.)
+pub const SCORE_COPIES: u64 = 2;
 
 /// Fixed costs per GPU that do not depend on the job. Defaults come from measurements on the
 /// project's GPU test machine where there is one, and from NCCL's documented buffer sizes.
@@ -103,26 +102,22 @@ pub struct Step {
 /// With `n = seqs x new_tokens`, `s` the dtype size, `q` / `kv` the rank's query and key widths,
 /// `h_r` its query heads, `i_r` its MLP width and `v_r` its vocabulary rows:
 /// - `hidden    = HIDDEN_COPIES x n x hidden x s`
-/// - `qkv       = 2 x n x (q + 2 kv) x s`: projections and their rotary-embedded copies
-/// - `kv_append = 2 x seqs x keys x kv x s`: one layer's K and V joined with the new tokens
-/// - `kv_repeat = 2 x seqs x keys x q x s`: K and V repeated to every query head (grouped-query
-///   attention by `repeat_kv`); 0 when there is one query head per KV head
-/// - `scores    = seqs x h_r x min(query_block, new_tokens) x keys x SCORE_BYTES`: the blocked
-///   attention scores in f32, the term that chunking and query blocks keep bounded
+/// - `qkv       = n x (2 q + 2 kv) x s`: the packed `q | k | v` projection and the rotated
+///   queries (keys and values go straight into the KV cache: no copies, no `repeat_kv`)
+/// - `scores    = seqs x h_r x min(query_block, new_tokens) x keys x SCORE_COPIES x s`: the
+///   blocked attention scores, the term that chunking and query blocks keep bounded
 /// - `attn_out  = 2 x n x q x s`: the attention output and its re-laid-out copy for o_proj
-/// - `mlp       = 3 x n x i_r x s`: gate, up and silu(gate) x up
+/// - `mlp       = 3 x n x i_r x s`: the packed `gate | up` projection and silu(gate) x up
 /// - `logits    = seqs x v_r x (s + 4)`: the last position only, in dtype and in f32
 ///
-/// A layer's peak is `hidden + max(attention, mlp)` (attention = qkv + kv_append + kv_repeat +
-/// scores + attn_out), since the attention temporaries are freed before the MLP runs. The step's
+/// A layer's peak is `hidden + max(attention, mlp)` (attention = qkv + scores + attn_out),
+/// since the attention temporaries are freed before the MLP runs. The step's
 /// peak is the larger of that and `hidden + logits` (the final projection runs after the last
 /// layer's temporaries are gone).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct ActivationTerms {
     pub hidden: u64,
     pub qkv: u64,
-    pub kv_append: u64,
-    pub kv_repeat: u64,
     pub scores: u64,
     pub attn_out: u64,
     pub mlp: u64,
@@ -137,14 +132,8 @@ impl ActivationTerms {
         let block = step.query_block.min(step.new_tokens);
         Self {
             hidden: HIDDEN_COPIES * n * rank.hidden * s,
-            qkv: 2 * n * (q + 2 * kv) * s,
-            kv_append: 2 * step.seqs * step.keys * kv * s,
-            kv_repeat: if rank.heads == rank.kv_heads {
-                0
-            } else {
-                2 * step.seqs * step.keys * q * s
-            },
-            scores: step.seqs * rank.heads * block * step.keys * SCORE_BYTES,
+            qkv: n * (2 * q + 2 * kv) * s,
+            scores: step.seqs * rank.heads * block * step.keys * SCORE_COPIES * s,
             attn_out: 2 * n * q * s,
             mlp: 3 * n * rank.intermediate * s,
             logits: step.seqs * rank.vocab * (s + 4),
@@ -152,7 +141,7 @@ impl ActivationTerms {
     }
 
     pub fn attention(&self) -> u64 {
-        self.qkv + self.kv_append + self.kv_repeat + self.scores + self.attn_out
+        self.qkv + self.scores + self.attn_out
     }
 
     /// The step's peak, see the type's documentation.
@@ -165,9 +154,7 @@ impl ActivationTerms {
         let mut v = vec![
             ("hidden copies", self.hidden),
             ("q/k/v projections", self.qkv),
-            ("KV append", self.kv_append),
-            ("KV repeat (GQA)", self.kv_repeat),
-            ("attention scores (f32)", self.scores),
+            ("attention scores", self.scores),
             ("attention output", self.attn_out),
             ("MLP intermediates", self.mlp),
             ("last-position logits", self.logits),
@@ -208,8 +195,9 @@ mod tests {
     fn activation_terms_match_memory_md() {
         let r = rank72(2);
         // Naive attention, C = 2048 queries at once against T = 16384 keys: memory.md's
-        // 32 heads x C x T x 4 bytes = 4 GiB for one f32 copy; we count three (scores, softmax,
-        // and the pool's unreusable buffer of the previous block: see SCORE_BYTES).
+        // 32 heads x C x T x 4 bytes = 4 GiB for one f32 copy; the fused engine keeps bf16
+        // scores (2 GiB) and we count two (in place softmax, plus the pool's unreusable buffer of
+        // the previous block: see SCORE_COPIES).
         let naive = Step {
             seqs: 1,
             new_tokens: 2048,
@@ -217,7 +205,7 @@ mod tests {
             query_block: 2048,
         };
         let t = ActivationTerms::of(&r, DType::Bf16, naive);
-        assert_eq!(t.scores, 3 * 4 * GIB);
+        assert_eq!(t.scores, 2 * 2 * GIB);
         // Hidden state: 16 KiB per token per live copy.
         assert_eq!(t.hidden, HIDDEN_COPIES * 2048 * 16 * KIB);
         // MLP ~87 KiB per token (3 x 14784 x 2 bytes = 86.6 KiB).
@@ -232,8 +220,8 @@ mod tests {
                 ..naive
             },
         );
-        assert_eq!(blocked.scores, 3 * GIB);
-        assert_eq!(blocked.attention(), t.attention() - 9 * GIB);
+        assert_eq!(blocked.scores, GIB);
+        assert_eq!(blocked.attention(), t.attention() - 3 * GIB);
         // Everything but the scores is identical.
         assert_eq!(
             (blocked.mlp, blocked.qkv, blocked.logits),
@@ -242,7 +230,7 @@ mod tests {
         // Last-position logits: 76032 rows x (2 + 4) bytes per sequence.
         assert_eq!(t.logits, 76032 * 6);
         assert_eq!(t.peak(), t.hidden + t.attention());
-        assert_eq!(t.named()[0], ("attention scores (f32)", 12 * GIB));
+        assert_eq!(t.named()[0], ("attention scores", 4 * GIB));
     }
 
     #[test]
@@ -259,16 +247,11 @@ mod tests {
             },
         );
         let hidden = 4 * 2048 * 8192 * 2; // 128 MiB
-        let qkv = 2 * 2048 * (4096 + 2 * 512) * 2; // 40 MiB
-        let kv_append = 2 * 16384 * 512 * 2; // 32 MiB
-        let kv_repeat = 2 * 16384 * 4096 * 2; // 256 MiB
-        let scores = 32 * 512 * 16384 * 12; // 3 GiB
+        let qkv = 2048 * (2 * 4096 + 2 * 512) * 2; // 36 MiB
+        let scores = 32 * 512 * 16384 * 2 * 2; // 1 GiB
         let attn_out = 2 * 2048 * 4096 * 2; // 32 MiB
-        assert_eq!(
-            t.peak(),
-            hidden + qkv + kv_append + kv_repeat + scores + attn_out
-        );
-        assert_eq!(t.peak(), 3 * GIB + 488 * MIB);
+        assert_eq!(t.peak(), hidden + qkv + scores + attn_out);
+        assert_eq!(t.peak(), GIB + 196 * MIB);
     }
 
     #[test]

@@ -535,7 +535,7 @@ mod tests {
         assert_eq!(b.kv_cache, 17408 * 160 * 1024);
         // Prefill: 2048-token chunk, 512-row blocks, 16384 keys (see memory.rs hand test).
         assert_eq!(b.peak_phase, Phase::Prefill);
-        assert_eq!(b.activation_peak, 3 * GIB + 488 * MIB);
+        assert_eq!(b.activation_peak, GIB + 196 * MIB);
         assert_eq!(b.activation_reserved, 4 * GIB);
         // rope: 2 x 32768 x 64 x 2 bytes = 8 MiB.
         assert_eq!(b.rope_tables, 8 * MIB);
@@ -578,10 +578,12 @@ mod tests {
         };
         assert!(fits_ctx(lc));
         assert!(!fits_ctx(lc + 1));
-        // With a fixed 4 GiB headroom the activations are the limit, the same on every card;
-        // letting the headroom grow, the H200 holds strictly more of both.
+        // With a fixed 4 GiB headroom an H100's context is limited by its memory (the KV cache
+        // must fit beside 67.7 GiB of weights), an H200's by the headroom: it holds more.
         let h200 = plan(GpuPreset::H200, job);
-        assert_eq!(h200.largest.within_headroom, p.largest.within_headroom);
+        let (hw, pw) = (h200.largest.within_headroom, p.largest.within_headroom);
+        assert!(hw.context.unwrap() > pw.context.unwrap(), "{hw:?} vs {pw:?}");
+        assert!(hw.batch.unwrap() >= pw.batch.unwrap(), "{hw:?} vs {pw:?}");
         let (h, r) = (h200.largest.raising_headroom, p.largest.raising_headroom);
         assert!(h.batch.unwrap() > r.batch.unwrap());
         assert!(h.context.unwrap() > r.context.unwrap());
@@ -643,7 +645,7 @@ mod tests {
             "{msg}"
         );
         assert!(
-            msg.contains("largest term: attention scores (f32)"),
+            msg.contains("largest term: attention scores"),
             "{msg}"
         );
         assert!(

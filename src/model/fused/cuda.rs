@@ -8,7 +8,8 @@ use super::{Heads, ScoreRows};
 use candle_core::cuda_backend::cudarc::driver::{
     CudaSlice, CudaView, DeviceRepr, LaunchConfig, PushKernelArg,
 };
-use candle_core::cuda_backend::{CudaStorageSlice, WrapErr};
+use candle_core::backend::BackendStorage;
+use candle_core::cuda_backend::{CudaDType, CudaStorageSlice, WrapErr};
 use candle_core::{CudaDevice, CudaStorage, Layout, Result};
 
 const PTX: &str = include_str!(concat!(env!("OUT_DIR"), "/paramx_kernels.ptx"));
@@ -48,18 +49,14 @@ fn typed<'a>(s: &'a CudaStorage, what: &str) -> Result<Typed<'a>> {
     }
 }
 
-fn same<'a, T: 'static>(s: &'a CudaStorage, what: &str) -> Result<&'a CudaSlice<T>> {
+fn same<'a, T: CudaDType>(s: &'a CudaStorage, what: &str) -> Result<&'a CudaSlice<T>> {
     s.as_cuda_slice::<T>()
         .map_err(|e| candle_core::Error::Msg(format!("{what}: dtype differs from the input: {e}")))
 }
 
-fn func(dev: &CudaDevice, name: &str) -> Result<candle_core::cuda_backend::CudaFunc> {
-    dev.get_or_load_custom_func(name, MODULE, PTX)
-}
-
 pub(super) fn silu_mul(s: &CudaStorage, l: &Layout, rows: usize, half_w: usize) -> Result<CudaStorage> {
     let dev = s.device.clone();
-    fn go<T: DeviceRepr + candle_core::cuda_backend::CudaDType>(
+    fn go<T: DeviceRepr + CudaDType>(
         dev: &CudaDevice,
         src: &CudaSlice<T>,
         l: &Layout,
@@ -71,7 +68,7 @@ pub(super) fn silu_mul(s: &CudaStorage, l: &Layout, rows: usize, half_w: usize) 
         let n = rows * half_w;
         // SAFETY: every element is written by the kernel below.
         let out = unsafe { dev.alloc::<T>(n)? };
-        let f = func(dev, name)?;
+        let f = dev.get_or_load_custom_func(name, MODULE, PTX)?;
         let mut b = f.builder();
         let (r, w) = (rows as i64, half_w as i64);
         b.arg(&x).arg(&out).arg(&r).arg(&w);
@@ -82,6 +79,60 @@ pub(super) fn silu_mul(s: &CudaStorage, l: &Layout, rows: usize, half_w: usize) 
     match typed(s, "silu_mul")? {
         Typed::Bf16(v) => go(&dev, v, l, rows, half_w, "silu_mul_bf16"),
         Typed::F32(v) => go(&dev, v, l, rows, half_w, "silu_mul_f32"),
+    }
+}
+
+/// Must match `NORM_THREADS` in `kernels.cu` (its `__launch_bounds__`).
+const NORM_THREADS: u32 = 256;
+
+#[allow(clippy::too_many_arguments)]
+pub(super) fn add_rms_norm(
+    s1: &CudaStorage,
+    l1: &Layout,
+    s2: &CudaStorage,
+    l2: &Layout,
+    s3: &CudaStorage,
+    l3: &Layout,
+    rows: usize,
+    h: usize,
+    eps: f32,
+) -> Result<CudaStorage> {
+    let dev = s1.device.clone();
+    #[allow(clippy::too_many_arguments)]
+    fn go<T: DeviceRepr + CudaDType>(
+        dev: &CudaDevice,
+        x: &CudaSlice<T>,
+        l1: &Layout,
+        s2: &CudaStorage,
+        l2: &Layout,
+        s3: &CudaStorage,
+        l3: &Layout,
+        rows: usize,
+        h: usize,
+        eps: f32,
+        name: &str,
+    ) -> Result<CudaStorage> {
+        let x = view(x, l1, "add_rms_norm x")?;
+        let y = view(same::<T>(s2, "add_rms_norm y")?, l2, "add_rms_norm y")?;
+        let w = view(same::<T>(s3, "add_rms_norm weight")?, l3, "add_rms_norm weight")?;
+        // SAFETY: the kernel writes every element of both halves.
+        let out = unsafe { dev.alloc::<T>(2 * rows * h)? };
+        let f = dev.get_or_load_custom_func(name, MODULE, PTX)?;
+        let mut b = f.builder();
+        let (r, hh) = (rows as i64, h as i64);
+        b.arg(&x).arg(&y).arg(&w).arg(&out).arg(&r).arg(&hh).arg(&eps);
+        let cfg = LaunchConfig {
+            grid_dim: (rows as u32, 1, 1),
+            block_dim: (NORM_THREADS, 1, 1),
+            shared_mem_bytes: 0,
+        };
+        // SAFETY: argument types and order match `add_rms_norm_*` in kernels.cu.
+        unsafe { b.launch(cfg) }.w()?;
+        Ok(CudaStorage::wrap_cuda_slice(out, dev.clone()))
+    }
+    match typed(s1, "add_rms_norm")? {
+        Typed::Bf16(v) => go(&dev, v, l1, s2, l2, s3, l3, rows, h, eps, "add_rms_norm_bf16"),
+        Typed::F32(v) => go(&dev, v, l1, s2, l2, s3, l3, rows, h, eps, "add_rms_norm_f32"),
     }
 }
 
@@ -99,7 +150,7 @@ pub(super) fn rope_q(
 ) -> Result<CudaStorage> {
     let dev = s1.device.clone();
     #[allow(clippy::too_many_arguments)]
-    fn go<T: DeviceRepr + candle_core::cuda_backend::CudaDType + 'static>(
+    fn go<T: DeviceRepr + CudaDType + 'static>(
         dev: &CudaDevice,
         qkv: &CudaSlice<T>,
         l1: &Layout,
@@ -118,7 +169,7 @@ pub(super) fn rope_q(
         let n = batch * h.heads * t * h.head_dim;
         // SAFETY: the kernel writes every (sequence, head, token, dim) element.
         let q = unsafe { dev.alloc::<T>(n)? };
-        let f = func(dev, name)?;
+        let f = dev.get_or_load_custom_func(name, MODULE, PTX)?;
         let mut b = f.builder();
         let dims = [batch, t, h.heads, h.kv_heads, h.head_dim].map(|d| d as i64);
         b.arg(&qkv).arg(&bias).arg(&cs).arg(&q);
@@ -166,7 +217,7 @@ pub(super) fn kv_append(
             let qkv = view(same::<$t>(s_qkv, "kv_append qkv")?, l_qkv, "kv_append qkv")?;
             let bias = view(same::<$t>(s_bias, "kv_append bias")?, l_bias, "kv_append bias")?;
             let cs = view(same::<$t>(s_cs, "kv_append cos/sin")?, l_cs, "kv_append cos/sin")?;
-            let f = func(&dev, $name)?;
+            let f = dev.get_or_load_custom_func($name, MODULE, PTX)?;
             let mut b = f.builder();
             b.arg(&mut c).arg(&qkv).arg(&bias).arg(&cs);
             for d in &dims {
@@ -214,7 +265,7 @@ pub(super) fn masked_softmax(
                 candle_core::bail!("masked_softmax: scores are not {}", stringify!($variant))
             };
             let mut s = s.slice_mut(s0..s1);
-            let f = func(&dev, $name)?;
+            let f = dev.get_or_load_custom_func($name, MODULE, PTX)?;
             let mut b = f.builder();
             b.arg(&mut s).arg(&pad);
             for a in &args {

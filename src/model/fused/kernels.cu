@@ -168,6 +168,42 @@ __device__ void masked_softmax(T *__restrict__ s, const uint32_t *__restrict__ p
     }
 }
 
+// out[0] = x + y (rounded to T), out[1] = rms_norm(out[0]) * w: the residual add and the next
+// sublayer's RMSNorm in one pass. The norm reads the rounded sum, as the plain path does.
+// x, y: (rows, h); w: (h); out: (2, rows, h). One block of NORM_THREADS threads per row.
+#define NORM_THREADS 256
+template <typename T>
+__device__ void add_rms_norm(const T *__restrict__ x, const T *__restrict__ y,
+                             const T *__restrict__ w, T *__restrict__ out, int64_t rows,
+                             int64_t h, float eps) {
+    const int64_t row = blockIdx.x;
+    const T *xr = x + row * h, *yr = y + row * h;
+    T *sum = out + row * h, *normed = out + (rows + row) * h;
+    float ss = 0.0f;
+    for (int64_t i = threadIdx.x; i < h; i += NORM_THREADS) {
+        const T s = from_f32<T>(to_f32(xr[i]) + to_f32(yr[i]));
+        sum[i] = s;
+        const float v = to_f32(s);
+        ss += v * v;
+    }
+    for (int off = 16; off > 0; off /= 2) ss += __shfl_xor_sync(0xffffffff, ss, off);
+    __shared__ float part[NORM_THREADS / 32];
+    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+    if (lane == 0) part[warp] = ss;
+    __syncthreads();
+    if (warp == 0) {
+        ss = lane < NORM_THREADS / 32 ? part[lane] : 0.0f;
+        for (int off = 16; off > 0; off /= 2) ss += __shfl_xor_sync(0xffffffff, ss, off);
+        if (lane == 0) part[0] = ss;
+    }
+    __syncthreads();
+    const float inv = rsqrtf(part[0] / (float)h + eps);
+    // Each thread reads back only the sums it wrote itself: no barrier needed.
+    for (int64_t i = threadIdx.x; i < h; i += NORM_THREADS) {
+        normed[i] = from_f32<T>(to_f32(sum[i]) * inv * to_f32(w[i]));
+    }
+}
+
 #define INSTANTIATE(SUFFIX, T)                                                                    \
     extern "C" __global__ void silu_mul_##SUFFIX(const T *gu, T *out, int64_t rows, int64_t f) {  \
         silu_mul<T>(gu, out, rows, f);                                                            \
@@ -187,6 +223,11 @@ __device__ void masked_softmax(T *__restrict__ s, const uint32_t *__restrict__ p
         masked_softmax_##SUFFIX(T *s, const uint32_t *pad, int64_t rows_per_seq, int64_t n,       \
                                 int64_t keys, int64_t q_slot0, float scale) {                     \
         masked_softmax<T>(s, pad, rows_per_seq, n, keys, q_slot0, scale);                         \
+    }                                                                                             \
+    extern "C" __global__ void __launch_bounds__(NORM_THREADS)                                    \
+        add_rms_norm_##SUFFIX(const T *x, const T *y, const T *w, T *out, int64_t rows, int64_t h, \
+                              float eps) {                                                        \
+        add_rms_norm<T>(x, y, w, out, rows, h, eps);                                              \
     }
 
 INSTANTIATE(bf16, __nv_bfloat16)

@@ -10,6 +10,7 @@
 //!
 //! | op | replaces |
 //! |---|---|
+//! | [`add_rms_norm`] | residual add, RMSNorm (2) |
 //! | [`silu_mul`] | narrow gate/up, silu, mul (3 launches) |
 //! | [`rope_q`] | narrow q, bias add, head transpose + copy, RoPE (4) |
 //! | [`kv_append`] | narrow k/v, bias adds, transposes + copies, RoPE on k, two `slice_set` (8) |
@@ -28,7 +29,7 @@ use candle_core::{
 use rayon::prelude::*;
 
 /// Which implementation of the layer's glue the model runs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum, serde::Serialize)]
 pub enum Kernels {
     /// The fused ops of this module (the default on every device).
     #[default]
@@ -61,6 +62,14 @@ impl Heads {
         }
         Ok((b, t))
     }
+}
+
+/// The residual sum `x + y` and its RMSNorm `(x + y) / rms(x + y) * w`, in one pass. Both
+/// come back as views of one `(2, ..x's shape)` tensor (one allocation, one launch); the norm is
+/// taken of the sum as rounded to the dtype, as the plain path computes it.
+pub fn add_rms_norm(x: &Tensor, y: &Tensor, w: &Tensor, eps: f32) -> Result<(Tensor, Tensor)> {
+    let out = x.apply_op3_no_bwd(y, w, &AddRmsNorm { eps })?;
+    Ok((out.get(0)?, out.get(1)?))
 }
 
 /// `silu(gu[..., :f]) * gu[..., f:]` for the packed `gate | up` projection `(..., 2f)`.
@@ -143,6 +152,9 @@ pub fn masked_softmax_(scores: &Tensor, pad: &Tensor, rows: ScoreRows) -> Result
 // The ops. CPU bodies are generic over the element type; CUDA bodies live in `cuda.rs`.
 
 struct SiluMul;
+struct AddRmsNorm {
+    eps: f32,
+}
 struct RopeQ {
     heads: Heads,
 }
@@ -258,6 +270,77 @@ impl CustomOp1 for SiluMul {
         let (shape, rows, half_w) = silu_mul_shape(l)?;
         Ok((cuda::silu_mul(s, l, rows, half_w)?, shape))
     }
+}
+
+impl CustomOp3 for AddRmsNorm {
+    fn name(&self) -> &'static str {
+        "add_rms_norm"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let (shape, rows, h) = add_norm_shape(l1, l2, l3)?;
+        let eps = self.eps;
+        with_float!(s1.dtype(), "add_rms_norm", T => {
+            let x = contiguous::<T>(s1, l1, "add_rms_norm x")?;
+            let y = contiguous::<T>(s2, l2, "add_rms_norm y")?;
+            let w = contiguous::<T>(s3, l3, "add_rms_norm weight")?;
+            let mut out = vec![T::from_f64(0.0); 2 * rows * h];
+            let (sums, normed) = out.split_at_mut(rows * h);
+            sums.par_chunks_mut(h.max(1))
+                .zip(normed.par_chunks_mut(h.max(1)))
+                .enumerate()
+                .for_each(|(r, (s, n))| {
+                    let mut ss = 0f32;
+                    for i in 0..h {
+                        s[i] = t(f(x[r * h + i]) + f(y[r * h + i]));
+                        ss += f(s[i]) * f(s[i]);
+                    }
+                    let inv = 1.0 / (ss / h as f32 + eps).sqrt();
+                    for i in 0..h {
+                        n[i] = t(f(s[i]) * inv * f(w[i]));
+                    }
+                });
+            Ok((T::to_cpu_storage_owned(out), shape))
+        })
+    }
+
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        s1: &candle_core::CudaStorage,
+        l1: &Layout,
+        s2: &candle_core::CudaStorage,
+        l2: &Layout,
+        s3: &candle_core::CudaStorage,
+        l3: &Layout,
+    ) -> Result<(candle_core::CudaStorage, Shape)> {
+        let (shape, rows, h) = add_norm_shape(l1, l2, l3)?;
+        Ok((cuda::add_rms_norm(s1, l1, s2, l2, s3, l3, rows, h, self.eps)?, shape))
+    }
+}
+
+/// Output shape `(2, ..x)`, rows and width of [`add_rms_norm`].
+fn add_norm_shape(x: &Layout, y: &Layout, w: &Layout) -> Result<(Shape, usize, usize)> {
+    let h = *x.dims().last().unwrap_or(&0);
+    if x.dims() != y.dims() || w.dims() != [h] || h == 0 {
+        candle_core::bail!(
+            "add_rms_norm: x {:?}, y {:?} and weight {:?} do not fit together",
+            x.dims(),
+            y.dims(),
+            w.dims()
+        )
+    }
+    let mut out = vec![2];
+    out.extend_from_slice(x.dims());
+    Ok((Shape::from(out), x.shape().elem_count() / h, h))
 }
 
 /// Output shape, rows and output width of [`silu_mul`] for an input layout.

@@ -47,15 +47,24 @@ fn randn(shape: &[usize], dtype: DType, dev: &Device) -> Result<Tensor> {
 
 /// max |got - want| / max |want|, computed in f32 on the CPU; NaN if either holds a NaN.
 fn rel_err(got: &Tensor, want: &Tensor) -> Result<f32> {
-    let g = got.to_dtype(DType::F32)?.to_device(&Device::Cpu)?.flatten_all()?;
-    let w = want.to_dtype(DType::F32)?.to_device(&Device::Cpu)?.flatten_all()?;
+    let g = got
+        .to_dtype(DType::F32)?
+        .to_device(&Device::Cpu)?
+        .flatten_all()?;
+    let w = want
+        .to_dtype(DType::F32)?
+        .to_device(&Device::Cpu)?
+        .flatten_all()?;
     let (g, w) = (g.to_vec1::<f32>()?, w.to_vec1::<f32>()?);
     assert_eq!(g.len(), w.len(), "shapes differ");
     if g.iter().chain(&w).any(|x| !x.is_finite()) {
         return Ok(f32::NAN);
     }
     let scale = w.iter().fold(0f32, |m, x| m.max(x.abs())).max(1e-6);
-    let diff = g.iter().zip(&w).fold(0f32, |m, (a, b)| m.max((a - b).abs()));
+    let diff = g
+        .iter()
+        .zip(&w)
+        .fold(0f32, |m, (a, b)| m.max((a - b).abs()));
     Ok(diff / scale)
 }
 
@@ -63,7 +72,10 @@ fn check(label: &str, what: &str, err: f32, dtype: DType) {
     let tol = tolerance(dtype);
     eprintln!("{label:9} {what:28} relative error {err:.2e} (tolerance {tol:.0e})");
     // Written so that NaN fails: `err <= tol` is false for NaN.
-    assert!(err <= tol, "{label} {what}: relative error {err} > {tol} (or NaN)");
+    assert!(
+        err <= tol,
+        "{label} {what}: relative error {err} > {tol} (or NaN)"
+    );
 }
 
 #[test]
@@ -76,7 +88,12 @@ fn silu_mul_matches_plain() -> Result<()> {
                 * gu.narrow(D::Minus1, f, f)?)?;
             let got = fused::silu_mul(&gu)?;
             assert_eq!(got.dims(), plain.dims());
-            check(label, &format!("silu_mul {shape:?}"), rel_err(&got, &plain)?, dt);
+            check(
+                label,
+                &format!("silu_mul {shape:?}"),
+                rel_err(&got, &plain)?,
+                dt,
+            );
         }
     }
     Ok(())
@@ -92,8 +109,18 @@ fn add_rms_norm_matches_plain() -> Result<()> {
             let sum = (&x + &y)?;
             let plain = candle_nn::ops::rms_norm(&sum, &w, 1e-6)?;
             let (s, n) = fused::add_rms_norm(&x, &y, &w, 1e-6)?;
-            check(label, &format!("add_rms_norm sum {shape:?}"), rel_err(&s, &sum)?, dt);
-            check(label, &format!("add_rms_norm norm {shape:?}"), rel_err(&n, &plain)?, dt);
+            check(
+                label,
+                &format!("add_rms_norm sum {shape:?}"),
+                rel_err(&s, &sum)?,
+                dt,
+            );
+            check(
+                label,
+                &format!("add_rms_norm norm {shape:?}"),
+                rel_err(&n, &plain)?,
+                dt,
+            );
         }
     }
     Ok(())
@@ -145,7 +172,12 @@ fn rope_q_and_kv_append_match_plain() -> Result<()> {
             let cs = cos_sin(b, t, hd, dt, &dev)?;
             let q = fused::rope_q(&qkv, &bias, &cs, geo)?;
             let q_plain = plain_heads(&qkv, &bias, &cs, 0, heads, hd, true)?;
-            check(label, &format!("rope_q b{b} t{t}"), rel_err(&q, &q_plain)?, dt);
+            check(
+                label,
+                &format!("rope_q b{b} t{t}"),
+                rel_err(&q, &q_plain)?,
+                dt,
+            );
 
             // The cache starts random (old tokens must survive untouched).
             let cap = slot0 + t + 3;
@@ -157,11 +189,19 @@ fn rope_q_and_kv_append_match_plain() -> Result<()> {
             let v = plain_heads(&qkv, &bias, &cs, heads + kv, kv, hd, false)?;
             want.i(0)?.slice_set(&k, 2, slot0)?;
             want.i(1)?.slice_set(&v, 2, slot0)?;
-            check(label, &format!("kv_append b{b} t{t}"), rel_err(&cache, &want)?, dt);
+            check(
+                label,
+                &format!("kv_append b{b} t{t}"),
+                rel_err(&cache, &want)?,
+                dt,
+            );
             // Slots outside the write are bit-identical.
             let outside = |x: &Tensor| -> Result<Tensor> {
                 Tensor::cat(
-                    &[x.narrow(3, 0, slot0)?, x.narrow(3, slot0 + t, cap - slot0 - t)?],
+                    &[
+                        x.narrow(3, 0, slot0)?,
+                        x.narrow(3, slot0 + t, cap - slot0 - t)?,
+                    ],
                     3,
                 )
             };
@@ -211,7 +251,10 @@ fn masked_softmax_matches_plain() -> Result<()> {
             let logits = (s.to_dtype(DType::F32)?.affine(scale as f64, 0.0)? + mask)?;
             let plain = candle_nn::ops::softmax_last_dim(&logits)?;
             let empty_t = Tensor::from_vec(
-                empty.iter().map(|&e| if e { 0f32 } else { 1.0 }).collect::<Vec<_>>(),
+                empty
+                    .iter()
+                    .map(|&e| if e { 0f32 } else { 1.0 })
+                    .collect::<Vec<_>>(),
                 (b, kv, group * n, 1),
                 &dev,
             )?;
@@ -265,6 +308,77 @@ fn fused_attention_matches_plain_attention() -> Result<()> {
             // Its queries start at slot 4 >= 3, so every query row here is real.
             let what = format!("attention block {block}");
             check(label, &what, rel_err(&got, &want)?, dt);
+        }
+    }
+    Ok(())
+}
+
+#[test]
+fn attention_decode_matches_plain() -> Result<()> {
+    for (dev, dt, label) in targets() {
+        // (b, t, heads, kv, hd, q_slot0, pads): one query over a long cache (several splits of
+        // 64 keys), a few queries with left padding, a padding query (slot < pad: zeros).
+        for (b, t, heads, kv, hd, q_slot0, pads) in [
+            (
+                1usize,
+                1usize,
+                8usize,
+                2usize,
+                32usize,
+                200usize,
+                vec![0u32],
+            ),
+            (2, 3, 4, 1, 16, 5, vec![0, 2]),
+            (2, 2, 4, 2, 16, 1, vec![0, 3]),
+        ] {
+            let geo = Heads {
+                heads,
+                kv_heads: kv,
+                head_dim: hd,
+            };
+            let cap = q_slot0 + t + 4;
+            let qkv = randn(&[b, t, geo.width()], dt, &dev)?;
+            let bias = randn(&[geo.width()], dt, &dev)?;
+            let cs = cos_sin(b, t, hd, dt, &dev)?;
+            let cache = randn(&[2, b, kv, cap, hd], dt, &dev)?;
+            fused::kv_append(&cache, &qkv, &bias, &cs, geo, q_slot0)?;
+            let pad = Tensor::new(pads.as_slice(), &dev)?;
+            let got = fused::attention_decode(&qkv, &bias, &cs, &cache, &pad, geo, q_slot0)?;
+            // Plain: rotated q, the cache views, plain blocked attention, o_proj layout.
+            let q = plain_heads(&qkv, &bias, &cs, 0, heads, hd, true)?;
+            let total = q_slot0 + t;
+            let (k, v) = (
+                cache.i(0)?.narrow(2, 0, total)?,
+                cache.i(1)?.narrow(2, 0, total)?,
+            );
+            let pad_v: Vec<usize> = pads.iter().map(|&p| p as usize).collect();
+            let layout = AttentionLayout {
+                pad: &pad_v,
+                q_slot0,
+                block: 4,
+            };
+            let want =
+                attention(&q, &k, &v, layout)?
+                    .transpose(1, 2)?
+                    .reshape((b, t, heads * hd))?;
+            // Padding queries (slot < pad) are undefined in the plain path and zero here:
+            // compare the real ones, and check the padding ones are exactly zero.
+            for bi in 0..b {
+                for ti in 0..t {
+                    let (g, w) = (got.i((bi, ti))?, want.i((bi, ti))?);
+                    if q_slot0 + ti < pads[bi] as usize {
+                        let zero = g
+                            .to_dtype(DType::F32)?
+                            .abs()?
+                            .sum_all()?
+                            .to_scalar::<f32>()?;
+                        assert_eq!(zero, 0.0, "{label}: padding query not zero");
+                    } else {
+                        let what = format!("attention_decode b{bi} t{ti} keys{total}");
+                        check(label, &what, rel_err(&g, &w)?, dt);
+                    }
+                }
+            }
         }
     }
     Ok(())
@@ -326,10 +440,19 @@ fn whole_model_fused_matches_plain() -> anyhow::Result<()> {
         for (i, (f, p)) in fused.iter().zip(&plain).enumerate() {
             // Row 1 has 3 padding slots: its first chunk's last position is real, so every
             // compared logit row is real.
-            check(label, &format!("model logits, step {i}"), rel_err(f, p)?, dt);
+            check(
+                label,
+                &format!("model logits, step {i}"),
+                rel_err(f, p)?,
+                dt,
+            );
             if dt == DType::F32 {
                 let (fa, pa) = (f.argmax(D::Minus1)?, p.argmax(D::Minus1)?);
-                assert_eq!(fa.to_vec1::<u32>()?, pa.to_vec1::<u32>()?, "{label}: greedy tokens");
+                assert_eq!(
+                    fa.to_vec1::<u32>()?,
+                    pa.to_vec1::<u32>()?,
+                    "{label}: greedy tokens"
+                );
             }
         }
     }

@@ -7,7 +7,7 @@
 //! so the transient f32 copy is one tensor, never a whole layer.
 
 use crate::model::linear::Weight;
-use crate::model::load::{EmbeddingTable, Slice, WeightSource};
+use crate::model::load::{EmbeddingTable, Slice, Stacked, WeightSource};
 use crate::model::Qwen2Config;
 use anyhow::{bail, Context, Result};
 use candle_core::{DType, Device, Tensor};
@@ -117,6 +117,30 @@ impl WeightSource for RandomSource {
         dev: &Device,
     ) -> Result<EmbeddingTable> {
         Ok(EmbeddingTable::Dense(self.draw(name, slice, dtype, dev)?))
+    }
+    /// Draws the stacked matrix at once (the same distribution as its parts): no parts and no
+    /// concatenation on the device, as a real checkpoint is stacked on the host.
+    fn stacked_linear_weight(
+        &self,
+        parts: &[(&str, Option<Slice>)],
+        dtype: DType,
+        dev: &Device,
+    ) -> Result<Stacked> {
+        let (mut rows, mut cols) = (0, None);
+        for (name, slice) in parts {
+            if slice.is_some() {
+                bail!("random weights are built at rank shapes; no slice of {name}");
+            }
+            let (shape, _) = self.shape_of(name)?;
+            if cols.is_some_and(|c| c != shape[1]) {
+                bail!("cannot stack {name}: its width differs");
+            }
+            cols = Some(shape[1]);
+            rows += shape[0];
+        }
+        let cols = cols.context("nothing to stack")?;
+        let t = Tensor::randn(0f32, WEIGHT_STD as f32, (rows, cols), dev)?;
+        Ok(Stacked::One(t.to_dtype(dtype)?))
     }
 }
 

@@ -79,6 +79,10 @@ pub struct Args {
     /// in the same process, for side-by-side ratios.
     #[arg(long)]
     pub compare_plain: bool,
+    /// Also time each op of a decode step's glue in isolation (fused and plain), at batch 1
+    /// and `--decode-context` keys: where the step's time outside the GEMMs goes.
+    #[arg(long)]
+    pub profile_ops: bool,
     /// Where the JSON goes.
     #[arg(long, default_value = "target/bench-gpu.json")]
     pub json: PathBuf,
@@ -142,6 +146,14 @@ struct DecodeRow {
 }
 
 #[derive(Debug, Serialize)]
+struct OpRow {
+    op: String,
+    kernels: Kernels,
+    /// Median over 5 batches of back-to-back launches, per launch.
+    us_per_call: f64,
+}
+
+#[derive(Debug, Serialize)]
 struct Report {
     machine: String,
     shape: String,
@@ -154,6 +166,8 @@ struct Report {
     prefill: Vec<PrefillRow>,
     decode: Vec<DecodeRow>,
     logits_finite: bool,
+    /// Per-op times of a decode step's glue (`--profile-ops`).
+    ops: Vec<OpRow>,
     /// Scenarios that failed (e.g. out of memory); the others still ran.
     errors: Vec<String>,
 }
@@ -314,11 +328,7 @@ fn measure_prefill(
 /// Decode ms/step for each batch size after a `decode_context`-token prefill, with the model's
 /// current kernels; beside it the projections alone on the same batch (the weight-read part of
 /// the step, through the same GEMMs), which separates the GEMM rate from everything around it.
-fn measure_decode(
-    c: &Ctx<'_>,
-    model: &Qwen2,
-    errors: &mut Vec<String>,
-) -> Result<Vec<DecodeRow>> {
+fn measure_decode(c: &Ctx<'_>, model: &Qwen2, errors: &mut Vec<String>) -> Result<Vec<DecodeRow>> {
     let (args, dev, cfg) = (c.args, c.dev, c.cfg);
     let kernels = model.kernels();
     let mut rows = Vec::new();
@@ -392,6 +402,126 @@ fn measure_decode(
         eprintln!("decode b={bsz}: {row:?}");
         rows.push(row);
     }
+    Ok(rows)
+}
+
+/// Times each op of a decode step's glue at batch 1 on random inputs of the rank's shapes,
+/// fused and plain: `reps` back-to-back calls, synchronized once, median of 5 such batches.
+fn profile_ops(c: &Ctx<'_>) -> Result<Vec<OpRow>> {
+    use crate::model::attention::{attention, attention_fused, AttentionLayout};
+    use crate::model::fused::{self, Heads};
+    let (cfg, dev) = (c.cfg, c.dev);
+    let dt = if dev.is_cpu() {
+        DType::F32
+    } else {
+        DType::BF16
+    };
+    let reps = 200;
+    let time = |f: &mut dyn FnMut() -> candle_core::Result<()>| -> Result<f64> {
+        let mut batches = Vec::new();
+        f()?;
+        dev.synchronize()?;
+        for _ in 0..5 {
+            let t = Instant::now();
+            for _ in 0..reps {
+                f()?;
+            }
+            dev.synchronize()?;
+            batches.push(t.elapsed().as_secs_f64() * 1e6 / reps as f64);
+        }
+        Ok(median(&batches))
+    };
+    let r = |shape: &[usize]| -> Result<Tensor> {
+        Ok(Tensor::randn(0f32, 1.0, shape, dev)?.to_dtype(dt)?)
+    };
+    let (h, hd) = (cfg.hidden_size, cfg.head_dim);
+    let geo = Heads {
+        heads: cfg.num_attention_heads,
+        kv_heads: cfg.num_key_value_heads,
+        head_dim: hd,
+    };
+    let ctx_len = c.args.decode_context;
+    let (x, y, w) = (r(&[1, 1, h])?, r(&[1, 1, h])?, r(&[h])?);
+    let qkv = r(&[1, 1, geo.width()])?;
+    let bias = r(&[geo.width()])?;
+    let cs = r(&[1, 1, hd])?;
+    let cache = r(&[2, 1, geo.kv_heads, ctx_len + 8, hd])?;
+    let q = r(&[1, geo.heads, 1, hd])?;
+    let (k, v) = (
+        cache.get(0)?.narrow(2, 0, ctx_len + 1)?,
+        cache.get(1)?.narrow(2, 0, ctx_len + 1)?,
+    );
+    let pad_v = [0usize];
+    let pad = Tensor::new(&[0u32], dev)?;
+    let layout = AttentionLayout {
+        pad: &pad_v,
+        q_slot0: ctx_len,
+        block: 512,
+    };
+    let gu = r(&[1, 1, 2 * cfg.intermediate_size])?;
+    let f = cfg.intermediate_size;
+    let mut rows = Vec::new();
+    let mut push = |op: &str, kernels: Kernels, us: f64| {
+        eprintln!("op {op} ({kernels:?}): {us:.2} us");
+        rows.push(OpRow {
+            op: op.into(),
+            kernels,
+            us_per_call: us,
+        });
+    };
+    let (fu, pl) = (Kernels::Fused, Kernels::Plain);
+    push(
+        "add + rms_norm",
+        fu,
+        time(&mut || fused::add_rms_norm(&x, &y, &w, 1e-6).map(drop))?,
+    );
+    push(
+        "add + rms_norm",
+        pl,
+        time(&mut || candle_nn::ops::rms_norm(&(&x + &y)?, &w, 1e-6).map(drop))?,
+    );
+    push(
+        "rope q",
+        fu,
+        time(&mut || fused::rope_q(&qkv, &bias, &cs, geo).map(drop))?,
+    );
+    push(
+        "kv append",
+        fu,
+        time(&mut || fused::kv_append(&cache, &qkv, &bias, &cs, geo, ctx_len))?,
+    );
+    push(
+        &format!("attention over {} keys", ctx_len + 1),
+        fu,
+        time(&mut || attention_fused(&q, &k, &v, layout, &pad).map(drop))?,
+    );
+    push(
+        &format!("attention over {} keys", ctx_len + 1),
+        pl,
+        time(&mut || attention(&q, &k, &v, layout).map(drop))?,
+    );
+    push(
+        &format!(
+            "decode attention (rope q included) over {} keys",
+            ctx_len + 1
+        ),
+        fu,
+        time(&mut || {
+            fused::attention_decode(&qkv, &bias, &cs, &cache, &pad, geo, ctx_len).map(drop)
+        })?,
+    );
+    push(
+        "silu * up",
+        fu,
+        time(&mut || fused::silu_mul(&gu).map(drop))?,
+    );
+    push(
+        "silu * up",
+        pl,
+        time(&mut || {
+            (candle_nn::ops::silu(&gu.narrow(2, 0, f)?)? * gu.narrow(2, f, f)?).map(drop)
+        })?,
+    );
     Ok(rows)
 }
 
@@ -528,6 +658,11 @@ pub fn run(args: Args) -> Result<ExitCode> {
         model.set_kernels(args.kernels);
     }
     let model = model;
+    let ops = if args.profile_ops {
+        profile_ops(&ctx)?
+    } else {
+        Vec::new()
+    };
 
     // Memory beside the plan.
     let mut memory = Vec::new();
@@ -599,6 +734,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
         prefill: prefill_rows,
         decode,
         logits_finite,
+        ops,
         errors,
     };
     print_table(&report);
@@ -638,6 +774,13 @@ fn gib(b: u64) -> String {
 }
 
 fn print_table(r: &Report) {
+    if !r.ops.is_empty() {
+        println!("\n| decode glue op (batch 1) | kernels | us per call |");
+        println!("|---|---|---|");
+        for o in &r.ops {
+            println!("| {} | {:?} | {:.2} |", o.op, o.kernels, o.us_per_call);
+        }
+    }
     let c = &r.ceilings;
     println!("\n## bench-gpu: {} ({}, {})", r.machine, r.shape, r.dtype);
     println!(

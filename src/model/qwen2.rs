@@ -11,7 +11,7 @@ use super::config::Qwen2Config;
 use super::fused::{self, Heads, Kernels};
 use super::kv_cache::KvCache;
 use super::linear::{Linear, Parallelism, Weight};
-use super::load::{EmbeddingTable, Slice, WeightSource};
+use super::load::{EmbeddingTable, Slice, Stacked, WeightSource};
 use super::rope::{Rope, RopeTables};
 use crate::tp::Communicator;
 use anyhow::{bail, Context, Result};
@@ -188,23 +188,17 @@ impl Qwen2 {
             Linear::new(w, None, Parallelism::ColumnParallel, comm.clone())
                 .with_prefill_dense_min_tokens(opts.prefill_dense_min_tokens)
         };
-        // Loads `name.weight` of each part (this rank's rows) and packs them.
+        // Loads `name.weight` of each part (this rank's rows), stacked.
         let packed = |parts: &[(&str, usize)]| -> Result<Packed> {
-            let ws = parts
+            let names: Vec<String> = parts.iter().map(|(n, _)| format!("{n}.weight")).collect();
+            let req: Vec<(&str, Option<Slice>)> = names
                 .iter()
-                .map(|(name, rows)| src.linear_weight(&format!("{name}.weight"), part(*rows), dt, dev))
-                .collect::<Result<Vec<_>>>()?;
-            let dense: Vec<&Tensor> = ws
-                .iter()
-                .filter_map(|w| match w {
-                    Weight::Dense(t) => Some(t),
-                    Weight::Quantized(_) => None,
-                })
+                .zip(parts)
+                .map(|(n, (_, rows))| (n.as_str(), part(*rows)))
                 .collect();
-            Ok(if dense.len() == ws.len() {
-                Packed::One(column(Weight::Dense(Tensor::cat(&dense, 0)?)))
-            } else {
-                Packed::Parts(ws.into_iter().map(column).collect())
+            Ok(match src.stacked_linear_weight(&req, dt, dev)? {
+                Stacked::One(w) => Packed::One(column(Weight::Dense(w))),
+                Stacked::Parts(ws) => Packed::Parts(ws.into_iter().map(column).collect()),
             })
         };
         // The packed q | k | v bias; zeros where a model has none.
@@ -442,11 +436,20 @@ impl Qwen2 {
                     kv_heads: nkv,
                     head_dim: hd,
                 };
-                let q = fused::rope_q(&qkv, &l.qkv_bias, rope.packed(), geo)?;
                 cache.check_room(t)?;
-                fused::kv_append(cache.layer(index), &qkv, &l.qkv_bias, rope.packed(), geo, cache.len())?;
-                let (k_all, v_all) = cache.views(index, cache.len() + t)?;
-                attention_fused(&q, &k_all, &v_all, layout, cache.pad_tensor())?
+                let slot0 = cache.len();
+                let kv = cache.layer(index);
+                fused::kv_append(kv, &qkv, &l.qkv_bias, rope.packed(), geo, slot0)?;
+                if t <= fused::DECODE_MAX_QUERIES {
+                    let pad = cache.pad_tensor();
+                    fused::attention_decode(&qkv, &l.qkv_bias, rope.packed(), kv, pad, geo, slot0)?
+                } else {
+                    let q = fused::rope_q(&qkv, &l.qkv_bias, rope.packed(), geo)?;
+                    let (k_all, v_all) = cache.views(index, slot0 + t)?;
+                    attention_fused(&q, &k_all, &v_all, layout, cache.pad_tensor())?
+                        .transpose(1, 2)?
+                        .reshape((b, t, nq * hd))?
+                }
             }
             Kernels::Plain => {
                 let qkv = qkv.broadcast_add(&l.qkv_bias)?;
@@ -461,9 +464,10 @@ impl Qwen2 {
                 let v = heads(nq + nkv, nkv)?;
                 let (k_all, v_all) = cache.append(index, &k, &v)?;
                 attention(&q, &k_all, &v_all, layout)?
+                    .transpose(1, 2)?
+                    .reshape((b, t, nq * hd))?
             }
         };
-        let att = att.transpose(1, 2)?.reshape((b, t, nq * hd))?;
         let o = l.o.forward(&att)?;
         let (x, h) = self.add_norm(x, Some(&o), &l.post_norm)?;
         let gu = l.gate_up.forward(&h)?;
@@ -471,7 +475,8 @@ impl Qwen2 {
             Kernels::Fused => fused::silu_mul(&gu)?,
             Kernels::Plain => {
                 let f = gu.dim(D::Minus1)? / 2;
-                (candle_nn::ops::silu(&gu.narrow(D::Minus1, 0, f)?)? * gu.narrow(D::Minus1, f, f)?)?
+                (candle_nn::ops::silu(&gu.narrow(D::Minus1, 0, f)?)?
+                    * gu.narrow(D::Minus1, f, f)?)?
             }
         };
         Ok((x, l.down.forward(&act)?))

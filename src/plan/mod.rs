@@ -582,7 +582,10 @@ mod tests {
         // must fit beside 67.7 GiB of weights), an H200's by the headroom: it holds more.
         let h200 = plan(GpuPreset::H200, job);
         let (hw, pw) = (h200.largest.within_headroom, p.largest.within_headroom);
-        assert!(hw.context.unwrap() > pw.context.unwrap(), "{hw:?} vs {pw:?}");
+        assert!(
+            hw.context.unwrap() > pw.context.unwrap(),
+            "{hw:?} vs {pw:?}"
+        );
         assert!(hw.batch.unwrap() >= pw.batch.unwrap(), "{hw:?} vs {pw:?}");
         let (h, r) = (h200.largest.raising_headroom, p.largest.raising_headroom);
         assert!(h.batch.unwrap() > r.batch.unwrap());
@@ -644,10 +647,7 @@ mod tests {
             msg.contains("exceeds the reserved activation_headroom 2.00 GiB"),
             "{msg}"
         );
-        assert!(
-            msg.contains("largest term: attention scores"),
-            "{msg}"
-        );
+        assert!(msg.contains("largest term: attention scores"), "{msg}");
         assert!(
             msg.contains("42000 tokens exceeds the model's max_position_embeddings 32768 by 9232")
         );

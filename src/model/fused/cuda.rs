@@ -5,10 +5,10 @@
 //! synchronisation, and graph capture would see them like any other launch.
 
 use super::{Heads, ScoreRows};
+use candle_core::backend::BackendStorage;
 use candle_core::cuda_backend::cudarc::driver::{
     CudaSlice, CudaView, DeviceRepr, LaunchConfig, PushKernelArg,
 };
-use candle_core::backend::BackendStorage;
 use candle_core::cuda_backend::{CudaDType, CudaStorageSlice, WrapErr};
 use candle_core::{CudaDevice, CudaStorage, Layout, Result};
 
@@ -45,7 +45,10 @@ fn typed<'a>(s: &'a CudaStorage, what: &str) -> Result<Typed<'a>> {
     match &s.slice {
         CudaStorageSlice::BF16(v) => Ok(Typed::Bf16(v)),
         CudaStorageSlice::F32(v) => Ok(Typed::F32(v)),
-        _ => candle_core::bail!("{what}: only bf16 and f32 have GPU kernels, got {:?}", s.dtype()),
+        _ => candle_core::bail!(
+            "{what}: only bf16 and f32 have GPU kernels, got {:?}",
+            s.dtype()
+        ),
     }
 }
 
@@ -54,7 +57,12 @@ fn same<'a, T: CudaDType>(s: &'a CudaStorage, what: &str) -> Result<&'a CudaSlic
         .map_err(|e| candle_core::Error::Msg(format!("{what}: dtype differs from the input: {e}")))
 }
 
-pub(super) fn silu_mul(s: &CudaStorage, l: &Layout, rows: usize, half_w: usize) -> Result<CudaStorage> {
+pub(super) fn silu_mul(
+    s: &CudaStorage,
+    l: &Layout,
+    rows: usize,
+    half_w: usize,
+) -> Result<CudaStorage> {
     let dev = s.device.clone();
     fn go<T: DeviceRepr + CudaDType>(
         dev: &CudaDevice,
@@ -83,7 +91,7 @@ pub(super) fn silu_mul(s: &CudaStorage, l: &Layout, rows: usize, half_w: usize) 
 }
 
 /// Must match `NORM_THREADS` in `kernels.cu` (its `__launch_bounds__`).
-const NORM_THREADS: u32 = 256;
+const NORM_THREADS: u32 = 1024;
 
 #[allow(clippy::too_many_arguments)]
 pub(super) fn add_rms_norm(
@@ -114,13 +122,23 @@ pub(super) fn add_rms_norm(
     ) -> Result<CudaStorage> {
         let x = view(x, l1, "add_rms_norm x")?;
         let y = view(same::<T>(s2, "add_rms_norm y")?, l2, "add_rms_norm y")?;
-        let w = view(same::<T>(s3, "add_rms_norm weight")?, l3, "add_rms_norm weight")?;
+        let w = view(
+            same::<T>(s3, "add_rms_norm weight")?,
+            l3,
+            "add_rms_norm weight",
+        )?;
         // SAFETY: the kernel writes every element of both halves.
         let out = unsafe { dev.alloc::<T>(2 * rows * h)? };
         let f = dev.get_or_load_custom_func(name, MODULE, PTX)?;
         let mut b = f.builder();
         let (r, hh) = (rows as i64, h as i64);
-        b.arg(&x).arg(&y).arg(&w).arg(&out).arg(&r).arg(&hh).arg(&eps);
+        b.arg(&x)
+            .arg(&y)
+            .arg(&w)
+            .arg(&out)
+            .arg(&r)
+            .arg(&hh)
+            .arg(&eps);
         let cfg = LaunchConfig {
             grid_dim: (rows as u32, 1, 1),
             block_dim: (NORM_THREADS, 1, 1),
@@ -131,8 +149,32 @@ pub(super) fn add_rms_norm(
         Ok(CudaStorage::wrap_cuda_slice(out, dev.clone()))
     }
     match typed(s1, "add_rms_norm")? {
-        Typed::Bf16(v) => go(&dev, v, l1, s2, l2, s3, l3, rows, h, eps, "add_rms_norm_bf16"),
-        Typed::F32(v) => go(&dev, v, l1, s2, l2, s3, l3, rows, h, eps, "add_rms_norm_f32"),
+        Typed::Bf16(v) => go(
+            &dev,
+            v,
+            l1,
+            s2,
+            l2,
+            s3,
+            l3,
+            rows,
+            h,
+            eps,
+            "add_rms_norm_bf16",
+        ),
+        Typed::F32(v) => go(
+            &dev,
+            v,
+            l1,
+            s2,
+            l2,
+            s3,
+            l3,
+            rows,
+            h,
+            eps,
+            "add_rms_norm_f32",
+        ),
     }
 }
 
@@ -211,12 +253,24 @@ pub(super) fn kv_append(
     macro_rules! launch {
         ($t:ty, $variant:ident, $name:expr) => {{
             let CudaStorageSlice::$variant(c) = &mut cache.slice else {
-                candle_core::bail!("kv_append: cache dtype {:?} is not {}", cache.dtype(), stringify!($t))
+                candle_core::bail!(
+                    "kv_append: cache dtype {:?} is not {}",
+                    cache.dtype(),
+                    stringify!($t)
+                )
             };
             let mut c = c.slice_mut(c0..c1);
             let qkv = view(same::<$t>(s_qkv, "kv_append qkv")?, l_qkv, "kv_append qkv")?;
-            let bias = view(same::<$t>(s_bias, "kv_append bias")?, l_bias, "kv_append bias")?;
-            let cs = view(same::<$t>(s_cs, "kv_append cos/sin")?, l_cs, "kv_append cos/sin")?;
+            let bias = view(
+                same::<$t>(s_bias, "kv_append bias")?,
+                l_bias,
+                "kv_append bias",
+            )?;
+            let cs = view(
+                same::<$t>(s_cs, "kv_append cos/sin")?,
+                l_cs,
+                "kv_append cos/sin",
+            )?;
             let f = dev.get_or_load_custom_func($name, MODULE, PTX)?;
             let mut b = f.builder();
             b.arg(&mut c).arg(&qkv).arg(&bias).arg(&cs);
@@ -252,7 +306,11 @@ pub(super) fn masked_softmax(
     let Some((s0, s1)) = ls.contiguous_offsets() else {
         candle_core::bail!("masked_softmax: the scores must be contiguous")
     };
-    let pad = view(same::<u32>(pad, "masked_softmax pad")?, lp, "masked_softmax pad")?;
+    let pad = view(
+        same::<u32>(pad, "masked_softmax pad")?,
+        lp,
+        "masked_softmax pad",
+    )?;
     let cfg = LaunchConfig {
         grid_dim: (rows as u32, 1, 1),
         block_dim: (SOFTMAX_THREADS, 1, 1),
@@ -283,4 +341,107 @@ pub(super) fn masked_softmax(
         d => candle_core::bail!("masked_softmax: no GPU kernel for {d:?}"),
     }
     Ok(())
+}
+
+/// Must match `DEC_THREADS`, `DEC_KEYS`, `DEC_MAX_HD` in `kernels.cu`.
+const DEC_THREADS: u32 = 128;
+const DEC_KEYS: usize = 64;
+const DEC_MAX_HD: usize = 256;
+
+/// The storages of [`super::attention_decode`], each with its layout.
+pub(super) struct DecodeArgs<'a> {
+    pub qkv: (&'a CudaStorage, &'a Layout),
+    pub cs: (&'a CudaStorage, &'a Layout),
+    pub cache: (&'a CudaStorage, &'a Layout),
+    pub bias: (&'a CudaStorage, &'a Layout),
+    pub pad: (&'a CudaStorage, &'a Layout),
+}
+
+pub(super) fn attention_decode(
+    a: DecodeArgs<'_>,
+    h: Heads,
+    batch: usize,
+    t: usize,
+    q_slot0: usize,
+) -> Result<CudaStorage> {
+    let dev = a.qkv.0.device.clone();
+    let hd = h.head_dim;
+    let rows = batch * h.heads * t;
+    if hd > DEC_MAX_HD || rows > 65535 {
+        candle_core::bail!(
+            "attention_decode: head_dim {hd} (max {DEC_MAX_HD}) or {rows} query rows (max 65535) too large"
+        )
+    }
+    let cap = a.cache.1.dims()[3];
+    let splits = (q_slot0 + t).div_ceil(DEC_KEYS).max(1);
+    // SAFETY: phase 1 writes every (row, split) partial, phase 2 every output element.
+    let part = unsafe { dev.alloc::<f32>(rows * splits * (hd + 2))? };
+    let pad = view(
+        same::<u32>(a.pad.0, "attention_decode pad")?,
+        a.pad.1,
+        "attention_decode pad",
+    )?;
+    let dims = [batch, t, h.heads, h.kv_heads, hd, cap, q_slot0, splits].map(|d| d as i64);
+    let scale = 1.0 / (hd as f32).sqrt();
+    macro_rules! launch {
+        ($t:ty, $split:expr, $combine:expr) => {{
+            let qkv = view(same::<$t>(a.qkv.0, "attention_decode qkv")?, a.qkv.1, "qkv")?;
+            let cs = view(
+                same::<$t>(a.cs.0, "attention_decode cos/sin")?,
+                a.cs.1,
+                "cos/sin",
+            )?;
+            let cache = view(
+                same::<$t>(a.cache.0, "attention_decode cache")?,
+                a.cache.1,
+                "cache",
+            )?;
+            let bias = view(
+                same::<$t>(a.bias.0, "attention_decode bias")?,
+                a.bias.1,
+                "bias",
+            )?;
+            let f = dev.get_or_load_custom_func($split, MODULE, PTX)?;
+            let mut b = f.builder();
+            b.arg(&qkv)
+                .arg(&bias)
+                .arg(&cs)
+                .arg(&cache)
+                .arg(&pad)
+                .arg(&part);
+            for d in &dims {
+                b.arg(d);
+            }
+            b.arg(&scale);
+            let cfg = LaunchConfig {
+                grid_dim: (splits as u32, rows as u32, 1),
+                block_dim: (DEC_THREADS, 1, 1),
+                shared_mem_bytes: 0,
+            };
+            // SAFETY: argument types and order match `attn_decode_split_*` in kernels.cu.
+            unsafe { b.launch(cfg) }.w()?;
+            // SAFETY: written entirely by the combine kernel.
+            let out = unsafe { dev.alloc::<$t>(rows * hd)? };
+            let f = dev.get_or_load_custom_func($combine, MODULE, PTX)?;
+            let mut b = f.builder();
+            let (tt, hh, hdd, ss) = (t as i64, h.heads as i64, hd as i64, splits as i64);
+            b.arg(&part).arg(&out).arg(&tt).arg(&hh).arg(&hdd).arg(&ss);
+            let cfg = LaunchConfig {
+                grid_dim: (rows as u32, 1, 1),
+                block_dim: (DEC_THREADS, 1, 1),
+                shared_mem_bytes: 0,
+            };
+            // SAFETY: argument types and order match `attn_decode_combine_*` in kernels.cu.
+            unsafe { b.launch(cfg) }.w()?;
+            CudaStorage::wrap_cuda_slice(out, dev.clone())
+        }};
+    }
+    Ok(match typed(a.qkv.0, "attention_decode")? {
+        Typed::Bf16(_) => launch!(
+            half::bf16,
+            "attn_decode_split_bf16",
+            "attn_decode_combine_bf16"
+        ),
+        Typed::F32(_) => launch!(f32, "attn_decode_split_f32", "attn_decode_combine_f32"),
+    })
 }

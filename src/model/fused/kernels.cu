@@ -170,8 +170,12 @@ __device__ void masked_softmax(T *__restrict__ s, const uint32_t *__restrict__ p
 
 // out[0] = x + y (rounded to T), out[1] = rms_norm(out[0]) * w: the residual add and the next
 // sublayer's RMSNorm in one pass. The norm reads the rounded sum, as the plain path does.
-// x, y: (rows, h); w: (h); out: (2, rows, h). One block of NORM_THREADS threads per row.
-#define NORM_THREADS 256
+// x, y: (rows, h); w: (h); out: (2, rows, h). One block of NORM_THREADS threads per row; a
+// decode step has one row per sequence, so the block must keep many loads in flight: each
+// thread loads its (up to NORM_PER_THREAD) elements in one unrolled burst and keeps the sums in
+// registers for the second pass. Wider rows fall back to a loop that re-reads the sums.
+#define NORM_THREADS 1024
+#define NORM_PER_THREAD 16
 template <typename T>
 __device__ void add_rms_norm(const T *__restrict__ x, const T *__restrict__ y,
                              const T *__restrict__ w, T *__restrict__ out, int64_t rows,
@@ -179,12 +183,29 @@ __device__ void add_rms_norm(const T *__restrict__ x, const T *__restrict__ y,
     const int64_t row = blockIdx.x;
     const T *xr = x + row * h, *yr = y + row * h;
     T *sum = out + row * h, *normed = out + (rows + row) * h;
+    const bool cached = h <= (int64_t)NORM_THREADS * NORM_PER_THREAD;
+    float v[NORM_PER_THREAD];
     float ss = 0.0f;
-    for (int64_t i = threadIdx.x; i < h; i += NORM_THREADS) {
-        const T s = from_f32<T>(to_f32(xr[i]) + to_f32(yr[i]));
-        sum[i] = s;
-        const float v = to_f32(s);
-        ss += v * v;
+    if (cached) {
+#pragma unroll
+        for (int j = 0; j < NORM_PER_THREAD; j++) {
+            const int64_t i = threadIdx.x + (int64_t)j * NORM_THREADS;
+            v[j] = 0.0f;
+            if (i < h) {
+                const T s = from_f32<T>(to_f32(xr[i]) + to_f32(yr[i]));
+                sum[i] = s;
+                v[j] = to_f32(s);
+            }
+        }
+#pragma unroll
+        for (int j = 0; j < NORM_PER_THREAD; j++) ss += v[j] * v[j];
+    } else {
+        for (int64_t i = threadIdx.x; i < h; i += NORM_THREADS) {
+            const T s = from_f32<T>(to_f32(xr[i]) + to_f32(yr[i]));
+            sum[i] = s;
+            const float f = to_f32(s);
+            ss += f * f;
+        }
     }
     for (int off = 16; off > 0; off /= 2) ss += __shfl_xor_sync(0xffffffff, ss, off);
     __shared__ float part[NORM_THREADS / 32];
@@ -198,9 +219,119 @@ __device__ void add_rms_norm(const T *__restrict__ x, const T *__restrict__ y,
     }
     __syncthreads();
     const float inv = rsqrtf(part[0] / (float)h + eps);
-    // Each thread reads back only the sums it wrote itself: no barrier needed.
-    for (int64_t i = threadIdx.x; i < h; i += NORM_THREADS) {
-        normed[i] = from_f32<T>(to_f32(sum[i]) * inv * to_f32(w[i]));
+    if (cached) {
+#pragma unroll
+        for (int j = 0; j < NORM_PER_THREAD; j++) {
+            const int64_t i = threadIdx.x + (int64_t)j * NORM_THREADS;
+            if (i < h) normed[i] = from_f32<T>(v[j] * inv * to_f32(w[i]));
+        }
+    } else {
+        // Each thread reads back only the sums it wrote itself: no barrier needed.
+        for (int64_t i = threadIdx.x; i < h; i += NORM_THREADS) {
+            normed[i] = from_f32<T>(to_f32(sum[i]) * inv * to_f32(w[i]));
+        }
+    }
+}
+
+// Attention for a few queries per sequence (decode), straight from the packed projection and
+// the cache, in two kernels (split keys, then combine: "flash decoding"). Phase 1: one block
+// per (split of DEC_KEYS keys, query row); the query is biased, rotated and scaled on load; the
+// block writes its partial (max, sum of exp, sum of exp * V) in f32. Query row r =
+// (bi * heads + h) * t + ti sees keys [pad[bi], q_slot0 + ti]. part: (rows, splits, hd + 2).
+#define DEC_THREADS 128
+#define DEC_KEYS 64
+#define DEC_MAX_HD 256
+template <typename T>
+__device__ void attn_decode_split(const T *__restrict__ qkv, const T *__restrict__ bias,
+                                  const T *__restrict__ cs, const T *__restrict__ cache,
+                                  const uint32_t *__restrict__ pad, float *__restrict__ part,
+                                  int64_t b, int64_t t, int64_t heads, int64_t kv_heads,
+                                  int64_t hd, int64_t cap, int64_t q_slot0, int64_t splits,
+                                  float scale) {
+    const int64_t row = blockIdx.y, split = blockIdx.x;
+    const int64_t ti = row % t, h = (row / t) % heads, bi = row / (t * heads);
+    const int64_t kvh = h / (heads / kv_heads);
+    const int64_t tok = bi * t + ti, half = hd / 2, width = (heads + 2 * kv_heads) * hd;
+    const int64_t lo = pad[bi], hi = q_slot0 + ti + 1; // visible keys [lo, hi)
+    const int64_t k0 = lo + split * DEC_KEYS, k1 = min(k0 + DEC_KEYS, hi);
+    __shared__ float qs[DEC_MAX_HD];
+    __shared__ float ps[DEC_KEYS];
+    float *out = part + (row * splits + split) * (hd + 2);
+    if (k0 >= k1) { // nothing visible in this split: a neutral partial
+        for (int64_t i = threadIdx.x; i < hd + 2; i += DEC_THREADS)
+            out[i] = i == 0 ? -INFINITY : 0.0f;
+        return;
+    }
+    const T *x = qkv + tok * width + h * hd;
+    const T *bb = bias + h * hd;
+    for (int64_t i = threadIdx.x; i < half; i += DEC_THREADS) {
+        float o1, o2;
+        rotate(to_f32(x[i]) + to_f32(bb[i]), to_f32(x[i + half]) + to_f32(bb[i + half]),
+               to_f32(cs[tok * hd + i]), to_f32(cs[tok * hd + half + i]), &o1, &o2);
+        qs[i] = o1 * scale;
+        qs[i + half] = o2 * scale;
+    }
+    __syncthreads();
+    const T *K = cache + ((0 * b + bi) * kv_heads + kvh) * cap * hd;
+    const T *V = cache + ((1 * b + bi) * kv_heads + kvh) * cap * hd;
+    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+    // Scores: warps over keys, lanes over the head dimension (coalesced rows of K).
+    for (int64_t k = k0 + warp; k < k1; k += DEC_THREADS / 32) {
+        float dot = 0.0f;
+        for (int64_t i = lane; i < hd; i += 32) dot += qs[i] * to_f32(K[k * hd + i]);
+        for (int off = 16; off > 0; off /= 2) dot += __shfl_xor_sync(0xffffffff, dot, off);
+        if (lane == 0) ps[k - k0] = dot;
+    }
+    __syncthreads();
+    const int n = (int)(k1 - k0);
+    float m = -INFINITY;
+    for (int j = 0; j < n; j++) m = fmaxf(m, ps[j]);
+    __syncthreads(); // everyone has read the raw scores
+    if (threadIdx.x < n) ps[threadIdx.x] = expf(ps[threadIdx.x] - m);
+    __syncthreads();
+    float l = 0.0f;
+    for (int j = 0; j < n; j++) l += ps[j];
+    // Weighted values: threads over the head dimension (coalesced rows of V).
+    for (int64_t i = threadIdx.x; i < hd; i += DEC_THREADS) {
+        float acc = 0.0f;
+#pragma unroll 8
+        for (int j = 0; j < n; j++) acc += ps[j] * to_f32(V[(k0 + j) * hd + i]);
+        out[2 + i] = acc;
+    }
+    if (threadIdx.x == 0) {
+        out[0] = m;
+        out[1] = l;
+    }
+}
+
+// Phase 2: one block per query row combines its splits and writes the output in the layout
+// o_proj reads, (b, t, heads * hd). A row without visible keys (a padding query) gets zeros.
+template <typename T>
+__device__ void attn_decode_combine(const float *__restrict__ part, T *__restrict__ out,
+                                    int64_t t, int64_t heads, int64_t hd, int64_t splits) {
+    const int64_t row = blockIdx.x;
+    const int64_t ti = row % t, h = (row / t) % heads, bi = row / (t * heads);
+    const float *p = part + row * splits * (hd + 2);
+    float mx = -INFINITY;
+    for (int64_t s = 0; s < splits; s++) mx = fmaxf(mx, p[s * (hd + 2)]);
+    float l = 0.0f;
+    if (mx != -INFINITY) {
+        for (int64_t s = 0; s < splits; s++) {
+            const float ms = p[s * (hd + 2)];
+            if (ms != -INFINITY) l += p[s * (hd + 2) + 1] * expf(ms - mx);
+        }
+    }
+    const float inv = l > 0.0f ? 1.0f / l : 0.0f;
+    T *o = out + ((bi * t + ti) * heads + h) * hd;
+    for (int64_t i = threadIdx.x; i < hd; i += DEC_THREADS) {
+        float acc = 0.0f;
+        if (mx != -INFINITY) {
+            for (int64_t s = 0; s < splits; s++) {
+                const float ms = p[s * (hd + 2)];
+                if (ms != -INFINITY) acc += p[s * (hd + 2) + 2 + i] * expf(ms - mx);
+            }
+        }
+        o[i] = from_f32<T>(acc * inv);
     }
 }
 
@@ -228,6 +359,17 @@ __device__ void add_rms_norm(const T *__restrict__ x, const T *__restrict__ y,
         add_rms_norm_##SUFFIX(const T *x, const T *y, const T *w, T *out, int64_t rows, int64_t h, \
                               float eps) {                                                        \
         add_rms_norm<T>(x, y, w, out, rows, h, eps);                                              \
+    }                                                                                             \
+    extern "C" __global__ void __launch_bounds__(DEC_THREADS) attn_decode_split_##SUFFIX(          \
+        const T *qkv, const T *bias, const T *cs, const T *cache, const uint32_t *pad,            \
+        float *part, int64_t b, int64_t t, int64_t heads, int64_t kv_heads, int64_t hd,           \
+        int64_t cap, int64_t q_slot0, int64_t splits, float scale) {                              \
+        attn_decode_split<T>(qkv, bias, cs, cache, pad, part, b, t, heads, kv_heads, hd, cap,     \
+                             q_slot0, splits, scale);                                             \
+    }                                                                                             \
+    extern "C" __global__ void __launch_bounds__(DEC_THREADS) attn_decode_combine_##SUFFIX(       \
+        const float *part, T *out, int64_t t, int64_t heads, int64_t hd, int64_t splits) {        \
+        attn_decode_combine<T>(part, out, t, heads, hd, splits);                                  \
     }
 
 INSTANTIATE(bf16, __nv_bfloat16)

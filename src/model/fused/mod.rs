@@ -15,6 +15,7 @@
 //! | [`rope_q`] | narrow q, bias add, head transpose + copy, RoPE (4) |
 //! | [`kv_append`] | narrow k/v, bias adds, transposes + copies, RoPE on k, two `slice_set` (8) |
 //! | [`masked_softmax_`] | f32 cast, scale, mask build (6) + add, softmax, bf16 cast (~11) |
+//! | [`attention_decode`] | (decode steps) rope_q, the two score GEMMs and the softmax (4) |
 //!
 //! Contracts shared by all: inputs contiguous, one dtype (f32 or bf16; f16 on the CPU too), f32
 //! arithmetic, each output element rounded to the dtype once.
@@ -112,6 +113,52 @@ pub fn kv_append(
     )
 }
 
+/// Queries per sequence up to which the model runs [`attention_decode`] (decode steps, short
+/// chunks); longer chunks use [`masked_softmax_`] between two GEMMs, which run on tensor cores.
+pub const DECODE_MAX_QUERIES: usize = 16;
+
+/// Attention of a few queries per sequence straight from the packed projection `qkv`
+/// `(b, t, width)` (+ `bias`, rotated by `cs`, as [`rope_q`]) over the cache `(2, b, kv_heads,
+/// capacity, head_dim)`, whose slots up to `q_slot0 + t` must already hold the keys and values
+/// (see [`kv_append`]). Query `ti` of sequence `bi` sees slots `pad[bi] ..= q_slot0 + ti`.
+/// Returns `(b, t, heads x head_dim)`, the layout o_proj reads. On the GPU: two kernels (keys
+/// split over blocks, then combined), no score tensor at all.
+pub fn attention_decode(
+    qkv: &Tensor,
+    bias: &Tensor,
+    cs: &Tensor,
+    cache: &Tensor,
+    pad: &Tensor,
+    heads: Heads,
+    q_slot0: usize,
+) -> Result<Tensor> {
+    let (_, b, kv, cap, hd) = cache.dims5()?;
+    let (qb, t, _) = qkv.dims3()?;
+    if b != qb || kv != heads.kv_heads || hd != heads.head_dim || q_slot0 + t > cap {
+        candle_core::bail!(
+            "attention_decode: cache {:?} does not hold {t} queries of {qb} rows at slot {q_slot0} ({heads:?})",
+            cache.shape()
+        )
+    }
+    if pad.dims() != [b] || pad.dtype() != DType::U32 || heads.heads % heads.kv_heads != 0 {
+        candle_core::bail!(
+            "attention_decode: pad {:?} {:?} / {heads:?}",
+            pad.shape(),
+            pad.dtype()
+        )
+    }
+    qkv.apply_op3_no_bwd(
+        cs,
+        cache,
+        &AttnDecode {
+            heads,
+            q_slot0,
+            bias: bias.clone(),
+            pad: pad.clone(),
+        },
+    )
+}
+
 /// Where a block of attention scores sits, for [`masked_softmax_`].
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct ScoreRows {
@@ -166,6 +213,13 @@ struct KvAppend {
 }
 struct MaskedSoftmax {
     rows: ScoreRows,
+}
+struct AttnDecode {
+    heads: Heads,
+    q_slot0: usize,
+    /// Read through the op (custom ops take three tensors).
+    bias: Tensor,
+    pad: Tensor,
 }
 
 fn contiguous<'a, T: WithDType>(s: &'a CpuStorage, l: &Layout, what: &str) -> Result<&'a [T]> {
@@ -323,7 +377,10 @@ impl CustomOp3 for AddRmsNorm {
         l3: &Layout,
     ) -> Result<(candle_core::CudaStorage, Shape)> {
         let (shape, rows, h) = add_norm_shape(l1, l2, l3)?;
-        Ok((cuda::add_rms_norm(s1, l1, s2, l2, s3, l3, rows, h, self.eps)?, shape))
+        Ok((
+            cuda::add_rms_norm(s1, l1, s2, l2, s3, l3, rows, h, self.eps)?,
+            shape,
+        ))
     }
 }
 
@@ -419,7 +476,14 @@ impl CustomOp3 for RopeQ {
     }
 }
 
-fn check_bias_cs(h: Heads, bias: &Layout, cs: &Layout, b: usize, t: usize, what: &str) -> Result<()> {
+fn check_bias_cs(
+    h: Heads,
+    bias: &Layout,
+    cs: &Layout,
+    b: usize,
+    t: usize,
+    what: &str,
+) -> Result<()> {
     if bias.dims() != [h.width()] || cs.dims() != [b, t, h.head_dim] {
         candle_core::bail!(
             "{what}: bias {:?} / cos-sin {:?} do not fit a ({b}, {t}) batch of {h:?}",
@@ -513,7 +577,13 @@ impl InplaceOp2 for MaskedSoftmax {
         "masked_softmax"
     }
 
-    fn cpu_fwd(&self, s1: &mut CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<()> {
+    fn cpu_fwd(
+        &self,
+        s1: &mut CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<()> {
         let r = self.rows;
         let keys = *l1.dims().last().unwrap_or(&0);
         let pad = contiguous::<u32>(s2, l2, "masked_softmax pad")?.to_vec();
@@ -548,6 +618,118 @@ impl InplaceOp2 for MaskedSoftmax {
         l2: &Layout,
     ) -> Result<()> {
         cuda::masked_softmax(s1, l1, s2, l2, self.rows)
+    }
+}
+
+impl CustomOp3 for AttnDecode {
+    fn name(&self) -> &'static str {
+        "attention_decode"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let h = self.heads;
+        let (b, tt) = h.check(l1, "attention_decode")?;
+        let (bias_s, bias_l) = self.bias.storage_and_layout();
+        check_bias_cs(h, bias_l, l2, b, tt, "attention_decode")?;
+        let (pad_s, pad_l) = self.pad.storage_and_layout();
+        let (candle_core::Storage::Cpu(bias_s), candle_core::Storage::Cpu(pad_s)) =
+            (&*bias_s, &*pad_s)
+        else {
+            candle_core::bail!("attention_decode: bias and pad must be on the CPU")
+        };
+        let pad = contiguous::<u32>(pad_s, pad_l, "attention_decode pad")?;
+        let (hd, half, w, cap) = (h.head_dim, h.head_dim / 2, h.width(), l3.dims()[3]);
+        let group = h.heads / h.kv_heads;
+        let scale = 1.0 / (hd as f32).sqrt();
+        let q_slot0 = self.q_slot0;
+        with_float!(s1.dtype(), "attention_decode", T => {
+            let qkv = contiguous::<T>(s1, l1, "attention_decode qkv")?;
+            let cs = contiguous::<T>(s2, l2, "attention_decode cos/sin")?;
+            let cache = contiguous::<T>(s3, l3, "attention_decode cache")?;
+            let bias = contiguous::<T>(bias_s, bias_l, "attention_decode bias")?;
+            let mut out = vec![T::from_f64(0.0); b * tt * h.heads * hd];
+            // Output chunk (bi, ti, head) of hd values.
+            out.par_chunks_mut(hd).enumerate().for_each(|(idx, o)| {
+                let (head, ti, bi) = (idx % h.heads, (idx / h.heads) % tt, idx / (h.heads * tt));
+                let kvh = head / group;
+                let tok = bi * tt + ti;
+                let (x, bb, c) = (&qkv[tok * w + head * hd..][..hd], &bias[head * hd..][..hd], &cs[tok * hd..][..hd]);
+                let mut q = vec![0f32; hd];
+                for i in 0..half {
+                    let (x1, x2) = (f(x[i]) + f(bb[i]), f(x[i + half]) + f(bb[i + half]));
+                    let (co, si) = (f(c[i]), f(c[half + i]));
+                    q[i] = (x1 * co - x2 * si) * scale;
+                    q[i + half] = (x2 * co + x1 * si) * scale;
+                }
+                let plane = |part: usize| &cache[((part * b + bi) * h.kv_heads + kvh) * cap * hd..][..cap * hd];
+                let (kp, vp) = (plane(0), plane(1));
+                let lo = pad.get(bi).copied().unwrap_or(0) as usize;
+                let hi = (q_slot0 + ti + 1).min(cap);
+                if lo >= hi {
+                    return; // a padding query: zeros
+                }
+                let scores: Vec<f32> = (lo..hi)
+                    .map(|k| kp[k * hd..][..hd].iter().zip(&q).map(|(&kv, &qv)| f(kv) * qv).sum())
+                    .collect();
+                let m = scores.iter().fold(f32::NEG_INFINITY, |a, &v| a.max(v));
+                let p: Vec<f32> = scores.iter().map(|&v| (v - m).exp()).collect();
+                let l: f32 = p.iter().sum();
+                let mut acc = vec![0f32; hd];
+                for (j, &pj) in p.iter().enumerate() {
+                    for (a, &vv) in acc.iter_mut().zip(&vp[(lo + j) * hd..][..hd]) {
+                        *a += pj * f(vv);
+                    }
+                }
+                for (oi, a) in o.iter_mut().zip(acc) {
+                    *oi = t(a / l);
+                }
+            });
+            Ok((T::to_cpu_storage_owned(out), Shape::from((b, tt, h.heads * hd))))
+        })
+    }
+
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        s1: &candle_core::CudaStorage,
+        l1: &Layout,
+        s2: &candle_core::CudaStorage,
+        l2: &Layout,
+        s3: &candle_core::CudaStorage,
+        l3: &Layout,
+    ) -> Result<(candle_core::CudaStorage, Shape)> {
+        let h = self.heads;
+        let (b, tt) = h.check(l1, "attention_decode")?;
+        let (bias_s, bias_l) = self.bias.storage_and_layout();
+        check_bias_cs(h, bias_l, l2, b, tt, "attention_decode")?;
+        let (pad_s, pad_l) = self.pad.storage_and_layout();
+        let (candle_core::Storage::Cuda(bias_s), candle_core::Storage::Cuda(pad_s)) =
+            (&*bias_s, &*pad_s)
+        else {
+            candle_core::bail!("attention_decode: bias and pad must be on the GPU")
+        };
+        let out = cuda::attention_decode(
+            cuda::DecodeArgs {
+                qkv: (s1, l1),
+                cs: (s2, l2),
+                cache: (s3, l3),
+                bias: (bias_s, bias_l),
+                pad: (pad_s, pad_l),
+            },
+            h,
+            b,
+            tt,
+            self.q_slot0,
+        )?;
+        Ok((out, Shape::from((b, tt, h.heads * h.head_dim))))
     }
 }
 

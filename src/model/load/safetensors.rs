@@ -4,7 +4,7 @@
 //! Files are memory-mapped and a [`Slice`] copies only its own bytes, so a tensor-parallel rank
 //! reads (pages in) only its part of each tensor.
 
-use super::{slice_bytes, EmbeddingTable, Slice, WeightSource};
+use super::{slice_bytes, EmbeddingTable, Slice, Stacked, WeightSource};
 use crate::model::linear::Weight;
 use anyhow::{bail, Context, Result};
 use candle_core::safetensors::MmapedSafetensors;
@@ -77,6 +77,39 @@ fn candle_dtype(d: ::safetensors::Dtype) -> Result<DType> {
     })
 }
 
+impl SafetensorsSource {
+    /// A tensor's file dtype, shape (after slicing) and, when sliced, the slice's bytes
+    /// (`None`: the whole tensor, read in place from the mapping by [`Self::whole`]).
+    fn raw(
+        &self,
+        name: &str,
+        slice: Option<Slice>,
+    ) -> Result<(Option<Vec<u8>>, Vec<usize>, DType)> {
+        let view = self
+            .files
+            .get(name)
+            .map_err(anyhow::Error::from)
+            .with_context(|| format!("tensor {name} not found in {}", self.dir.display()))?;
+        let file_dtype = candle_dtype(view.dtype()).with_context(|| format!("tensor {name}"))?;
+        let mut shape = view.shape().to_vec();
+        let bytes = match slice {
+            None => None,
+            Some(s) => {
+                let b = slice_bytes(view.data(), &shape, file_dtype.size_in_bytes(), s)
+                    .with_context(|| format!("slicing tensor {name}"))?;
+                shape[s.dim] = s.len;
+                Some(b)
+            }
+        };
+        Ok((bytes, shape, file_dtype))
+    }
+
+    /// The mapped bytes of a tensor that [`Self::raw`] found.
+    fn whole(&self, name: &str) -> &[u8] {
+        self.files.get(name).map(|v| v.data()).unwrap_or_default()
+    }
+}
+
 impl WeightSource for SafetensorsSource {
     fn describe(&self) -> String {
         self.dir.display().to_string()
@@ -93,24 +126,41 @@ impl WeightSource for SafetensorsSource {
         dtype: DType,
         device: &Device,
     ) -> Result<Tensor> {
-        let view = self
-            .files
-            .get(name)
-            .map_err(anyhow::Error::from)
-            .with_context(|| format!("tensor {name} not found in {}", self.dir.display()))?;
-        let file_dtype = candle_dtype(view.dtype()).with_context(|| format!("tensor {name}"))?;
-        let mut shape = view.shape().to_vec();
-        let data = view.data();
-        let t = match slice {
-            None => Tensor::from_raw_buffer(data, file_dtype, &shape, device)?,
-            Some(s) => {
-                let bytes = slice_bytes(data, &shape, file_dtype.size_in_bytes(), s)
-                    .with_context(|| format!("slicing tensor {name}"))?;
-                shape[s.dim] = s.len;
-                Tensor::from_raw_buffer(&bytes, file_dtype, &shape, device)?
+        let (bytes, shape, file_dtype) = self.raw(name, slice)?;
+        let data = bytes.as_deref().unwrap_or_else(|| self.whole(name));
+        Ok(Tensor::from_raw_buffer(data, file_dtype, &shape, device)?.to_dtype(dtype)?)
+    }
+
+    /// Stacks the parts' bytes on the host (row-stacking row-major matrices is concatenating
+    /// their bytes) and uploads once: the device never holds the parts.
+    fn stacked_linear_weight(
+        &self,
+        parts: &[(&str, Option<Slice>)],
+        dtype: DType,
+        device: &Device,
+    ) -> Result<Stacked> {
+        let mut bytes = Vec::new();
+        let (mut rows, mut width) = (0, None);
+        for (name, slice) in parts {
+            let (part, shape, file_dtype) = self.raw(name, *slice)?;
+            let [r, c] = shape[..] else {
+                bail!("tensor {name} has shape {shape:?}, not a matrix");
+            };
+            if width.is_some_and(|w| w != (c, file_dtype)) {
+                bail!(
+                    "cannot stack {name} ({shape:?}, {file_dtype:?}) under {}: widths or dtypes differ",
+                    parts[0].0
+                );
             }
+            width = Some((c, file_dtype));
+            rows += r;
+            bytes.extend_from_slice(part.as_deref().unwrap_or_else(|| self.whole(name)));
+        }
+        let Some((cols, file_dtype)) = width else {
+            bail!("nothing to stack");
         };
-        Ok(t.to_dtype(dtype)?)
+        let t = Tensor::from_raw_buffer(&bytes, file_dtype, &[rows, cols], device)?;
+        Ok(Stacked::One(t.to_dtype(dtype)?))
     }
 
     fn linear_weight(

@@ -46,7 +46,7 @@ if [ "$with_tests" = 1 ]; then
     # `--message-format` gives the test executable's path without guessing the hash suffix.
     exe=$(cargo test --release --locked --features nccl --target-dir "$target_dir" \
             --test "$t" --no-run --message-format=json \
-          | grep -o '"executable":"[^"]*"' | tail -n 1 | cut -d'"' -f4)
+          | grep -o "\"executable\":\"[^\"]*/deps/$t-[^\"]*\"" | tail -n 1 | cut -d'"' -f4)
     [ -n "$exe" ] || { echo "build-cuda.sh: no test executable for $t" >&2; exit 1; }
     gzip -9 -c "$exe" > ".device/${t%_gpu}_gpu.gz"
   done

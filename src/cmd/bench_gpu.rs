@@ -149,8 +149,12 @@ struct DecodeRow {
 struct OpRow {
     op: String,
     kernels: Kernels,
-    /// Median over 5 batches of back-to-back launches, per launch.
+    /// Median over 5 batches of back-to-back calls, host clock, per call: the pace of the
+    /// host issuing them when the GPU keeps up.
     us_per_call: f64,
+    /// GPU time per call between CUDA events, the calls queued behind a long matmul so that the
+    /// host is ahead: what the op costs the GPU inside a step (None on the CPU).
+    gpu_us_per_call: Option<f64>,
 }
 
 #[derive(Debug, Serialize)]
@@ -460,45 +464,58 @@ fn profile_ops(c: &Ctx<'_>) -> Result<Vec<OpRow>> {
     };
     let gu = r(&[1, 1, 2 * cfg.intermediate_size])?;
     let f = cfg.intermediate_size;
+    let busy = if dev.is_cpu() {
+        None
+    } else {
+        Some((r(&[8192, 8192])?, r(&[8192, 8192])?))
+    };
+    let gpu = |f: &mut dyn FnMut() -> candle_core::Result<()>| -> Result<Option<f64>> {
+        gpu_us(dev, busy.as_ref(), 50, f)
+    };
     let mut rows = Vec::new();
-    let mut push = |op: &str, kernels: Kernels, us: f64| {
-        eprintln!("op {op} ({kernels:?}): {us:.2} us");
+    let mut push = |op: &str, kernels: Kernels, (us, gpu_us): (f64, Option<f64>)| {
+        eprintln!("op {op} ({kernels:?}): {us:.2} us host, {gpu_us:?} us GPU");
         rows.push(OpRow {
             op: op.into(),
             kernels,
             us_per_call: us,
+            gpu_us_per_call: gpu_us,
         });
+    };
+    // Both clocks for one op.
+    let both = |f: &mut dyn FnMut() -> candle_core::Result<()>| -> Result<(f64, Option<f64>)> {
+        Ok((time(f)?, gpu(f)?))
     };
     let (fu, pl) = (Kernels::Fused, Kernels::Plain);
     push(
         "add + rms_norm",
         fu,
-        time(&mut || fused::add_rms_norm(&x, &y, &w, 1e-6).map(drop))?,
+        both(&mut || fused::add_rms_norm(&x, &y, &w, 1e-6).map(drop))?,
     );
     push(
         "add + rms_norm",
         pl,
-        time(&mut || candle_nn::ops::rms_norm(&(&x + &y)?, &w, 1e-6).map(drop))?,
+        both(&mut || candle_nn::ops::rms_norm(&(&x + &y)?, &w, 1e-6).map(drop))?,
     );
     push(
         "rope q",
         fu,
-        time(&mut || fused::rope_q(&qkv, &bias, &cs, geo).map(drop))?,
+        both(&mut || fused::rope_q(&qkv, &bias, &cs, geo).map(drop))?,
     );
     push(
         "kv append",
         fu,
-        time(&mut || fused::kv_append(&cache, &qkv, &bias, &cs, geo, ctx_len))?,
+        both(&mut || fused::kv_append(&cache, &qkv, &bias, &cs, geo, ctx_len))?,
     );
     push(
         &format!("attention over {} keys", ctx_len + 1),
         fu,
-        time(&mut || attention_fused(&q, &k, &v, layout, &pad).map(drop))?,
+        both(&mut || attention_fused(&q, &k, &v, layout, &pad).map(drop))?,
     );
     push(
         &format!("attention over {} keys", ctx_len + 1),
         pl,
-        time(&mut || attention(&q, &k, &v, layout).map(drop))?,
+        both(&mut || attention(&q, &k, &v, layout).map(drop))?,
     );
     push(
         &format!(
@@ -506,23 +523,54 @@ fn profile_ops(c: &Ctx<'_>) -> Result<Vec<OpRow>> {
             ctx_len + 1
         ),
         fu,
-        time(&mut || {
+        both(&mut || {
             fused::attention_decode(&qkv, &bias, &cs, &cache, &pad, geo, ctx_len).map(drop)
         })?,
     );
     push(
         "silu * up",
         fu,
-        time(&mut || fused::silu_mul(&gu).map(drop))?,
+        both(&mut || fused::silu_mul(&gu).map(drop))?,
     );
     push(
         "silu * up",
         pl,
-        time(&mut || {
+        both(&mut || {
             (candle_nn::ops::silu(&gu.narrow(2, 0, f)?)? * gu.narrow(2, f, f)?).map(drop)
         })?,
     );
     Ok(rows)
+}
+
+/// GPU microseconds per call of `f`, `reps` calls between two CUDA events, queued behind a
+/// long matmul (`busy`) so that the host has issued them all before the GPU reaches them.
+fn gpu_us(
+    dev: &Device,
+    busy: Option<&(Tensor, Tensor)>,
+    reps: usize,
+    f: &mut dyn FnMut() -> candle_core::Result<()>,
+) -> Result<Option<f64>> {
+    match (dev, busy) {
+        #[cfg(feature = "cuda")]
+        (Device::Cuda(d), Some((a, b))) => {
+            use candle_core::cuda_backend::cudarc::driver::sys::CUevent_flags;
+            let stream = d.cuda_stream();
+            f()?;
+            dev.synchronize()?;
+            let _hold = a.matmul(b)?;
+            let e0 = stream.record_event(Some(CUevent_flags::CU_EVENT_DEFAULT))?;
+            for _ in 0..reps {
+                f()?;
+            }
+            let e1 = stream.record_event(Some(CUevent_flags::CU_EVENT_DEFAULT))?;
+            let ms = e0.elapsed_ms(&e1)?;
+            Ok(Some(ms as f64 * 1e3 / reps as f64))
+        }
+        _ => {
+            let _ = (busy, reps, &f);
+            Ok(None)
+        }
+    }
 }
 
 pub fn run(args: Args) -> Result<ExitCode> {
@@ -775,10 +823,16 @@ fn gib(b: u64) -> String {
 
 fn print_table(r: &Report) {
     if !r.ops.is_empty() {
-        println!("\n| decode glue op (batch 1) | kernels | us per call |");
-        println!("|---|---|---|");
+        println!("\n| decode glue op (batch 1) | kernels | host us per call | GPU us per call |");
+        println!("|---|---|---|---|");
         for o in &r.ops {
-            println!("| {} | {:?} | {:.2} |", o.op, o.kernels, o.us_per_call);
+            let g = o
+                .gpu_us_per_call
+                .map_or("n/a".into(), |g| format!("{g:.2}"));
+            println!(
+                "| {} | {:?} | {:.2} | {g} |",
+                o.op, o.kernels, o.us_per_call
+            );
         }
     }
     let c = &r.ceilings;

@@ -91,7 +91,7 @@ pub(super) fn silu_mul(
 }
 
 /// Must match `NORM_THREADS` in `kernels.cu` (its `__launch_bounds__`).
-const NORM_THREADS: u32 = 1024;
+const NORM_THREADS: u32 = 512;
 
 #[allow(clippy::too_many_arguments)]
 pub(super) fn add_rms_norm(
@@ -343,11 +343,10 @@ pub(super) fn masked_softmax(
     Ok(())
 }
 
-/// Must match `DEC_THREADS`, `DEC_KEYS`, `DEC_MAX_HD`, `DEC_MAX_G` in `kernels.cu`.
+/// Must match `DEC_THREADS`, `DEC_KEYS`, `DEC_MAX_HD` in `kernels.cu`.
 const DEC_THREADS: u32 = 128;
 const DEC_KEYS: usize = 64;
-const DEC_MAX_HD: usize = 256;
-const DEC_MAX_G: usize = 16;
+const DEC_MAX_HD: usize = super::DECODE_MAX_HEAD_DIM;
 
 /// The storages of [`super::attention_decode`], each with its layout.
 pub(super) struct DecodeArgs<'a> {
@@ -368,11 +367,9 @@ pub(super) fn attention_decode(
     let dev = a.qkv.0.device.clone();
     let hd = h.head_dim;
     let rows = batch * h.heads * t;
-    let blocks = batch * h.kv_heads * t;
-    let group = h.heads / h.kv_heads;
-    if hd > DEC_MAX_HD || group > DEC_MAX_G || blocks > 65535 {
+    if hd > DEC_MAX_HD || rows > 65535 {
         candle_core::bail!(
-            "attention_decode: head_dim {hd} (max {DEC_MAX_HD}), {group} query heads per KV head (max {DEC_MAX_G}) or {blocks} blocks (max 65535) too large"
+            "attention_decode: head_dim {hd} (max {DEC_MAX_HD}) or {rows} query rows (max 65535) too large"
         )
     }
     let cap = a.cache.1.dims()[3];
@@ -417,7 +414,7 @@ pub(super) fn attention_decode(
             }
             b.arg(&scale);
             let cfg = LaunchConfig {
-                grid_dim: (splits as u32, blocks as u32, 1),
+                grid_dim: (splits as u32, rows as u32, 1),
                 block_dim: (DEC_THREADS, 1, 1),
                 shared_mem_bytes: 0,
             };

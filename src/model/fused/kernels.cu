@@ -174,7 +174,7 @@ __device__ void masked_softmax(T *__restrict__ s, const uint32_t *__restrict__ p
 // decode step has one row per sequence, so the block must keep many loads in flight: each
 // thread loads its (up to NORM_PER_THREAD) elements in one unrolled burst and keeps the sums in
 // registers for the second pass. Wider rows fall back to a loop that re-reads the sums.
-#define NORM_THREADS 1024
+#define NORM_THREADS 512
 #define NORM_PER_THREAD 16
 template <typename T>
 __device__ void add_rms_norm(const T *__restrict__ x, const T *__restrict__ y,
@@ -235,15 +235,17 @@ __device__ void add_rms_norm(const T *__restrict__ x, const T *__restrict__ y,
 
 // Attention for a few queries per sequence (decode), straight from the packed projection and
 // the cache, in two kernels (split keys, then combine: "flash decoding"). Phase 1: one block
-// per (split of DEC_KEYS keys, sequence, KV head, query): the G query heads that share the KV
-// head are done together, so each K and V row is read once for all of them. The queries are
-// biased, rotated and scaled on load; the block writes one partial (max, sum of exp, sum of
-// exp * V) in f32 per query head. Query head h of query ti in sequence bi (row
-// (bi * heads + h) * t + ti) sees keys [pad[bi], q_slot0 + ti]. part: (rows, splits, hd + 2).
+// per (split of DEC_KEYS keys, query row); the query is biased, rotated and scaled on load; the
+// block writes its partial (max, sum of exp, sum of exp * V) in f32. Query row r =
+// (bi * heads + h) * t + ti sees keys [pad[bi], q_slot0 + ti]. part: (rows, splits, hd + 2).
+// Latency, not bandwidth, bounds a block: each warp loads the K rows of DEC_BATCH keys before
+// reducing any of them, and the V loop is unrolled, so that many loads are in flight at once.
+// (A version with one block per KV head serving its G query heads measured 2x slower at batch
+// 1: fewer blocks, and each thread walked a whole K row alone.)
 #define DEC_THREADS 128
 #define DEC_KEYS 64
-#define DEC_MAX_HD 256
-#define DEC_MAX_G 16
+#define DEC_MAX_HD 128
+#define DEC_BATCH 4
 template <typename T>
 __device__ void attn_decode_split(const T *__restrict__ qkv, const T *__restrict__ bias,
                                   const T *__restrict__ cs, const T *__restrict__ cache,
@@ -251,103 +253,91 @@ __device__ void attn_decode_split(const T *__restrict__ qkv, const T *__restrict
                                   int64_t b, int64_t t, int64_t heads, int64_t kv_heads,
                                   int64_t hd, int64_t cap, int64_t q_slot0, int64_t splits,
                                   float scale) {
-    const int64_t split = blockIdx.x, blk = blockIdx.y; // blk = (bi * kv_heads + kvh) * t + ti
-    const int64_t ti = blk % t, kvh = (blk / t) % kv_heads, bi = blk / (t * kv_heads);
-    const int64_t G = heads / kv_heads;
+    const int64_t row = blockIdx.y, split = blockIdx.x;
+    const int64_t ti = row % t, h = (row / t) % heads, bi = row / (t * heads);
+    const int64_t kvh = h / (heads / kv_heads);
     const int64_t tok = bi * t + ti, half = hd / 2, width = (heads + 2 * kv_heads) * hd;
     const int64_t lo = pad[bi], hi = q_slot0 + ti + 1; // visible keys [lo, hi)
     const int64_t k0 = lo + split * DEC_KEYS, k1 = min(k0 + DEC_KEYS, hi);
-    __shared__ float qs[DEC_MAX_G * DEC_MAX_HD];
-    __shared__ float ps[DEC_MAX_G * DEC_KEYS];
-    __shared__ float stat[DEC_MAX_G * 2];
-    const int n = k1 > k0 ? (int)(k1 - k0) : 0;
-    if (n == 0) { // nothing visible in this split: neutral partials
-        for (int64_t g = 0; g < G; g++) {
-            float *out = part + (((bi * heads + kvh * G + g) * t + ti) * splits + split) * (hd + 2);
-            for (int64_t i = threadIdx.x; i < hd + 2; i += DEC_THREADS)
-                out[i] = i == 0 ? -INFINITY : 0.0f;
-        }
+    __shared__ float qs[DEC_MAX_HD];
+    __shared__ float ps[DEC_KEYS];
+    float *out = part + (row * splits + split) * (hd + 2);
+    if (k0 >= k1) { // nothing visible in this split: a neutral partial
+        for (int64_t i = threadIdx.x; i < hd + 2; i += DEC_THREADS)
+            out[i] = i == 0 ? -INFINITY : 0.0f;
         return;
     }
-    for (int64_t idx = threadIdx.x; idx < G * half; idx += DEC_THREADS) {
-        const int64_t g = idx / half, i = idx % half, h = kvh * G + g;
-        const T *x = qkv + tok * width + h * hd;
-        const T *bb = bias + h * hd;
+    const T *x = qkv + tok * width + h * hd;
+    const T *bb = bias + h * hd;
+    for (int64_t i = threadIdx.x; i < half; i += DEC_THREADS) {
         float o1, o2;
         rotate(to_f32(x[i]) + to_f32(bb[i]), to_f32(x[i + half]) + to_f32(bb[i + half]),
                to_f32(cs[tok * hd + i]), to_f32(cs[tok * hd + half + i]), &o1, &o2);
-        qs[g * hd + i] = o1 * scale;
-        qs[g * hd + i + half] = o2 * scale;
+        qs[i] = o1 * scale;
+        qs[i + half] = o2 * scale;
     }
     __syncthreads();
     const T *K = cache + ((0 * b + bi) * kv_heads + kvh) * cap * hd;
     const T *V = cache + ((1 * b + bi) * kv_heads + kvh) * cap * hd;
-    // Scores: thread -> (key, every `groups`-th head); the K row is read once per thread and
-    // used for its heads (the q reads are warp-wide broadcasts from shared memory).
-    const int groups = DEC_THREADS / DEC_KEYS; // 2
-    {
-        const int j = threadIdx.x % DEC_KEYS, g0 = threadIdx.x / DEC_KEYS;
-        if (j < n) {
-            const T *kr = K + (k0 + j) * hd;
-            float dot[DEC_MAX_G];
-#pragma unroll
-            for (int g = 0; g < DEC_MAX_G; g++) dot[g] = 0.0f;
-            for (int64_t i = 0; i < hd; i++) {
-                const float kv = to_f32(kr[i]);
-#pragma unroll
-                for (int g = 0; g < DEC_MAX_G; g++)
-                    if (g % groups == g0 && g < G) dot[g] += qs[g * hd + i] * kv;
-            }
-#pragma unroll
-            for (int g = 0; g < DEC_MAX_G; g++)
-                if (g % groups == g0 && g < G) ps[g * DEC_KEYS + j] = dot[g];
-        }
-    }
-    __syncthreads();
-    // Softmax pieces per head: warp w takes heads w, w + 4, ...; lanes over the keys.
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-    for (int64_t g = warp; g < G; g += DEC_THREADS / 32) {
-        float m = -INFINITY;
-        for (int j = lane; j < n; j += 32) m = fmaxf(m, ps[g * DEC_KEYS + j]);
-        for (int off = 16; off > 0; off /= 2) m = fmaxf(m, __shfl_xor_sync(0xffffffff, m, off));
-        float l = 0.0f;
-        for (int j = lane; j < n; j += 32) {
-            const float p = expf(ps[g * DEC_KEYS + j] - m);
-            ps[g * DEC_KEYS + j] = p;
-            l += p;
-        }
-        for (int off = 16; off > 0; off /= 2) l += __shfl_xor_sync(0xffffffff, l, off);
-        if (lane == 0) {
-            stat[2 * g] = m;
-            stat[2 * g + 1] = l;
-        }
+    const int n = (int)(k1 - k0);
+    // Scores: warp w takes keys w, w + 4, ...; lanes over the head dimension (coalesced K rows),
+    // DEC_BATCH keys loaded before any is reduced.
+    constexpr int PER_LANE = DEC_MAX_HD / 32;
+    float qr[PER_LANE];
+#pragma unroll
+    for (int c = 0; c < PER_LANE; c++) {
+        const int64_t i = lane + 32 * c;
+        qr[c] = i < hd ? qs[i] : 0.0f;
     }
-    __syncthreads();
-    // Weighted values: threads over the head dimension; each V element serves every head.
-    for (int64_t i = threadIdx.x; i < hd; i += DEC_THREADS) {
-        float acc[DEC_MAX_G];
+    constexpr int WARPS = DEC_THREADS / 32;
+    for (int base = warp; base < n; base += WARPS * DEC_BATCH) {
+        float dot[DEC_BATCH];
 #pragma unroll
-        for (int g = 0; g < DEC_MAX_G; g++) acc[g] = 0.0f;
-        for (int j = 0; j < n; j++) {
-            const float v = to_f32(V[(k0 + j) * hd + i]);
+        for (int u = 0; u < DEC_BATCH; u++) {
+            const int j = base + u * WARPS;
+            dot[u] = 0.0f;
+            if (j < n) {
+                const T *kr = K + (k0 + j) * hd;
 #pragma unroll
-            for (int g = 0; g < DEC_MAX_G; g++)
-                if (g < G) acc[g] += ps[g * DEC_KEYS + j] * v;
+                for (int c = 0; c < PER_LANE; c++) {
+                    const int64_t i = lane + 32 * c;
+                    if (i < hd) dot[u] += qr[c] * to_f32(kr[i]);
+                }
+            }
         }
 #pragma unroll
-        for (int g = 0; g < DEC_MAX_G; g++) {
-            if (g < G) {
-                float *out =
-                    part + (((bi * heads + kvh * G + g) * t + ti) * splits + split) * (hd + 2);
-                out[2 + i] = acc[g];
+        for (int off = 16; off > 0; off /= 2) {
+#pragma unroll
+            for (int u = 0; u < DEC_BATCH; u++)
+                dot[u] += __shfl_xor_sync(0xffffffff, dot[u], off);
+        }
+        if (lane == 0) {
+#pragma unroll
+            for (int u = 0; u < DEC_BATCH; u++) {
+                const int j = base + u * WARPS;
+                if (j < n) ps[j] = dot[u];
             }
         }
     }
-    if (threadIdx.x < G) {
-        const int64_t g = threadIdx.x;
-        float *out = part + (((bi * heads + kvh * G + g) * t + ti) * splits + split) * (hd + 2);
-        out[0] = stat[2 * g];
-        out[1] = stat[2 * g + 1];
+    __syncthreads();
+    float m = -INFINITY;
+    for (int j = 0; j < n; j++) m = fmaxf(m, ps[j]);
+    __syncthreads(); // everyone has read the raw scores
+    if (threadIdx.x < n) ps[threadIdx.x] = expf(ps[threadIdx.x] - m);
+    __syncthreads();
+    float l = 0.0f;
+    for (int j = 0; j < n; j++) l += ps[j];
+    // Weighted values: threads over the head dimension (coalesced rows of V).
+    for (int64_t i = threadIdx.x; i < hd; i += DEC_THREADS) {
+        float acc = 0.0f;
+#pragma unroll 16
+        for (int j = 0; j < n; j++) acc += ps[j] * to_f32(V[(k0 + j) * hd + i]);
+        out[2 + i] = acc;
+    }
+    if (threadIdx.x == 0) {
+        out[0] = m;
+        out[1] = l;
     }
 }
 

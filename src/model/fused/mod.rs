@@ -116,6 +116,9 @@ pub fn kv_append(
 /// Queries per sequence up to which the model runs [`attention_decode`] (decode steps, short
 /// chunks); longer chunks use [`masked_softmax_`] between two GEMMs, which run on tensor cores.
 pub const DECODE_MAX_QUERIES: usize = 16;
+/// Largest head dimension [`attention_decode`]'s GPU kernel holds in registers (Qwen2.5 uses
+/// 64 and 128); wider heads take the GEMM path.
+pub const DECODE_MAX_HEAD_DIM: usize = 128;
 
 /// Attention of a few queries per sequence straight from the packed projection `qkv`
 /// `(b, t, width)` (+ `bias`, rotated by `cs`, as [`rope_q`]) over the cache `(2, b, kv_heads,

@@ -14,14 +14,16 @@ const MIB: u64 = 1 << 20;
 /// and the residual sum being formed.
 pub const HIDDEN_COPIES: u64 = 4;
 
-/// Live score buffers per attention-score element, in the compute dtype. The engine's fused
+/// Score buffers per attention-score element counted, in the compute dtype. The engine's fused
 /// path (`model::fused::masked_softmax_`) turns a block's scores into probabilities in place, so
-/// a block holds one buffer; a second of the same order is held by the stream-ordered memory
-/// pool: each query block attends over more keys than the one before, so the pool cannot hand
-/// the previous block's freed buffer to it. (The plain candle path, `Kernels::Plain`, keeps
-/// three f32 copies, 12 bytes per element: the plan describes the fused engine that `paramx
-/// run` uses.)
-pub const SCORE_COPIES: u64 = 2;
+/// a block holds one buffer; the stream-ordered memory pool holds more: each query block attends
+/// over more keys than the one before, so the pool cannot hand the previous blocks' freed
+/// buffers to it. Measured on an H100 (`paramx bench-gpu`, 72B rank 0): a 16k-token prompt in
+/// 2048-token chunks and 512-query blocks took 1.68 GiB beyond the weights, runtime and KV
+/// cache, which is three copies (1.5 GiB) plus the other terms (0.19 GiB); two copies left the
+/// 30k prompt at 0.999 of the plan. (The plain candle path, `Kernels::Plain`, keeps three f32
+/// copies, 12 bytes per element: the plan describes the fused engine `paramx run` uses.)
+pub const SCORE_COPIES: u64 = 3;
 
 /// Fixed costs per GPU that do not depend on the job. Defaults come from measurements on the
 /// project's GPU test machine where there is one, and from NCCL's documented buffer sizes.
@@ -196,8 +198,8 @@ mod tests {
         let r = rank72(2);
         // Naive attention, C = 2048 queries at once against T = 16384 keys: memory.md's
         // 32 heads x C x T x 4 bytes = 4 GiB for one f32 copy; the fused engine keeps bf16
-        // scores (2 GiB) and we count two (in place softmax, plus the pool's unreusable buffer of
-        // the previous block: see SCORE_COPIES).
+        // scores (2 GiB) and we count three (in place softmax, plus the pool's unreusable
+        // buffers of earlier blocks: see SCORE_COPIES).
         let naive = Step {
             seqs: 1,
             new_tokens: 2048,
@@ -205,7 +207,7 @@ mod tests {
             query_block: 2048,
         };
         let t = ActivationTerms::of(&r, DType::Bf16, naive);
-        assert_eq!(t.scores, 2 * 2 * GIB);
+        assert_eq!(t.scores, 3 * 2 * GIB);
         // Hidden state: 16 KiB per token per live copy.
         assert_eq!(t.hidden, HIDDEN_COPIES * 2048 * 16 * KIB);
         // MLP ~87 KiB per token (3 x 14784 x 2 bytes = 86.6 KiB).
@@ -220,8 +222,8 @@ mod tests {
                 ..naive
             },
         );
-        assert_eq!(blocked.scores, GIB);
-        assert_eq!(blocked.attention(), t.attention() - 3 * GIB);
+        assert_eq!(blocked.scores, 3 * GIB / 2);
+        assert_eq!(blocked.attention(), t.attention() - 9 * GIB / 2);
         // Everything but the scores is identical.
         assert_eq!(
             (blocked.mlp, blocked.qkv, blocked.logits),
@@ -230,7 +232,7 @@ mod tests {
         // Last-position logits: 76032 rows x (2 + 4) bytes per sequence.
         assert_eq!(t.logits, 76032 * 6);
         assert_eq!(t.peak(), t.hidden + t.attention());
-        assert_eq!(t.named()[0], ("attention scores", 4 * GIB));
+        assert_eq!(t.named()[0], ("attention scores", 6 * GIB));
     }
 
     #[test]
@@ -248,10 +250,10 @@ mod tests {
         );
         let hidden = 4 * 2048 * 8192 * 2; // 128 MiB
         let qkv = 2048 * (2 * 4096 + 2 * 512) * 2; // 36 MiB
-        let scores = 32 * 512 * 16384 * 2 * 2; // 1 GiB
+        let scores = 32 * 512 * 16384 * 2 * 3; // 1.5 GiB
         let attn_out = 2 * 2048 * 4096 * 2; // 32 MiB
         assert_eq!(t.peak(), hidden + qkv + scores + attn_out);
-        assert_eq!(t.peak(), GIB + 196 * MIB);
+        assert_eq!(t.peak(), GIB + 708 * MIB);
     }
 
     #[test]

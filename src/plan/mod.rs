@@ -535,7 +535,7 @@ mod tests {
         assert_eq!(b.kv_cache, 17408 * 160 * 1024);
         // Prefill: 2048-token chunk, 512-row blocks, 16384 keys (see memory.rs hand test).
         assert_eq!(b.peak_phase, Phase::Prefill);
-        assert_eq!(b.activation_peak, GIB + 196 * MIB);
+        assert_eq!(b.activation_peak, GIB + 708 * MIB);
         assert_eq!(b.activation_reserved, 4 * GIB);
         // rope: 2 x 32768 x 64 x 2 bytes = 8 MiB.
         assert_eq!(b.rope_tables, 8 * MIB);

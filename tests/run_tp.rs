@@ -1,0 +1,276 @@
+//! `paramx run` with tensor parallelism on the CPU (`--tp 2`: two ranks as threads of one
+//! process, `tp::local`), end to end through the real binary.
+//!
+//! The model is the tiny random Qwen2 of `common::build()` as an f32 safetensors directory with
+//! a long context (its byte-level tokenizer makes the prompt ~6k tokens). f32 and not the GGUF:
+//! TP=2 sums each row-parallel dot product in two halves, which moves f32 logits by ~1e-6 —
+//! too little to flip a greedy choice — while the quantized path re-quantizes each half of the
+//! activations (differences ~1e-3 of the logits' spread: enough to flip a near-tie once in a
+//! few hundred tokens, and these weights are random on every run). The quantized loader does
+//! slice GGUF files for TP (`tests/engine_tp.rs`); the stop test below runs it.
+
+mod common;
+#[path = "common/runfix.rs"]
+mod runfix;
+
+use runfix::*;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+fn root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The tiny model as an HF directory with a context long enough for the real prompt.
+fn tiny_hf_long(dst: &Path) -> PathBuf {
+    let tiny = common::build();
+    let dir = dst.join("tiny-hf");
+    std::fs::create_dir_all(&dir).unwrap();
+    for f in [
+        "model.safetensors",
+        "tokenizer.json",
+        "tokenizer_config.json",
+    ] {
+        std::fs::copy(tiny.hf_dir().join(f), dir.join(f)).unwrap();
+    }
+    let mut cfg: serde_json::Value = serde_json::from_str(&common::config_json(false)).unwrap();
+    cfg["max_position_embeddings"] = LONG_CONTEXT.into();
+    std::fs::write(dir.join("config.json"), cfg.to_string()).unwrap();
+    dir
+}
+
+/// The bundled sample paper and a broken PDF beside it.
+fn sample_inputs(dst: &Path) -> PathBuf {
+    let dir = dst.join("papers");
+    std::fs::create_dir_all(&dir).unwrap();
+    let sample = root().join(
+        "data/sample/McDougle and Taylor - 2019 - Dissociable cognitive strategies for sensorimotor learning.pdf",
+    );
+    std::fs::copy(&sample, dir.join("sample.pdf")).unwrap();
+    std::fs::write(
+        dir.join("broken.pdf"),
+        b"%PDF-1.7\n1 0 obj\n<< /Type /Catalog",
+    )
+    .unwrap();
+    dir
+}
+
+fn write_job(dir: &Path, name: &str, model: &Path, inputs: &Path, out: &Path) -> PathBuf {
+    let text = format!(
+        "[model]\npath = {:?}\n[hardware]\ndevice = \"cpu\"\n[limits]\nmax_input_tokens = 6000\n\
+         max_new_tokens = 1500\nbatch = 1\n[io]\ninputs = [{:?}]\nout_dir = {:?}\nschema = {:?}\n",
+        model,
+        inputs,
+        out,
+        root().join("configs/schema.toml")
+    );
+    let p = dir.join(format!("{name}.toml"));
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+/// `results.jsonl` without what legitimately differs between the two runs: wall-clock timings,
+/// and the job hash in each key (`hardware.tp` is part of the job, so records of a TP=2 run
+/// are never reused by a TP=1 run).
+fn results_comparable(path: &Path) -> Vec<serde_json::Value> {
+    results_without_timing(path)
+        .into_iter()
+        .map(|mut v| {
+            if let Some(k) = v["key"].as_object_mut() {
+                k.remove("job_hash");
+            }
+            v
+        })
+        .collect()
+}
+
+/// Waits for `child`, failing the test (and killing it) if it has not ended after `limit`: a
+/// rank that hangs must show up as a failure, not as a test that never ends.
+fn wait_bounded(child: &mut std::process::Child, limit: Duration) -> std::process::ExitStatus {
+    let start = Instant::now();
+    loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            return s;
+        }
+        if start.elapsed() > limit {
+            let _ = child.kill();
+            panic!("paramx did not end within {limit:?}: a rank hangs");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn read_stderr(child: &mut std::process::Child) -> String {
+    let mut s = String::new();
+    std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut s).unwrap();
+    s
+}
+
+/// TP=2 on the CPU writes the same table and errors, byte for byte, and the same records (the
+/// model's raw answers included) as TP=1; only one rank writes (one progress line per paper).
+#[test]
+fn tp2_on_the_cpu_writes_the_same_table_as_tp1() {
+    let d = tempfile::tempdir().unwrap();
+    let model = tiny_hf_long(d.path());
+    let inputs = sample_inputs(d.path());
+    let mut outs = Vec::new();
+    for tp in [1, 2] {
+        let out = d.path().join(format!("out-tp{tp}"));
+        let job = write_job(d.path(), &format!("tp{tp}"), &model, &inputs, &out);
+        let t = Instant::now();
+        let o = run_to_end(&job, &["--tp", &tp.to_string()]);
+        eprintln!("tp={tp}: {:.1} s", t.elapsed().as_secs_f64());
+        assert_eq!(o.status.code(), Some(1), "broken.pdf failed\n{}", show(&o));
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(
+            err.matches("broken.pdf: FAILED").count(),
+            1,
+            "exactly one rank reports\n{err}"
+        );
+        assert_eq!(err.matches("sample.pdf").count(), 1, "{err}");
+        assert!(err.contains(&format!("tp {tp}")), "{err}");
+        outs.push(out);
+    }
+    let read = |out: &Path, f: &str| std::fs::read(out.join(f)).unwrap();
+    let table = read(&outs[0], "table.csv");
+    assert_eq!(
+        String::from_utf8_lossy(&table),
+        String::from_utf8_lossy(&read(&outs[1], "table.csv"))
+    );
+    assert_eq!(
+        read(&outs[0], "errors.jsonl"),
+        read(&outs[1], "errors.jsonl")
+    );
+    let (r1, r2) = (
+        results_comparable(&outs[0].join("results.jsonl")),
+        results_comparable(&outs[1].join("results.jsonl")),
+    );
+    assert_eq!(r1.len(), 2);
+    assert_eq!(r1, r2);
+    // The comparison is not vacuous: the model generated an answer (random weights: it
+    // usually parses into a row; when it does not, the raw answer is in the error message,
+    // compared above all the same).
+    let sample = r1
+        .iter()
+        .find(|r| r["source_file"] == "sample.pdf")
+        .unwrap();
+    let outcome = &sample["outcome"];
+    if outcome["status"] == "ok" {
+        assert!(
+            outcome["generated_tokens"].as_u64().unwrap() > 0,
+            "{outcome}"
+        );
+        assert!(
+            String::from_utf8_lossy(&table).lines().count() >= 2,
+            "no row"
+        );
+    } else {
+        assert_eq!(outcome["stage"], "answer", "{outcome}");
+    }
+    let m: serde_json::Value = serde_json::from_slice(&read(&outs[1], "manifest.json")).unwrap();
+    assert_eq!(m["run"]["counts"]["papers"], 2, "{m}");
+}
+
+/// A rank that fails ends the whole job with its own error, at once: here rank 0 (the only
+/// writer) cannot save a record because `OUT/papers` is a file, while rank 1 waits for it in
+/// a collective. The job exits 2 naming rank 0 and the path; rank 1's consequential error
+/// (its peer left) is not what is reported, and nobody waits out a timeout.
+#[test]
+fn a_failing_rank_ends_the_tp_job_with_its_error() {
+    let d = tempfile::tempdir().unwrap();
+    let model = tiny_hf_long(d.path());
+    let inputs = sample_inputs(d.path());
+    let out = d.path().join("out");
+    std::fs::create_dir_all(&out).unwrap();
+    std::fs::write(out.join("papers"), b"not a folder").unwrap();
+    let job = write_job(d.path(), "job", &model, &inputs, &out);
+    let mut child = paramx()
+        .args(["run", "--tp", "2", "--config"])
+        .arg(&job)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The collectives' own timeout is 600 s; far less means the failure was not waited out.
+    let status = wait_bounded(&mut child, Duration::from_secs(240));
+    let err = read_stderr(&mut child);
+    assert_eq!(status.code(), Some(2), "{err}");
+    assert!(err.contains("rank 0 of 2 failed"), "{err}");
+    assert!(err.contains("papers"), "{err}");
+    assert!(!err.contains("timed out"), "{err}");
+    assert!(!err.contains("left the group"), "{err}");
+}
+
+/// SIGUSR1 during a TP=2 run: the ranks vote at the next decode step, all stop together, the
+/// job exits 75 with no rank left waiting, and a rerun finishes the rest without redoing the
+/// finished papers. Runs the quantized (GGUF) tiny model, so TP also goes through the sliced
+/// quantized loader end to end.
+#[test]
+fn usr1_stops_every_rank_together_with_code_75() {
+    let fx = RunFixture::new(4, 300);
+    let out = fx.path("out");
+    let job = fx.job("job", &out);
+    let mut child = paramx()
+        .args(["run", "--tp", "2", "--config"])
+        .arg(&job)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The stderr pipe is drained on a thread, so a chatty run cannot block on it.
+    let stderr = child.stderr.take().unwrap();
+    let drain = std::thread::spawn(move || {
+        let mut s = String::new();
+        std::io::Read::read_to_string(&mut { stderr }, &mut s).unwrap();
+        s
+    });
+    // The broken PDF's record and one paper's on disk: the stop lands mid-run.
+    let papers = out.join("papers");
+    let count = || {
+        std::fs::read_dir(&papers)
+            .map(|rd| {
+                rd.filter(|e| {
+                    e.as_ref()
+                        .is_ok_and(|e| !e.file_name().to_string_lossy().starts_with('.'))
+                })
+                .count()
+            })
+            .unwrap_or(0)
+    };
+    let deadline = Instant::now() + Duration::from_secs(600);
+    while count() < 2 {
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "run ended before the signal"
+        );
+        assert!(Instant::now() < deadline, "no record after 10 minutes");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let st = std::process::Command::new("kill")
+        .args(["-USR1", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let status = wait_bounded(&mut child, Duration::from_secs(240));
+    let err = drain.join().unwrap();
+    assert_eq!(status.code(), Some(75), "{err}");
+    assert!(err.contains("stopped by signal"), "{err}");
+    let partial = count();
+    assert!(partial < fx.inputs, "the signal stopped nothing\n{err}");
+    let ok_before = std::fs::read_to_string(out.join("results.jsonl"))
+        .unwrap()
+        .lines()
+        .filter(|l| l.contains("\"status\":\"ok\""))
+        .count();
+
+    let o = run_to_end(&job, &["--tp", "2"]);
+    assert_eq!(o.status.code(), Some(1), "{}", show(&o));
+    let err = String::from_utf8_lossy(&o.stderr);
+    // Finished papers are reused (failed ones, the broken PDF included, are retried).
+    assert!(
+        err.contains(&format!("{ok_before} reused")),
+        "{ok_before} finished before the stop\n{err}"
+    );
+    assert_eq!(count(), fx.inputs);
+}

@@ -274,3 +274,160 @@ fn usr1_stops_every_rank_together_with_code_75() {
     );
     assert_eq!(count(), fx.inputs);
 }
+
+/// The shipped GPU job (`configs/gpu-72b-tp2.toml`, tp = 2 on "cuda") is a valid job file, and a
+/// paramx built without NCCL refuses it at once with the reason, before touching its inputs.
+#[test]
+fn gpu_tp_job_without_nccl_is_refused_clearly() {
+    if cfg!(feature = "nccl") {
+        eprintln!("SKIP: this build has the nccl feature");
+        return;
+    }
+    let o = paramx()
+        .args(["run", "--config"])
+        .arg(root().join("configs/gpu-72b-tp2.toml"))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("hardware.tp = 2 on \"cuda\" needs NCCL") && err.contains("--features nccl"),
+        "{err}"
+    );
+}
+
+/// A real model's GGUF dequantized to an f32 Hugging Face directory (the quantized 0.5B/1.5B
+/// GGUFs cannot be split for TP=2: their Q4_K/Q6_K blocks of 256 do not divide the halves).
+fn gguf_to_f32_hf(gguf: &Path, dir: &Path) {
+    use candle_core::quantized::gguf_file;
+    use candle_core::Device;
+    let mut f = std::fs::File::open(gguf).unwrap();
+    let content = gguf_file::Content::read(&mut f).unwrap();
+    let cfg = paramx::model::Qwen2Config::from_gguf(&content).unwrap();
+    let mut tensors = std::collections::HashMap::new();
+    for name in content.tensor_infos.keys() {
+        let t = content
+            .tensor(&mut f, name, &Device::Cpu)
+            .unwrap()
+            .dequantize(&Device::Cpu)
+            .unwrap();
+        let hf = match name.as_str() {
+            "token_embd.weight" => "model.embed_tokens.weight".to_string(),
+            "output_norm.weight" => "model.norm.weight".to_string(),
+            "output.weight" => "lm_head.weight".to_string(),
+            other => {
+                let rest = other.strip_prefix("blk.").unwrap();
+                let (i, rest) = rest.split_once('.').unwrap();
+                let (g, kind) = rest.rsplit_once('.').unwrap();
+                let m = match g {
+                    "attn_q" => "self_attn.q_proj",
+                    "attn_k" => "self_attn.k_proj",
+                    "attn_v" => "self_attn.v_proj",
+                    "attn_output" => "self_attn.o_proj",
+                    "ffn_gate" => "mlp.gate_proj",
+                    "ffn_up" => "mlp.up_proj",
+                    "ffn_down" => "mlp.down_proj",
+                    "attn_norm" => "input_layernorm",
+                    "ffn_norm" => "post_attention_layernorm",
+                    _ => panic!("unexpected tensor {other}"),
+                };
+                format!("model.layers.{i}.{m}.{kind}")
+            }
+        };
+        tensors.insert(hf, t);
+    }
+    std::fs::create_dir_all(dir).unwrap();
+    candle_core::safetensors::save(&tensors, dir.join("model.safetensors")).unwrap();
+    let config = serde_json::json!({
+        "architectures": ["Qwen2ForCausalLM"], "model_type": "qwen2",
+        "vocab_size": cfg.vocab_size, "hidden_size": cfg.hidden_size,
+        "intermediate_size": cfg.intermediate_size, "num_hidden_layers": cfg.num_hidden_layers,
+        "num_attention_heads": cfg.num_attention_heads,
+        "num_key_value_heads": cfg.num_key_value_heads,
+        "max_position_embeddings": cfg.max_position_embeddings, "rope_theta": cfg.rope_theta,
+        "rms_norm_eps": cfg.rms_norm_eps, "tie_word_embeddings": !tensors.contains_key("lm_head.weight"),
+        "use_sliding_window": false, "hidden_act": "silu"
+    });
+    std::fs::write(dir.join("config.json"), config.to_string()).unwrap();
+    let tok = paramx::model::tokenizer::Tokenizer::from_gguf(&content).unwrap();
+    tok.inner().save(dir.join("tokenizer.json"), false).unwrap();
+    let template = match content.metadata.get("tokenizer.chat_template") {
+        Some(gguf_file::Value::String(s)) => s.clone(),
+        _ => panic!("{} has no chat template", gguf.display()),
+    };
+    std::fs::write(
+        dir.join("tokenizer_config.json"),
+        serde_json::json!({"eos_token": "<|im_end|>", "chat_template": template}).to_string(),
+    )
+    .unwrap();
+}
+
+/// By hand, in release mode (minutes): the real 0.5B, dequantized to f32, on the sample paper
+/// with TP=1 and TP=2, same table and errors bytes and same records.
+/// `PARAMX_TP_GGUF=models/qwen2.5-coder-0.5b-instruct-q4_k_m.gguf cargo test --release
+///  --test run_tp -- --ignored --nocapture`
+#[test]
+#[ignore = "minutes: run by hand with PARAMX_TP_GGUF set"]
+fn real_model_tp2_matches_tp1() {
+    let Some(gguf) = std::env::var_os("PARAMX_TP_GGUF").map(PathBuf::from) else {
+        eprintln!("SKIP: set PARAMX_TP_GGUF to a Qwen2 GGUF");
+        return;
+    };
+    let d = tempfile::tempdir().unwrap();
+    let model = d.path().join("hf-f32");
+    let t = Instant::now();
+    gguf_to_f32_hf(&gguf, &model);
+    eprintln!("dequantized in {:.1} s", t.elapsed().as_secs_f64());
+    let dir = d.path().join("papers");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::copy(
+        root().join("data/sample/McDougle and Taylor - 2019 - Dissociable cognitive strategies for sensorimotor learning.pdf"),
+        dir.join("sample.pdf"),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("broken.pdf"),
+        b"%PDF-1.7\n1 0 obj\n<< /Type /Catalog",
+    )
+    .unwrap();
+    let mut outs = Vec::new();
+    for tp in [1, 2] {
+        let out = d.path().join(format!("out-tp{tp}"));
+        let job = d.path().join(format!("tp{tp}.toml"));
+        std::fs::write(
+            &job,
+            format!(
+                "[model]\npath = {model:?}\n[hardware]\ndevice = \"cpu\"\ntp = {tp}\n[limits]\n\
+                 max_input_tokens = 2000\nmax_new_tokens = 400\n[io]\ninputs = [{dir:?}]\n\
+                 out_dir = {out:?}\nschema = {:?}\n",
+                root().join("configs/schema.toml")
+            ),
+        )
+        .unwrap();
+        let t = Instant::now();
+        let o = std::process::Command::new(env!("CARGO_BIN_EXE_paramx"))
+            .args(["run", "--config"])
+            .arg(&job)
+            .output()
+            .unwrap();
+        eprintln!(
+            "tp={tp}: {:.1} s\n{}",
+            t.elapsed().as_secs_f64(),
+            String::from_utf8_lossy(&o.stderr)
+        );
+        assert_eq!(o.status.code(), Some(1), "{}", show(&o));
+        outs.push(out);
+    }
+    let read = |out: &Path, f: &str| std::fs::read(out.join(f)).unwrap();
+    let table = String::from_utf8_lossy(&read(&outs[0], "table.csv")).into_owned();
+    eprintln!("table.csv (tp=1):\n{table}");
+    assert_eq!(table, String::from_utf8_lossy(&read(&outs[1], "table.csv")));
+    assert_eq!(
+        read(&outs[0], "errors.jsonl"),
+        read(&outs[1], "errors.jsonl")
+    );
+    assert_eq!(
+        results_comparable(&outs[0].join("results.jsonl")),
+        results_comparable(&outs[1].join("results.jsonl"))
+    );
+}

@@ -337,6 +337,10 @@ pub fn run(args: Args) -> Result<ExitCode> {
         // fewer threads than cores is faster.)
         std::env::set_var("RAYON_NUM_THREADS", job.hardware.threads.to_string());
     }
+    if let Launch::Threads(n) = launch {
+        // The CPU tensor-parallel path exists for testing the sharded model, not for speed.
+        eprintln!("paramx: note: tp = {n} on the CPU runs the ranks as threads (for testing)");
+    }
     let user_facing = !matches!(launch, Launch::Rank(_));
     let schema = Schema::load(&job.io.schema)?;
     let all_pdfs = crate::run::discover(&job.io.inputs)?;
@@ -396,6 +400,12 @@ pub fn run(args: Args) -> Result<ExitCode> {
             // Hash the weights here, once, while no rank waits on a collective: rank 0 then finds
             // the hash in the cache beside the outputs.
             model_hash(&prep.model_path, &prep.job.io.out_dir)?;
+            if crate::run::stop_requested() {
+                // Asked to stop while planning or hashing: starting N ranks that each load
+                // their slice only to stop at once would waste the time left.
+                eprintln!("paramx: stopped by signal before the ranks started; rerun to continue");
+                return Ok(ExitCode::from(EXIT_REQUEUE));
+            }
             launch_ranks(n)
         }
         Launch::Rank(env) => rank_process(&prep, &env),

@@ -488,6 +488,28 @@ mod tests {
     }
 
     #[test]
+    fn a_rank_sees_the_launchers_stop_file() {
+        let base = tempfile::tempdir().unwrap();
+        let dir = RendezvousDir::create_in(base.path()).unwrap();
+        let env = RankEnv {
+            rank: 1,
+            world_size: 2,
+            device_ordinal: 1,
+            rendezvous: dir.path().to_path_buf(),
+        };
+        let flag = Arc::new(AtomicBool::new(false));
+        env.watch_for_stop(flag.clone());
+        thread::sleep(Duration::from_millis(250));
+        assert!(!flag.load(Ordering::SeqCst), "no stop file yet");
+        publish(dir.path(), STOP_FILE, b"").unwrap();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !flag.load(Ordering::SeqCst) {
+            assert!(Instant::now() < deadline, "the stop file was not noticed");
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    #[test]
     fn rank_failed_message_names_the_rank_and_its_stderr() {
         let e = RankFailed {
             rank: 1,

@@ -431,3 +431,19 @@ fn real_model_tp2_matches_tp1() {
         results_comparable(&outs[1].join("results.jsonl"))
     );
 }
+
+/// By hand, for a check on GPUs: writes the tiny long-context model (HF directory) and the
+/// sample inputs to `$PARAMX_TINY_OUT`, to be copied to a GPU host beside a `--features nccl`
+/// binary. `PARAMX_TINY_OUT=dir cargo test --test run_tp -- --ignored write_tiny`
+#[test]
+#[ignore = "by hand: writes files for a GPU check"]
+fn write_tiny_model_and_inputs_for_a_gpu_check() {
+    let Some(out) = std::env::var_os("PARAMX_TINY_OUT").map(PathBuf::from) else {
+        eprintln!("SKIP: set PARAMX_TINY_OUT");
+        return;
+    };
+    std::fs::create_dir_all(&out).unwrap();
+    let model = tiny_hf_long(&out);
+    let inputs = sample_inputs(&out);
+    eprintln!("wrote {} and {}", model.display(), inputs.display());
+}

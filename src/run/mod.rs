@@ -260,8 +260,8 @@ impl<'a> Runner<'a> {
 
     /// Runs one batch of papers whose text is ready; returns one record per paper. A paper whose
     /// prompt, grammar or answer fails becomes an error record (these steps are deterministic,
-    /// so every rank records the same). A failed *generation* with several ranks is an `Err`
-    /// ending the run: a rank that failed inside the model leaves its peers waiting in a
+    /// so every rank records the same). A failure inside the model with several ranks is an
+    /// `Err` ending the run: a rank that failed inside the model leaves its peers waiting in a
     /// collective, and going on would pair collectives that do not belong together. A batch cut
     /// short by a stop vote gives error records (`self.lockstep.stopped()` tells the caller).
     pub fn extract_batch(
@@ -282,6 +282,8 @@ impl<'a> Runner<'a> {
             }
         }
         if !ready.is_empty() {
+            // Set once the batch enters the model, where the ranks' collectives begin.
+            let in_model = std::cell::Cell::new(false);
             let result = (|| -> Result<_> {
                 let prompts = packed
                     .iter()
@@ -303,6 +305,7 @@ impl<'a> Runner<'a> {
                     last_seq: None,
                 };
                 let start = Instant::now();
+                in_model.set(true);
                 let out =
                     self.model
                         .generator()
@@ -346,7 +349,11 @@ impl<'a> Runner<'a> {
                         records[i] = Some(rec);
                     }
                 }
-                Err(e) if self.lockstep.world_size() > 1 && !self.lockstep.stopped() => {
+                Err(e)
+                    if self.lockstep.world_size() > 1
+                        && in_model.get()
+                        && !self.lockstep.stopped() =>
+                {
                     return Err(e.context(format!(
                         "generation failed on a batch of {} paper(s) (with tensor parallelism \
                          this ends the run)",

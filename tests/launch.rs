@@ -132,3 +132,38 @@ fn a_missing_program_is_an_error() {
         "{err}"
     );
 }
+
+/// The launcher's stop flag (what its SIGUSR1 handler sets) reaches every rank as the stop file,
+/// rank 0's requeue code 75 is a normal end under the policy `paramx run` uses, and every rank's
+/// code comes back in rank order; a follower is not killed while rank 0 finishes.
+#[test]
+fn a_stop_request_reaches_every_rank_and_their_codes_come_back() {
+    use paramx::tp::launch::{run_ranks_with, LaunchOptions};
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    // Each rank waits (at most 60 s) for the stop file; rank 0 then exits 75 as a stopped
+    // leader does, the others 0 a moment later.
+    let script = r#"i=0; while [ ! -e "$PARAMX_RENDEZVOUS/stop" ]; do
+        i=$((i+1)); [ $i -gt 600 ] && exit 9; sleep 0.1; done
+    if [ "$PARAMX_RANK" = 0 ]; then exit 75; fi
+    sleep 0.5; exit 0"#;
+    let stop = Arc::new(AtomicBool::new(false));
+    let setter = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(300));
+            stop.store(true, Ordering::SeqCst);
+        })
+    };
+    let opts = LaunchOptions {
+        normal_exit: |rank, code| code == 0 || (rank == 0 && code == 75),
+        stop: Some(stop),
+    };
+    let codes = run_ranks_with(&sh(script, 3), &opts).unwrap();
+    setter.join().unwrap();
+    assert_eq!(codes, vec![75, 0, 0]);
+
+    // Under the default policy the same 75 is a failure.
+    let err = run_ranks(&sh("exit 75", 2)).unwrap_err();
+    assert!(err.to_string().contains("exit status: 75"), "{err}");
+}

@@ -10,7 +10,9 @@ use crate::run::job::{DeviceKind, JobConfig};
 use crate::run::output::{write_outputs, OutputPaths};
 use crate::run::record::PaperRecord;
 use crate::run::store::RecordStore;
+use crate::run::Role;
 use crate::schema::Schema;
+use crate::tp::launch::{RankEnv, ENV_RANK, ENV_WORLD_SIZE};
 use anyhow::{bail, Context, Result};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -40,6 +42,10 @@ pub struct Args {
     /// CPU threads for the model (0 = all cores).
     #[arg(long)]
     pub threads: Option<usize>,
+    /// Tensor-parallel ranks (replaces `hardware.tp`): one process per GPU over NCCL with
+    /// `device = "cuda"` (a `--features nccl` build), threads of one process on the CPU.
+    #[arg(long)]
+    pub tp: Option<usize>,
     /// Gold CSV to score the table against when the run ends.
     #[arg(long)]
     pub gold: Option<PathBuf>,
@@ -73,6 +79,9 @@ fn apply(args: &Args, job: &mut JobConfig) -> Result<()> {
     }
     if let Some(n) = args.threads {
         job.hardware.threads = n;
+    }
+    if let Some(n) = args.tp {
+        job.hardware.tp = n;
     }
     if let Some(g) = &args.gold {
         job.io.gold = Some(g.clone());
@@ -236,17 +245,91 @@ fn gpu_memory_of_device() -> Result<crate::plan::GpuMemory> {
     bail!("set hardware.gpu (a100-80gb, h100-80gb, h200): this paramx cannot query a GPU")
 }
 
+/// How long a rank waits in one collective before the job is declared broken. The longest
+/// honest wait is the followers' at the start, while rank 0 extracts the text of its papers
+/// (about a second per thousand pages per core; a bad page is cut off by the extractor's own
+/// time limit); after that the ranks move in step.
+const COLLECTIVE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(600);
+
+/// How this process takes part in the job (from `hardware.tp`, the device and `PARAMX_RANK`).
+#[derive(Debug, PartialEq, Eq)]
+enum Launch {
+    /// One rank: this process does everything.
+    Single,
+    /// `tp = N` on the CPU: N ranks as threads of this process (meant for tests).
+    Threads(usize),
+    /// `tp = N` on GPUs, the process the user started: plans, then starts N rank processes
+    /// (this executable again, see `tp::launch`) and waits for them.
+    Launcher(usize),
+    /// One of those rank processes.
+    Rank(RankEnv),
+}
+
+impl Launch {
+    fn decide(tp: usize, device: DeviceKind, rank: Option<RankEnv>) -> Result<Self> {
+        Ok(match (rank, device) {
+            (Some(env), DeviceKind::Cpu) => bail!(
+                "{ENV_RANK}={} is set but hardware.device = \"cpu\": CPU ranks are threads of one \
+                 process; unset {ENV_RANK}",
+                env.rank
+            ),
+            (Some(env), DeviceKind::Cuda) if env.world_size != tp => bail!(
+                "{ENV_WORLD_SIZE}={} but hardware.tp = {tp}: the launcher and the rank disagree",
+                env.world_size
+            ),
+            (Some(env), DeviceKind::Cuda) => Launch::Rank(env),
+            (None, _) if tp == 1 => Launch::Single,
+            (None, DeviceKind::Cpu) => Launch::Threads(tp),
+            (None, DeviceKind::Cuda) if cfg!(feature = "nccl") => Launch::Launcher(tp),
+            (None, DeviceKind::Cuda) => bail!(
+                "hardware.tp = {tp} on \"cuda\" needs NCCL, and this paramx was built without the \
+                 `nccl` feature: build it with `cargo build --release --features nccl` (see \
+                 slurm/build-cuda.sh)"
+            ),
+        })
+    }
+}
+
+/// Whether rank `rank` ending with `code` is a normal end of a multi-process job: rank 0 (the
+/// leader) ends with the job's own code (0 done, 1 some papers failed, 75 stopped by signal);
+/// a follower writes nothing and ends with 0, stopped or not. Anything else is a failure: the
+/// launcher ends the other ranks and reports this one.
+fn rank_exit_is_normal(rank: usize, code: i32) -> bool {
+    if rank == 0 {
+        matches!(code, 0 | 1) || code == i32::from(EXIT_REQUEUE)
+    } else {
+        code == 0
+    }
+}
+
+/// The job's exit code from its ranks' codes (all normal, in rank order): the leader's.
+fn job_exit_code(codes: &[i32]) -> Result<u8> {
+    let leader = *codes.first().context("no rank ran")?;
+    u8::try_from(leader).with_context(|| format!("rank 0 exited with {leader}"))
+}
+
+/// What every rank needs before the model: the job and its inputs.
+struct Prepared {
+    job: JobConfig,
+    schema: Schema,
+    pdfs: Vec<PathBuf>,
+    shard: crate::run::shard::Shard,
+    model_path: PathBuf,
+    started: std::time::SystemTime,
+}
+
 pub fn run(args: Args) -> Result<ExitCode> {
     // First of all: a USR1 that arrives while the model loads must not kill the process.
     crate::cmd::install_stop_handlers();
     let started = std::time::SystemTime::now();
     let mut job = JobConfig::load(&args.config)?;
     apply(&args, &mut job).with_context(|| format!("job {}", args.config.display()))?;
-    if job.hardware.tp > 1 {
-        bail!(
-            "hardware.tp = {} is not supported by `paramx run` yet: run tp = 1 (see `paramx plan`)",
-            job.hardware.tp
-        );
+    let launch = Launch::decide(job.hardware.tp, job.hardware.device, RankEnv::from_env()?)?;
+    if let Launch::Rank(env) = &launch {
+        // Before anything slow: a rank must not outlive its launcher, and must hear its stops.
+        #[cfg(unix)]
+        env.exit_when_orphaned();
+        env.watch_for_stop(crate::run::STOP_REQUESTED.clone());
     }
     if job.hardware.threads > 0 {
         // candle's CPU kernels size their thread pool from this variable; it must be set before
@@ -254,11 +337,16 @@ pub fn run(args: Args) -> Result<ExitCode> {
         // fewer threads than cores is faster.)
         std::env::set_var("RAYON_NUM_THREADS", job.hardware.threads.to_string());
     }
+    if let Launch::Threads(n) = launch {
+        // The CPU tensor-parallel path exists for testing the sharded model, not for speed.
+        eprintln!("paramx: note: tp = {n} on the CPU runs the ranks as threads (for testing)");
+    }
+    let user_facing = !matches!(launch, Launch::Rank(_));
     let schema = Schema::load(&job.io.schema)?;
     let all_pdfs = crate::run::discover(&job.io.inputs)?;
     let shard = crate::run::shard::resolve(args.shard.as_deref(), |k| std::env::var(k).ok())?;
     let pdfs = shard.select(&all_pdfs);
-    if shard.is_split() {
+    if shard.is_split() && user_facing {
         eprintln!(
             "paramx: task {} of {}: {} of {} PDF(s)",
             shard.index(),
@@ -267,23 +355,123 @@ pub fn run(args: Args) -> Result<ExitCode> {
             all_pdfs.len()
         );
     }
-    let inputs = crate::run::manifest::input_entries(&pdfs);
     let model_path = ensure_model(&job)?;
-    check_plan(&job, &model_path)?;
-    let opts = model_options(&job)?;
-    eprintln!(
-        "paramx: {} PDF(s), model {}, max_input_tokens {}, max_new_tokens {}, batch {}",
-        pdfs.len(),
-        model_path.display(),
-        job.limits.max_input_tokens,
-        job.limits.max_new_tokens,
-        job.limits.batch
-    );
-    let mhash = model_hash(&model_path, &job.io.out_dir)?;
+    if matches!(launch, Launch::Single | Launch::Launcher(_)) {
+        check_plan(&job, &model_path)?;
+    }
+    if user_facing {
+        eprintln!(
+            "paramx: {} PDF(s), model {}, max_input_tokens {}, max_new_tokens {}, batch {}, tp {}",
+            pdfs.len(),
+            model_path.display(),
+            job.limits.max_input_tokens,
+            job.limits.max_new_tokens,
+            job.limits.batch,
+            job.hardware.tp
+        );
+    }
+    let prep = Prepared {
+        job,
+        schema,
+        pdfs,
+        shard,
+        model_path,
+        started,
+    };
+    match launch {
+        Launch::Single => {
+            let mhash = model_hash(&prep.model_path, &prep.job.io.out_dir)?;
+            let opts = model_options(&prep.job)?;
+            run_rank(&prep, &opts, Role::Leader { model_hash: &mhash })
+        }
+        Launch::Threads(n) => {
+            let mhash = model_hash(&prep.model_path, &prep.job.io.out_dir)?;
+            let codes = crate::tp::local::LocalGroup::run(n, COLLECTIVE_TIMEOUT, |rank, comm| {
+                let opts = ModelOptions {
+                    comm,
+                    ..model_options(&prep.job)?
+                };
+                let role = Role::of_rank(rank, Some(&mhash))?;
+                run_rank(&prep, &opts, role)
+            })?;
+            codes.into_iter().next().context("no rank ran")
+        }
+        Launch::Launcher(n) => {
+            // Hash the weights here, once, while no rank waits on a collective: rank 0 then finds
+            // the hash in the cache beside the outputs.
+            model_hash(&prep.model_path, &prep.job.io.out_dir)?;
+            if crate::run::stop_requested() {
+                // Asked to stop while planning or hashing: starting N ranks that each load
+                // their slice only to stop at once would waste the time left.
+                eprintln!("paramx: stopped by signal before the ranks started; rerun to continue");
+                return Ok(ExitCode::from(EXIT_REQUEUE));
+            }
+            launch_ranks(n)
+        }
+        Launch::Rank(env) => rank_process(&prep, &env),
+    }
+}
+
+/// The launcher's side of a multi-GPU job: one process per rank, stops passed on, the leader's
+/// exit code returned (a failed rank is an error naming it, with the end of its stderr).
+fn launch_ranks(n: usize) -> Result<ExitCode> {
+    use crate::tp::launch::{run_ranks_with, LaunchOptions, LaunchSpec};
+    let spec = LaunchSpec::current_exe(n)?;
+    let opts = LaunchOptions {
+        normal_exit: rank_exit_is_normal,
+        stop: Some(crate::run::STOP_REQUESTED.clone()),
+    };
+    let codes = run_ranks_with(&spec, &opts)?;
+    Ok(ExitCode::from(job_exit_code(&codes)?))
+}
+
+/// One GPU rank process: joins the NCCL group, then runs as its rank.
+#[cfg(feature = "nccl")]
+fn rank_process(prep: &Prepared, env: &RankEnv) -> Result<ExitCode> {
+    let comm = crate::tp::nccl::NcclComm::from_rank_env(env, COLLECTIVE_TIMEOUT)?;
+    let mut opts = ModelOptions::cpu();
+    opts.device = comm.device().clone();
+    opts.dtype = candle_core::DType::BF16;
+    opts.comm = std::sync::Arc::new(comm);
+    // Only the leader hashes (a cache hit: the launcher hashed the files before starting us).
+    let mhash = if env.rank == 0 {
+        Some(model_hash(&prep.model_path, &prep.job.io.out_dir)?)
+    } else {
+        None
+    };
+    let role = Role::of_rank(env.rank, mhash.as_deref())?;
+    run_rank(prep, &opts, role)
+}
+
+#[cfg(not(feature = "nccl"))]
+fn rank_process(_prep: &Prepared, env: &RankEnv) -> Result<ExitCode> {
+    bail!(
+        "started as rank {} of a multi-GPU job, but this paramx was built without the `nccl` feature",
+        env.rank
+    )
+}
+
+/// One rank's run: load its slice of the model, run the pipeline in step with the others, and,
+/// for the leader only, write the table, JSONL, manifest and report. A follower returns success
+/// (its exit code is not the job's; see [`rank_exit_is_normal`]).
+fn run_rank(prep: &Prepared, opts: &ModelOptions, role: Role<'_>) -> Result<ExitCode> {
+    let Prepared {
+        job,
+        schema,
+        pdfs,
+        shard,
+        model_path,
+        started,
+    } = prep;
     let t0 = std::time::Instant::now();
-    let model = crate::model::load(&model_path, &opts)?;
+    let model = crate::model::load(model_path, opts)?;
     let load_secs = t0.elapsed().as_secs_f64();
-    let summary = crate::run::run(&job, &schema, &model, &mhash, &pdfs)?;
+    let summary = crate::run::run(job, schema, &model, role, pdfs)?;
+    let Role::Leader { model_hash: mhash } = role else {
+        return Ok(ExitCode::SUCCESS);
+    };
+    let (shard, started) = (*shard, *started);
+    let inputs = crate::run::manifest::input_entries(pdfs);
 
     // Derived outputs: the records of this job for this run's inputs (a split run's share goes
     // to its own folder: the tasks share `papers/` but never write each other's tables).
@@ -302,12 +490,12 @@ pub fn run(args: Args) -> Result<ExitCode> {
         job.io.out_dir.clone()
     };
     let paths = OutputPaths::in_dir(&out_dir);
-    write_outputs(&schema, &all, &paths)?;
+    write_outputs(schema, &all, &paths)?;
     let manifest = crate::run::manifest::run_manifest(
-        &job,
-        &schema,
-        &model_path,
-        &mhash,
+        job,
+        schema,
+        model_path,
+        mhash,
         &model.tokenizer,
         &summary,
         shard,
@@ -345,7 +533,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
     if let Some(gold) = &job.io.gold {
         let g = crate::table::Table::read(gold).context("cannot read the gold table")?;
         let p = crate::table::Table::read(&paths.table)?;
-        let report = crate::cmd::eval::build_report(crate::eval::Scorer::Strict, &schema, &g, &p)?;
+        let report = crate::cmd::eval::build_report(crate::eval::Scorer::Strict, schema, &g, &p)?;
         print!("{}", report.to_text());
     }
     if summary.counts.interrupted {
@@ -357,4 +545,81 @@ pub fn run(args: Args) -> Result<ExitCode> {
     } else {
         ExitCode::SUCCESS
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rank_env(rank: usize, world_size: usize) -> RankEnv {
+        RankEnv {
+            rank,
+            world_size,
+            device_ordinal: rank,
+            rendezvous: PathBuf::from("/tmp"),
+        }
+    }
+
+    #[test]
+    fn launch_mode_follows_tp_device_and_rank_variables() {
+        use DeviceKind::{Cpu, Cuda};
+        assert_eq!(Launch::decide(1, Cpu, None).unwrap(), Launch::Single);
+        assert_eq!(Launch::decide(1, Cuda, None).unwrap(), Launch::Single);
+        assert_eq!(Launch::decide(2, Cpu, None).unwrap(), Launch::Threads(2));
+        assert_eq!(
+            Launch::decide(2, Cuda, Some(rank_env(1, 2))).unwrap(),
+            Launch::Rank(rank_env(1, 2))
+        );
+        let gpu = Launch::decide(2, Cuda, None);
+        if cfg!(feature = "nccl") {
+            assert_eq!(gpu.unwrap(), Launch::Launcher(2));
+        } else {
+            let e = gpu.unwrap_err().to_string();
+            assert!(e.contains("without the `nccl` feature"), "{e}");
+        }
+        let e = Launch::decide(2, Cuda, Some(rank_env(0, 4)))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("PARAMX_WORLD_SIZE=4 but hardware.tp = 2"), "{e}");
+        let e = Launch::decide(2, Cpu, Some(rank_env(0, 2)))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("PARAMX_RANK=0 is set"), "{e}");
+    }
+
+    #[test]
+    fn only_the_leader_may_end_with_the_jobs_codes() {
+        for code in [0, 1, 75] {
+            assert!(rank_exit_is_normal(0, code), "{code}");
+        }
+        for code in [2, 3, 101, 137] {
+            assert!(!rank_exit_is_normal(0, code), "{code}");
+        }
+        assert!(rank_exit_is_normal(1, 0));
+        for code in [1, 2, 75] {
+            assert!(!rank_exit_is_normal(1, code), "{code}");
+        }
+        assert_eq!(job_exit_code(&[75, 0]).unwrap(), 75);
+        assert_eq!(job_exit_code(&[1, 0, 0]).unwrap(), 1);
+        assert!(job_exit_code(&[]).is_err());
+    }
+
+    #[test]
+    fn tp_flag_overrides_the_job() {
+        let dir = tempfile::tempdir().unwrap();
+        let job_path = dir.path().join("job.toml");
+        std::fs::write(
+            &job_path,
+            "[model]\npath = \"m.gguf\"\n[hardware]\n[limits]\nmax_input_tokens = 100\nmax_new_tokens = 10\n[io]\ninputs = [\"p\"]\nout_dir = \"out\"\nschema = \"s.toml\"\n",
+        )
+        .unwrap();
+        let mut job = JobConfig::load(&job_path).unwrap();
+        let args = <Args as clap::FromArgMatches>::from_arg_matches(
+            &<Args as clap::Args>::augment_args(clap::Command::new("run"))
+                .get_matches_from(["run", "--config", "job.toml", "--tp", "2"]),
+        )
+        .unwrap();
+        apply(&args, &mut job).unwrap();
+        assert_eq!(job.hardware.tp, 2);
+    }
 }

@@ -156,10 +156,6 @@ impl JobConfig {
         if self.hardware.tp == 0 {
             bail!("hardware.tp must be >= 1");
         }
-        if self.hardware.tp > 1 && self.hardware.device == DeviceKind::Cpu && cfg!(not(test)) {
-            // The CPU tensor-parallel path exists for testing the sharded model, not for speed.
-            eprintln!("paramx: note: tp > 1 on the CPU runs ranks as threads (for testing)");
-        }
         if !(self.decoding.temperature >= 0.0) {
             bail!("decoding.temperature must be >= 0");
         }

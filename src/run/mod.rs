@@ -10,6 +10,7 @@ pub mod answer;
 pub mod constrain;
 pub mod job;
 pub mod locate;
+pub mod lockstep;
 pub mod manifest;
 pub mod merge;
 pub mod output;
@@ -24,6 +25,8 @@ use crate::model::LoadedModel;
 use crate::pdf::{self, Document};
 use crate::schema::Schema;
 use anyhow::{Context, Result};
+use lockstep::Lockstep;
+pub use lockstep::Role;
 use record::{Outcome, PaperRecord, PaperResult, Stage, Timing};
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
@@ -84,14 +87,22 @@ pub fn stop_requested() -> bool {
     STOP_REQUESTED.load(Ordering::SeqCst)
 }
 
-/// One grammar per sequence of a batch, as the generator's logits hook.
-struct GrammarMask {
+/// One grammar per sequence of a batch, as the generator's logits hook; also where a decode
+/// step asks whether to stop.
+struct GrammarMask<'r> {
     constraints: Vec<constrain::Constraint>,
+    lockstep: &'r Lockstep,
+    /// The sequence masked last. The generator masks the live sequences of a step in increasing
+    /// order, so a sequence at or below it starts a new step: the stop vote is taken once per
+    /// step, at the same step on every rank (they all have the same live sequences).
+    last_seq: Option<usize>,
 }
 
-impl LogitsMask for GrammarMask {
+impl LogitsMask for GrammarMask<'_> {
     fn mask(&mut self, seq: usize, logits: &mut [f32]) -> Result<()> {
-        if stop_requested() {
+        let new_step = self.last_seq.is_none_or(|last| seq <= last);
+        self.last_seq = Some(seq);
+        if new_step && self.lockstep.stop_vote()? {
             anyhow::bail!("stopped by signal");
         }
         self.constraints[seq].mask_logits(logits)
@@ -139,13 +150,28 @@ fn display_name(path: &Path) -> String {
         .unwrap_or_else(|| path.display().to_string())
 }
 
-/// Everything fixed for a run: model, schema, grammar, limits.
+/// The hash that keys a job's records: job limits and decoding, model files, schema, prompt and
+/// pipeline version (see [`store::RecordKey`]).
+pub fn job_hash(job: &job::JobConfig, schema: &Schema, model_hash: &str) -> Result<String> {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    h.update(job.output_hash());
+    h.update(model_hash);
+    h.update(schema_hash(schema)?);
+    h.update(prompt::instructions(schema));
+    h.update(prompt::SYSTEM);
+    h.update(PIPELINE_VERSION.to_le_bytes());
+    Ok(hex::encode(h.finalize()))
+}
+
+/// Everything fixed for a run: model, schema, grammar, limits, and the link to the other ranks.
 pub struct Runner<'a> {
     pub job: &'a job::JobConfig,
     pub schema: &'a Schema,
     pub model: &'a LoadedModel,
     pub grammar: constrain::GrammarEnv,
     pub job_hash: String,
+    pub lockstep: Lockstep,
 }
 
 impl<'a> Runner<'a> {
@@ -154,6 +180,16 @@ impl<'a> Runner<'a> {
         schema: &'a Schema,
         model: &'a LoadedModel,
         model_hash: &str,
+    ) -> Result<Self> {
+        Self::with_job_hash(job, schema, model, job_hash(job, schema, model_hash)?)
+    }
+
+    /// A runner for records keyed by `job_hash` (a follower rank gets it from the leader).
+    pub fn with_job_hash(
+        job: &'a job::JobConfig,
+        schema: &'a Schema,
+        model: &'a LoadedModel,
+        job_hash: String,
     ) -> Result<Self> {
         let eos = *model
             .tokenizer
@@ -165,23 +201,13 @@ impl<'a> Runner<'a> {
             model.model.config().vocab_size,
             eos,
         )?;
-        let job_hash = {
-            use sha2::{Digest, Sha256};
-            let mut h = Sha256::new();
-            h.update(job.output_hash());
-            h.update(model_hash);
-            h.update(schema_hash(schema)?);
-            h.update(prompt::instructions(schema));
-            h.update(prompt::SYSTEM);
-            h.update(PIPELINE_VERSION.to_le_bytes());
-            hex::encode(h.finalize())
-        };
         Ok(Runner {
             job,
             schema,
             model,
             grammar,
             job_hash,
+            lockstep: Lockstep::new(&model.model),
         })
     }
 
@@ -232,8 +258,17 @@ impl<'a> Runner<'a> {
         }
     }
 
-    /// Runs one batch of papers whose text is ready; returns one record per paper.
-    pub fn extract_batch(&self, docs: &[&Document], keys: &[RecordKey]) -> Vec<PaperRecord> {
+    /// Runs one batch of papers whose text is ready; returns one record per paper. A paper whose
+    /// prompt, grammar or answer fails becomes an error record (these steps are deterministic,
+    /// so every rank records the same). A failure inside the model with several ranks is an
+    /// `Err` ending the run: a rank that failed inside the model leaves its peers waiting in a
+    /// collective, and going on would pair collectives that do not belong together. A batch cut
+    /// short by a stop vote gives error records (`self.lockstep.stopped()` tells the caller).
+    pub fn extract_batch(
+        &self,
+        docs: &[&Document],
+        keys: &[RecordKey],
+    ) -> Result<Vec<PaperRecord>> {
         let mut packed = Vec::new();
         let mut ready: Vec<usize> = Vec::new();
         let mut records: Vec<Option<PaperRecord>> = vec![None; docs.len()];
@@ -247,6 +282,8 @@ impl<'a> Runner<'a> {
             }
         }
         if !ready.is_empty() {
+            // Set once the batch enters the model, where the ranks' collectives begin.
+            let in_model = std::cell::Cell::new(false);
             let result = (|| -> Result<_> {
                 let prompts = packed
                     .iter()
@@ -262,8 +299,13 @@ impl<'a> Runner<'a> {
                             .lark_constraint(&answer::answer_grammar(self.schema, &p.paper))
                     })
                     .collect::<Result<Vec<_>>>()?;
-                let mut mask = GrammarMask { constraints };
+                let mut mask = GrammarMask {
+                    constraints,
+                    lockstep: &self.lockstep,
+                    last_seq: None,
+                };
                 let start = Instant::now();
+                in_model.set(true);
                 let out =
                     self.model
                         .generator()
@@ -307,6 +349,17 @@ impl<'a> Runner<'a> {
                         records[i] = Some(rec);
                     }
                 }
+                Err(e)
+                    if self.lockstep.world_size() > 1
+                        && in_model.get()
+                        && !self.lockstep.stopped() =>
+                {
+                    return Err(e.context(format!(
+                        "generation failed on a batch of {} paper(s) (with tensor parallelism \
+                         this ends the run)",
+                        ready.len()
+                    )));
+                }
                 Err(e) => {
                     for &i in &ready {
                         records[i] = Some(error_record(docs[i], &keys[i], Stage::Generate, &e));
@@ -314,7 +367,7 @@ impl<'a> Runner<'a> {
                 }
             }
         }
-        records
+        Ok(records
             .into_iter()
             .zip(docs.iter().zip(keys))
             .map(|(r, (doc, key))| {
@@ -322,7 +375,7 @@ impl<'a> Runner<'a> {
                     error_record(doc, key, Stage::Generate, &anyhow::anyhow!("no result"))
                 })
             })
-            .collect()
+            .collect())
     }
 }
 
@@ -398,89 +451,141 @@ pub fn schema_hash(schema: &Schema) -> Result<String> {
     Ok(hex::encode(Sha256::digest(&bytes)))
 }
 
-/// Runs the whole job: text, extraction, records. Returns the summary; the caller writes the
-/// derived outputs with [`output::write_outputs`].
-pub fn run(
+/// What the leader shares with the followers before any model work: everything that decides
+/// which forward passes run (see [`lockstep`]).
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Work {
+    job_hash: String,
+    /// The papers to run, in order, with their text.
+    pending: Vec<(Document, RecordKey)>,
+}
+
+/// The leader's part before the model: text for every paper (in parallel: a broken PDF costs no
+/// model time), finished records reused, broken PDFs recorded. Returns the work to share.
+fn leader_prepare(
     job: &job::JobConfig,
     schema: &Schema,
-    model: &LoadedModel,
     model_hash: &str,
     pdfs: &[PathBuf],
-) -> Result<RunSummary> {
-    let wall = Instant::now();
-    let store = RecordStore::new(&job.io.out_dir);
-    let runner = Runner::new(job, schema, model, model_hash)?;
-    let progress = Progress {
-        tty: std::io::stderr().is_terminal(),
-        total: pdfs.len(),
-    };
-    let mut summary = RunSummary {
-        counts: manifest::Counts {
-            papers: pdfs.len(),
-            ..Default::default()
-        },
-        job_hash: runner.job_hash.clone(),
-        ..Default::default()
-    };
+    store: &RecordStore,
+    progress: &Progress,
+    summary: &mut RunSummary,
+) -> Result<Work> {
+    let job_hash = job_hash(job, schema, model_hash)?;
     let opts = pdf::ExtractOptions {
         cache_dir: Some(job.io.out_dir.join("text-cache")),
         ..Default::default()
     };
-    // Text first, for every paper in parallel: a broken PDF is known before any model time.
     let texts = pdf::extract_many(pdfs, &opts);
     let mut pending: Vec<(Document, RecordKey)> = Vec::new();
-    let mut done = 0usize;
     for (path, res) in texts {
         match res {
             Ok(doc) => {
                 let key = RecordKey {
                     sha256: doc.sha256.clone(),
-                    job_hash: runner.job_hash.clone(),
+                    job_hash: job_hash.clone(),
                 };
                 if let Some(rec) = store
                     .finished::<PaperRecord>(&key)
                     .filter(PaperRecord::is_ok)
                 {
-                    done += 1;
                     summary.counts.reused += 1;
                     summary.add(&rec);
-                    progress.line(done, &format!("{}: already done", display_name(&path)));
+                    progress.line(
+                        summary.counts.reused + summary.counts.failed,
+                        &format!("{}: already done", display_name(&path)),
+                    );
                 } else {
                     pending.push((doc, key));
                 }
             }
             Err(e) => {
-                done += 1;
                 summary.counts.failed += 1;
-                let rec = PaperRecord::pdf_error(&path, &runner.job_hash, &e.to_string());
+                let rec = PaperRecord::pdf_error(&path, &job_hash, &e.to_string());
                 store.save(&rec)?;
-                progress.line(done, &format!("{}: FAILED: {e}", display_name(&path)));
+                progress.line(
+                    summary.counts.reused + summary.counts.failed,
+                    &format!("{}: FAILED: {e}", display_name(&path)),
+                );
             }
         }
     }
-    for batch in pending.chunks(job.limits.batch) {
-        if stop_requested() {
+    Ok(Work { job_hash, pending })
+}
+
+/// Runs the whole job on this rank: text, extraction, records. Returns the summary; the caller
+/// (the leader) writes the derived outputs with [`output::write_outputs`].
+///
+/// The leader ([`Role::Leader`]) does everything; a follower only receives the leader's work
+/// and computes in step, writing nothing (see [`lockstep`] for how the ranks stay in step).
+pub fn run(
+    job: &job::JobConfig,
+    schema: &Schema,
+    model: &LoadedModel,
+    role: Role<'_>,
+    pdfs: &[PathBuf],
+) -> Result<RunSummary> {
+    let wall = Instant::now();
+    let lockstep = Lockstep::new(&model.model);
+    let mut summary = RunSummary {
+        counts: manifest::Counts {
+            papers: pdfs.len(),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    // The leader's writer: the store and the progress lines. Followers have none.
+    let writer = match role {
+        Role::Leader { .. } => Some((
+            RecordStore::new(&job.io.out_dir),
+            Progress {
+                tty: std::io::stderr().is_terminal(),
+                total: pdfs.len(),
+            },
+        )),
+        Role::Follower => None,
+    };
+    let work = match (role, &writer) {
+        (Role::Leader { model_hash }, Some((store, progress))) => Some(leader_prepare(
+            job,
+            schema,
+            model_hash,
+            pdfs,
+            store,
+            progress,
+            &mut summary,
+        )?),
+        _ => None,
+    };
+    let work: Work = lockstep.share(work)?;
+    let runner = Runner::with_job_hash(job, schema, model, work.job_hash)?;
+    summary.job_hash = runner.job_hash.clone();
+    let mut done = summary.counts.reused + summary.counts.failed;
+    for batch in work.pending.chunks(job.limits.batch) {
+        if runner.lockstep.stop_vote()? {
             summary.counts.interrupted = true;
             break;
         }
         let docs: Vec<&Document> = batch.iter().map(|(d, _)| d).collect();
         let keys: Vec<RecordKey> = batch.iter().map(|(_, k)| k.clone()).collect();
-        let records = runner.extract_batch(&docs, &keys);
-        if stop_requested() {
+        let records = runner.extract_batch(&docs, &keys)?;
+        if runner.lockstep.stopped() {
             // The batch was cut short: its papers are not done, so nothing of it is saved.
             summary.counts.interrupted = true;
             break;
         }
         for rec in records {
             done += 1;
-            store.save(&rec)?;
+            if let Some((store, progress)) = &writer {
+                store.save(&rec)?;
+                progress.line(done, &rec.progress_line());
+            }
             if rec.is_ok() {
                 summary.counts.done += 1;
             } else {
                 summary.counts.failed += 1;
             }
             summary.add(&rec);
-            progress.line(done, &rec.progress_line());
         }
     }
     summary.wall_secs = wall.elapsed().as_secs_f64();

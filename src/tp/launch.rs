@@ -21,6 +21,7 @@ use std::ffi::OsString;
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -33,6 +34,12 @@ pub const ENV_WORLD_SIZE: &str = "PARAMX_WORLD_SIZE";
 pub const ENV_RENDEZVOUS: &str = "PARAMX_RENDEZVOUS";
 /// Environment variable: the launcher's pid; a rank whose parent changes was orphaned.
 pub const ENV_LAUNCHER_PID: &str = "PARAMX_LAUNCHER_PID";
+
+/// Name of the file the launcher publishes in the rendezvous directory when it is asked to stop
+/// (SIGUSR1/SIGTERM): every rank watches for it ([`RankEnv::watch_for_stop`]). A file rather
+/// than forwarded signals: a signal that reaches a rank before its handler is installed would
+/// kill it, a file cannot arrive too early.
+pub const STOP_FILE: &str = "stop";
 
 /// Lines of a failed rank's stderr kept for the final error.
 const STDERR_TAIL: usize = 20;
@@ -100,6 +107,21 @@ impl RankEnv {
                 std::process::exit(3);
             }
             thread::sleep(Duration::from_millis(500));
+        });
+    }
+}
+
+impl RankEnv {
+    /// Sets `flag` once the launcher publishes [`STOP_FILE`] (it does so when it receives
+    /// SIGUSR1/SIGTERM, see [`LaunchOptions::stop`]). The rank then stops the way a signalled
+    /// single process does; the ranks agree on *when* through their communicator.
+    pub fn watch_for_stop(&self, flag: Arc<AtomicBool>) {
+        let path = self.rendezvous.join(STOP_FILE);
+        thread::spawn(move || {
+            while !path.exists() {
+                thread::sleep(Duration::from_millis(100));
+            }
+            flag.store(true, Ordering::SeqCst);
         });
     }
 }
@@ -258,6 +280,34 @@ impl Running {
 /// When one fails, the others are killed at once and that rank's [`RankFailed`] is returned;
 /// when several fail, the first one noticed is reported.
 pub fn run_ranks(spec: &LaunchSpec) -> anyhow::Result<()> {
+    run_ranks_with(spec, &LaunchOptions::default()).map(|_| ())
+}
+
+/// How [`run_ranks_with`] judges the ranks' exits and what it passes on to them.
+#[derive(Debug, Clone)]
+pub struct LaunchOptions {
+    /// Whether exit code `code` of rank `rank` is a normal end (the launcher then waits for the
+    /// others) rather than a failure (the launcher kills the others and reports this rank).
+    /// A rank killed by a signal always failed.
+    pub normal_exit: fn(rank: usize, code: i32) -> bool,
+    /// The launcher's stop flag (set by its SIGUSR1/SIGTERM handlers): once it is set, the
+    /// launcher publishes [`STOP_FILE`] for the ranks.
+    pub stop: Option<Arc<AtomicBool>>,
+}
+
+impl Default for LaunchOptions {
+    /// Only exit code 0 is normal; no stop forwarding.
+    fn default() -> Self {
+        Self {
+            normal_exit: |_, code| code == 0,
+            stop: None,
+        }
+    }
+}
+
+/// [`run_ranks`] with a choice of which exit codes are normal and with stop forwarding; returns
+/// every rank's exit code, in rank order, when all ended normally.
+pub fn run_ranks_with(spec: &LaunchSpec, opts: &LaunchOptions) -> anyhow::Result<Vec<i32>> {
     if spec.world_size == 0 {
         bail!("cannot launch 0 ranks");
     }
@@ -294,10 +344,22 @@ pub fn run_ranks(spec: &LaunchSpec) -> anyhow::Result<()> {
             forwarder,
         });
     }
-    let mut done = vec![false; running.len()];
+    let mut codes: Vec<Option<i32>> = vec![None; running.len()];
+    let mut stop_published = false;
     loop {
+        if !stop_published && opts.stop.as_ref().is_some_and(|f| f.load(Ordering::SeqCst)) {
+            stop_published = true;
+            eprintln!(
+                "paramx: stop requested; passing it on to the {} ranks",
+                spec.world_size
+            );
+            if let Err(e) = publish(dir.path(), STOP_FILE, b"") {
+                kill_all(&mut running);
+                return Err(e);
+            }
+        }
         for (i, r) in running.iter_mut().enumerate() {
-            if done[i] {
+            if codes[i].is_some() {
                 continue;
             }
             let status = match r.child.try_wait() {
@@ -309,8 +371,9 @@ pub fn run_ranks(spec: &LaunchSpec) -> anyhow::Result<()> {
                     return Err(e).with_context(|| format!("cannot wait for rank {rank}"));
                 }
             };
-            done[i] = true;
-            if !status.success() {
+            let normal = status.code().filter(|&c| (opts.normal_exit)(r.rank, c));
+            codes[i] = normal;
+            if normal.is_none() {
                 let (rank, tail) = (r.rank, r.tail());
                 kill_all(&mut running);
                 return Err(RankFailed {
@@ -322,11 +385,11 @@ pub fn run_ranks(spec: &LaunchSpec) -> anyhow::Result<()> {
                 .into());
             }
         }
-        if done.iter().all(|&d| d) {
+        if codes.iter().all(Option::is_some) {
             for r in &mut running {
                 r.tail();
             }
-            return Ok(());
+            return Ok(codes.into_iter().flatten().collect());
         }
         thread::sleep(Duration::from_millis(50));
     }
@@ -421,6 +484,28 @@ mod tests {
             use std::os::unix::fs::PermissionsExt;
             let mode = std::fs::metadata(a.path()).unwrap().permissions().mode();
             assert_eq!(mode & 0o777, 0o700);
+        }
+    }
+
+    #[test]
+    fn a_rank_sees_the_launchers_stop_file() {
+        let base = tempfile::tempdir().unwrap();
+        let dir = RendezvousDir::create_in(base.path()).unwrap();
+        let env = RankEnv {
+            rank: 1,
+            world_size: 2,
+            device_ordinal: 1,
+            rendezvous: dir.path().to_path_buf(),
+        };
+        let flag = Arc::new(AtomicBool::new(false));
+        env.watch_for_stop(flag.clone());
+        thread::sleep(Duration::from_millis(250));
+        assert!(!flag.load(Ordering::SeqCst), "no stop file yet");
+        publish(dir.path(), STOP_FILE, b"").unwrap();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !flag.load(Ordering::SeqCst) {
+            assert!(Instant::now() < deadline, "the stop file was not noticed");
+            thread::sleep(Duration::from_millis(20));
         }
     }
 

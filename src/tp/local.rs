@@ -116,6 +116,93 @@ impl LocalGroup {
     }
 }
 
+impl LocalGroup {
+    /// Runs `body(rank, communicator)` for every rank of a new group, one thread per rank, and
+    /// returns each rank's value in rank order, or the error that *came first*.
+    ///
+    /// Why "first": when one rank fails, its peers' next collectives fail too (`PeerGone`,
+    /// `Broken`); those are consequences, and reporting them would hide the cause. Each rank's
+    /// error is timed before its communicator can be dropped (this function keeps one handle
+    /// until then), so the cause is always timed before the failures it provokes. A panicking
+    /// rank is an error like any other (`rank i panicked: ...`). The error names its rank.
+    pub fn run<T: Send>(
+        n: usize,
+        timeout: Duration,
+        body: impl Fn(usize, Arc<LocalComm>) -> anyhow::Result<T> + Sync,
+    ) -> anyhow::Result<Vec<T>> {
+        let comms = Self::with_timeout(n, timeout);
+        let body = &body;
+        let outcomes: Vec<(Instant, anyhow::Result<T>)> = std::thread::scope(|scope| {
+            let handles: Vec<_> = comms
+                .into_iter()
+                .map(|comm| {
+                    let rank = comm.rank;
+                    let handle = std::thread::Builder::new()
+                        .name(format!("paramx-rank-{rank}"))
+                        .spawn_scoped(scope, move || {
+                            let comm = Arc::new(comm);
+                            let held = comm.clone();
+                            let result =
+                                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                                    body(rank, comm)
+                                }))
+                                .unwrap_or_else(|panic| {
+                                    Err(anyhow::anyhow!("panicked: {}", panic_message(&panic)))
+                                });
+                            let at = Instant::now();
+                            // Only now may the peers learn that this rank is gone.
+                            drop(held);
+                            (at, result)
+                        });
+                    (rank, handle)
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|(rank, h)| match h {
+                    Ok(h) => h.join().unwrap_or_else(|_| {
+                        (
+                            Instant::now(),
+                            Err(anyhow::anyhow!("rank {rank}: its thread panicked")),
+                        )
+                    }),
+                    Err(e) => (
+                        Instant::now(),
+                        Err(anyhow::anyhow!(
+                            "cannot start the thread of rank {rank}: {e}"
+                        )),
+                    ),
+                })
+                .collect()
+        });
+        let first_failure = outcomes
+            .iter()
+            .enumerate()
+            .filter(|(_, (_, r))| r.is_err())
+            .min_by_key(|(rank, (at, _))| (*at, *rank))
+            .map(|(rank, _)| rank);
+        let mut values = Vec::with_capacity(n);
+        for (rank, (_, result)) in outcomes.into_iter().enumerate() {
+            match result {
+                Ok(v) => values.push(v),
+                Err(e) if Some(rank) == first_failure => {
+                    return Err(e.context(format!("rank {rank} of {n} failed")));
+                }
+                Err(_) => {}
+            }
+        }
+        Ok(values)
+    }
+}
+
+fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "(no message)".into())
+}
+
 struct Shared {
     world: usize,
     timeout: Duration,
@@ -496,6 +583,57 @@ mod tests {
         });
         let err = results[0].as_ref().unwrap().as_ref().unwrap_err();
         assert!(err.contains("rank 1 left the group"), "{err}");
+    }
+
+    #[test]
+    fn run_reports_the_failing_rank_not_its_peers_consequences() {
+        // Rank 1 fails after one collective; rank 0 goes on calling collectives and fails with
+        // PeerGone. The job's error is rank 1's own, at once (not after the 600 s timeout).
+        let start = Instant::now();
+        let err = LocalGroup::run(2, Duration::from_secs(600), |rank, comm| {
+            let t = Tensor::ones(2, DType::F32, &Device::Cpu)?;
+            comm.all_reduce_sum(&t)?;
+            if rank == 1 {
+                anyhow::bail!("cannot read model shard 2");
+            }
+            for _ in 0..100 {
+                comm.all_reduce_sum(&t)?;
+            }
+            Ok(rank)
+        })
+        .unwrap_err();
+        let msg = format!("{err:#}");
+        assert!(msg.starts_with("rank 1 of 2 failed"), "{msg}");
+        assert!(msg.contains("cannot read model shard 2"), "{msg}");
+        assert!(!msg.contains("left the group"), "{msg}");
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "{:?}",
+            start.elapsed()
+        );
+    }
+
+    #[test]
+    fn run_turns_a_panic_into_that_ranks_error_and_returns_values_in_rank_order() {
+        let err = LocalGroup::run(3, Duration::from_secs(600), |rank, comm| {
+            let t = Tensor::ones(2, DType::F32, &Device::Cpu)?;
+            if rank == 2 {
+                panic!("boom in rank two");
+            }
+            comm.all_reduce_sum(&t)?;
+            Ok(())
+        })
+        .unwrap_err();
+        let msg = format!("{err:#}");
+        assert!(msg.starts_with("rank 2 of 3 failed"), "{msg}");
+        assert!(msg.contains("panicked: boom in rank two"), "{msg}");
+
+        let values = LocalGroup::run(3, Duration::from_secs(60), |rank, comm| {
+            let t = Tensor::new(&[rank as f32], &Device::Cpu)?;
+            Ok((rank, comm.all_reduce_sum(&t)?.to_vec1::<f32>()?[0]))
+        })
+        .unwrap();
+        assert_eq!(values, vec![(0, 3.0), (1, 3.0), (2, 3.0)]);
     }
 
     #[test]

@@ -363,10 +363,10 @@ fn attention_decode_matches_plain() -> Result<()> {
                     .reshape((b, t, heads * hd))?;
             // Padding queries (slot < pad) are undefined in the plain path and zero here:
             // compare the real ones, and check the padding ones are exactly zero.
-            for bi in 0..b {
+            for (bi, &p) in pads.iter().enumerate() {
                 for ti in 0..t {
                     let (g, w) = (got.i((bi, ti))?, want.i((bi, ti))?);
-                    if q_slot0 + ti < pads[bi] as usize {
+                    if q_slot0 + ti < p as usize {
                         let zero = g
                             .to_dtype(DType::F32)?
                             .abs()?

@@ -55,7 +55,7 @@ impl Heads {
 
     fn check(&self, qkv: &Layout, what: &str) -> Result<(usize, usize)> {
         let (b, t, w) = qkv.shape().dims3()?;
-        if w != self.width() || self.head_dim % 2 != 0 || self.kv_heads == 0 {
+        if w != self.width() || !self.head_dim.is_multiple_of(2) || self.kv_heads == 0 {
             candle_core::bail!(
                 "{what}: packed projection of width {w} does not match {self:?} (width {})",
                 self.width()
@@ -143,7 +143,8 @@ pub fn attention_decode(
             cache.shape()
         )
     }
-    if pad.dims() != [b] || pad.dtype() != DType::U32 || heads.heads % heads.kv_heads != 0 {
+    if pad.dims() != [b] || pad.dtype() != DType::U32 || !heads.heads.is_multiple_of(heads.kv_heads)
+    {
         candle_core::bail!(
             "attention_decode: pad {:?} {:?} / {heads:?}",
             pad.shape(),
@@ -185,7 +186,7 @@ pub fn masked_softmax_(scores: &Tensor, pad: &Tensor, rows: ScoreRows) -> Result
         || dims[0] != b
         || dims[1] * dims[2] != rows.rows_per_seq
         || rows.queries == 0
-        || rows.rows_per_seq % rows.queries != 0
+        || !rows.rows_per_seq.is_multiple_of(rows.queries)
         || pad.dtype() != DType::U32
     {
         candle_core::bail!(

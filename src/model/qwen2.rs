@@ -72,10 +72,11 @@ impl RmsNorm {
 }
 
 /// A column-parallel projection whose output is several projections side by side (`q | k | v`,
-/// `gate | up`). Dense parts are concatenated at load into one weight, so the step runs one
-/// GEMM (for the small k/v products of a decode step, launch and tail effects cost more than
-/// their bytes); quantized parts (GGUF files give q, k, v different types) stay separate and
-/// their outputs are concatenated.
+/// `gate | up`). Dense parts come stacked into one weight from the source
+/// (`WeightSource::stacked_linear_weight`), so the step runs one GEMM (for the small k/v
+/// products of a decode step, launch and tail effects cost more than their bytes); quantized
+/// parts (GGUF files give q, k, v different types) stay separate and their outputs are
+/// concatenated.
 enum Packed {
     One(Linear),
     Parts(Vec<Linear>),

@@ -441,7 +441,10 @@ impl Qwen2 {
                 let slot0 = cache.len();
                 let kv = cache.layer(index);
                 fused::kv_append(kv, &qkv, &l.qkv_bias, rope.packed(), geo, slot0)?;
-                if t <= fused::DECODE_MAX_QUERIES && hd <= fused::DECODE_MAX_HEAD_DIM {
+                let decode = t <= fused::DECODE_MAX_QUERIES
+                    && hd <= fused::DECODE_MAX_HEAD_DIM
+                    && slot0 + t <= fused::DECODE_MAX_KEYS;
+                if decode {
                     let pad = cache.pad_tensor();
                     fused::attention_decode(&qkv, &l.qkv_bias, rope.packed(), kv, pad, geo, slot0)?
                 } else {

@@ -347,6 +347,8 @@ pub(super) fn masked_softmax(
 const DEC_THREADS: u32 = 128;
 const DEC_KEYS: usize = 64;
 const DEC_MAX_HD: usize = super::DECODE_MAX_HEAD_DIM;
+/// Must match `DEC_MAX_SPLITS` in `kernels.cu` (`DECODE_MAX_KEYS / DEC_KEYS`).
+const DEC_MAX_SPLITS: usize = super::DECODE_MAX_KEYS / DEC_KEYS;
 
 /// The storages of [`super::attention_decode`], each with its layout.
 pub(super) struct DecodeArgs<'a> {
@@ -367,13 +369,13 @@ pub(super) fn attention_decode(
     let dev = a.qkv.0.device.clone();
     let hd = h.head_dim;
     let rows = batch * h.heads * t;
-    if hd > DEC_MAX_HD || rows > 65535 {
-        candle_core::bail!(
-            "attention_decode: head_dim {hd} (max {DEC_MAX_HD}) or {rows} query rows (max 65535) too large"
-        )
-    }
     let cap = a.cache.1.dims()[3];
     let splits = (q_slot0 + t).div_ceil(DEC_KEYS).max(1);
+    if hd > DEC_MAX_HD || rows > 65535 || splits > DEC_MAX_SPLITS {
+        candle_core::bail!(
+            "attention_decode: head_dim {hd} (max {DEC_MAX_HD}), {rows} query rows (max 65535) or {splits} key splits (max {DEC_MAX_SPLITS}) too large"
+        )
+    }
     // SAFETY: phase 1 writes every (row, split) partial, phase 2 every output element.
     let part = unsafe { dev.alloc::<f32>(rows * splits * (hd + 2))? };
     let pad = view(

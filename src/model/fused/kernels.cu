@@ -348,31 +348,51 @@ __device__ void attn_decode_split(const T *__restrict__ qkv, const T *__restrict
 
 // Phase 2: one block per query row combines its splits and writes the output in the layout
 // o_proj reads, (b, t, heads * hd). A row without visible keys (a padding query) gets zeros.
+// The splits' (max, sum) pairs are loaded once, in parallel, into shared memory (a loop over
+// them in every thread would wait on one load at a time); the weighted sums are then read with
+// the split loop unrolled so that several loads are in flight.
+#define DEC_MAX_SPLITS 1024
 template <typename T>
 __device__ void attn_decode_combine(const float *__restrict__ part, T *__restrict__ out,
                                     int64_t t, int64_t heads, int64_t hd, int64_t splits) {
     const int64_t row = blockIdx.x;
     const int64_t ti = row % t, h = (row / t) % heads, bi = row / (t * heads);
     const float *p = part + row * splits * (hd + 2);
+    __shared__ float wsh[DEC_MAX_SPLITS];
+    __shared__ float red[DEC_THREADS / 32];
+    __shared__ float total;
+    // Max over the splits (a block reduction), then each split's weight exp(m_s - M).
     float mx = -INFINITY;
-    for (int64_t s = 0; s < splits; s++) mx = fmaxf(mx, p[s * (hd + 2)]);
+    for (int64_t s = threadIdx.x; s < splits; s += DEC_THREADS) mx = fmaxf(mx, p[s * (hd + 2)]);
+    for (int off = 16; off > 0; off /= 2) mx = fmaxf(mx, __shfl_xor_sync(0xffffffff, mx, off));
+    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+    if (lane == 0) red[warp] = mx;
+    __syncthreads();
+    mx = -INFINITY;
+    for (int w = 0; w < DEC_THREADS / 32; w++) mx = fmaxf(mx, red[w]);
+    __syncthreads();
     float l = 0.0f;
-    if (mx != -INFINITY) {
-        for (int64_t s = 0; s < splits; s++) {
-            const float ms = p[s * (hd + 2)];
-            if (ms != -INFINITY) l += p[s * (hd + 2) + 1] * expf(ms - mx);
-        }
+    for (int64_t s = threadIdx.x; s < splits; s += DEC_THREADS) {
+        const float ms = p[s * (hd + 2)];
+        const float wgt = (mx == -INFINITY || ms == -INFINITY) ? 0.0f : expf(ms - mx);
+        wsh[s] = wgt;
+        l += p[s * (hd + 2) + 1] * wgt;
     }
-    const float inv = l > 0.0f ? 1.0f / l : 0.0f;
+    for (int off = 16; off > 0; off /= 2) l += __shfl_xor_sync(0xffffffff, l, off);
+    if (lane == 0) red[warp] = l;
+    __syncthreads();
+    if (threadIdx.x == 0) {
+        float sum = 0.0f;
+        for (int w = 0; w < DEC_THREADS / 32; w++) sum += red[w];
+        total = sum;
+    }
+    __syncthreads();
+    const float inv = total > 0.0f ? 1.0f / total : 0.0f;
     T *o = out + ((bi * t + ti) * heads + h) * hd;
     for (int64_t i = threadIdx.x; i < hd; i += DEC_THREADS) {
         float acc = 0.0f;
-        if (mx != -INFINITY) {
-            for (int64_t s = 0; s < splits; s++) {
-                const float ms = p[s * (hd + 2)];
-                if (ms != -INFINITY) acc += p[s * (hd + 2) + 2 + i] * expf(ms - mx);
-            }
-        }
+#pragma unroll 8
+        for (int64_t s = 0; s < splits; s++) acc += p[s * (hd + 2) + 2 + i] * wsh[s];
         o[i] = from_f32<T>(acc * inv);
     }
 }

@@ -119,6 +119,9 @@ pub const DECODE_MAX_QUERIES: usize = 16;
 /// Largest head dimension [`attention_decode`]'s GPU kernel holds in registers (Qwen2.5 uses
 /// 64 and 128); wider heads take the GEMM path.
 pub const DECODE_MAX_HEAD_DIM: usize = 128;
+/// Longest cache [`attention_decode`]'s GPU kernel combines (1024 splits of 64 keys); longer
+/// ones take the GEMM path.
+pub const DECODE_MAX_KEYS: usize = 65_536;
 
 /// Attention of a few queries per sequence straight from the packed projection `qkv`
 /// `(b, t, width)` (+ `bias`, rotated by `cs`, as [`rope_q`]) over the cache `(2, b, kv_heads,

@@ -26,12 +26,26 @@ pub struct AttentionLayout<'a> {
     pub block: usize,
 }
 
-/// The geometry shared by both paths: `(b, heads, t, d, kv_heads)`, checked.
-fn geometry(
+/// One query block as the two paths see it: `qb` `(b, kv_heads, group x n, d)` holds the
+/// queries of slots `q_slot0 + q0 ..` (`n` per row), attending over the first `keys` slots.
+struct Block {
+    qb: Tensor,
+    q0: usize,
+    n: usize,
+    keys: usize,
+}
+
+/// The loop shared by both paths: checks the geometry, cuts the queries into blocks (keys after
+/// a block's last query are causally invisible and never scored), turns each block into its
+/// probabilities `(b, kv_heads, group x n, keys)` with `probs`, multiplies them by V as
+/// stored, and stitches the blocks back to `(b, heads, t, d)`.
+fn blocked(
     q: &Tensor,
     k: &Tensor,
+    v: &Tensor,
     layout: AttentionLayout<'_>,
-) -> Result<(usize, usize, usize, usize, usize)> {
+    mut probs: impl FnMut(&Block, &Tensor) -> Result<Tensor>,
+) -> Result<Tensor> {
     let (b, heads, t, d) = q.dims4()?;
     let (_, kv_heads, total, _) = k.dims4()?;
     if heads % kv_heads != 0 || total != layout.q_slot0 + t || layout.pad.len() != b {
@@ -43,7 +57,29 @@ fn geometry(
             layout.pad.len()
         )
     }
-    Ok((b, heads, t, d, kv_heads))
+    let group = heads / kv_heads;
+    let block = layout.block.max(1);
+    let q = q.reshape((b, kv_heads, group, t, d))?;
+    let mut outs = Vec::with_capacity(t.div_ceil(block));
+    let mut q0 = 0;
+    while q0 < t {
+        let n = block.min(t - q0);
+        let keys = layout.q_slot0 + q0 + n;
+        let qb = q
+            .narrow(3, q0, n)?
+            .contiguous()?
+            .reshape((b, kv_heads, group * n, d))?;
+        let blk = Block { qb, q0, n, keys };
+        let p = probs(&blk, &k.narrow(2, 0, keys)?)?;
+        let out = p.matmul(&v.narrow(2, 0, keys)?)?; // (b, kv, group*n, d)
+        outs.push(out.reshape((b, kv_heads, group, n, d))?);
+        q0 += n;
+    }
+    let out = match outs.len() {
+        1 => outs.swap_remove(0),
+        _ => Tensor::cat(&outs, 3)?,
+    };
+    out.reshape((b, heads, t, d))
 }
 
 /// The same attention as [`attention`] with the score work in one kernel per block
@@ -58,40 +94,22 @@ pub fn attention_fused(
     layout: AttentionLayout<'_>,
     pad: &Tensor,
 ) -> Result<Tensor> {
-    let (b, heads, t, d, kv_heads) = geometry(q, k, layout)?;
-    let group = heads / kv_heads;
-    let block = layout.block.max(1);
-    let scale = (1.0 / (d as f64).sqrt()) as f32;
-    let q = q.reshape((b, kv_heads, group, t, d))?;
-    let mut outs = Vec::with_capacity(t.div_ceil(block));
-    let mut q0 = 0;
-    while q0 < t {
-        let n = block.min(t - q0);
-        let keys = layout.q_slot0 + q0 + n;
-        let qb = q
-            .narrow(3, q0, n)?
-            .contiguous()?
-            .reshape((b, kv_heads, group * n, d))?;
-        let s = qb.matmul(&k.narrow(2, 0, keys)?.t()?)?;
+    let scale = (1.0 / (q.dim(3)? as f64).sqrt()) as f32;
+    blocked(q, k, v, layout, |blk, kb| {
+        let s = blk.qb.matmul(&kb.t()?)?;
+        let (_, kv_heads, rows, _) = blk.qb.dims4()?;
         masked_softmax_(
             &s,
             pad,
             ScoreRows {
-                rows_per_seq: kv_heads * group * n,
-                queries: n,
-                q_slot0: layout.q_slot0 + q0,
+                rows_per_seq: kv_heads * rows,
+                queries: blk.n,
+                q_slot0: layout.q_slot0 + blk.q0,
                 scale,
             },
         )?;
-        let out = s.matmul(&v.narrow(2, 0, keys)?)?;
-        outs.push(out.reshape((b, kv_heads, group, n, d))?);
-        q0 += n;
-    }
-    let out = match outs.len() {
-        1 => outs.swap_remove(0),
-        _ => Tensor::cat(&outs, 3)?,
-    };
-    out.reshape((b, heads, t, d))
+        Ok(s)
+    })
 }
 
 /// `q`: `(b, heads, t, d)`; `k`, `v`: `(b, kv_heads, T, d)` with `T = q_slot0 + t`.
@@ -102,46 +120,25 @@ pub fn attention(
     v: &Tensor,
     layout: AttentionLayout<'_>,
 ) -> Result<Tensor> {
-    let (b, heads, t, d, kv_heads) = geometry(q, k, layout)?;
-    let group = heads / kv_heads;
-    let block = layout.block.max(1);
-    let scale = 1.0 / (d as f64).sqrt();
-    let q = q.reshape((b, kv_heads, group, t, d))?;
-    let mut outs = Vec::with_capacity(t.div_ceil(block));
-    let mut q0 = 0;
-    while q0 < t {
-        let n = block.min(t - q0);
-        // Keys after the block's last query are causally invisible: don't even score them.
-        let keys = layout.q_slot0 + q0 + n;
-        let qb = q
-            .narrow(3, q0, n)?
-            .contiguous()?
-            .reshape((b, kv_heads, group * n, d))?;
-        let kb = k.narrow(2, 0, keys)?;
-        let vb = v.narrow(2, 0, keys)?;
-        // One f32 score buffer and at most one transient copy at a time (each reassignment drops
-        // the previous tensor): 8 bytes per score element at the peak, as the plan counts.
-        let mut s = qb.matmul(&kb.t()?)?;
+    let scale = 1.0 / (q.dim(3)? as f64).sqrt();
+    let dtype = v.dtype();
+    blocked(q, k, v, layout, |blk, kb| {
+        let (b, kv_heads, rows, _) = blk.qb.dims4()?;
+        let (n, keys) = (blk.n, blk.keys);
+        // One f32 score buffer and at most one transient copy at a time (each reassignment
+        // drops the previous tensor).
+        let mut s = blk.qb.matmul(&kb.t()?)?;
         s = s.to_dtype(DType::F32)?;
         s = s.affine(scale, 0.0)?;
-        if let Some(mask) = block_mask(layout, q0, n, keys, q.device())? {
+        if let Some(mask) = block_mask(layout, blk.q0, n, keys, blk.qb.device())? {
             s = s
-                .reshape((b, kv_heads, group, n, keys))?
+                .reshape((b, kv_heads, rows / n, n, keys))?
                 .broadcast_add(&mask)?
-                .reshape((b, kv_heads, group * n, keys))?;
+                .reshape((b, kv_heads, rows, keys))?;
         }
         s = candle_nn::ops::softmax_last_dim(&s)?;
-        let probs = s.to_dtype(v.dtype())?;
-        drop(s);
-        let out = probs.matmul(&vb.contiguous()?)?; // (b, kv, group*n, d)
-        outs.push(out.reshape((b, kv_heads, group, n, d))?);
-        q0 += n;
-    }
-    let out = match outs.len() {
-        1 => outs.swap_remove(0),
-        _ => Tensor::cat(&outs, 3)?,
-    };
-    out.reshape((b, heads, t, d))
+        s.to_dtype(dtype)
+    })
 }
 
 /// The additive mask `(b, 1, 1, n, keys)` of one query block (broadcast over KV heads and the

@@ -9,7 +9,6 @@
 pub mod attention;
 pub mod chat;
 pub mod config;
-pub mod device;
 pub mod fused;
 pub mod kv_cache;
 pub mod linear;

@@ -269,7 +269,7 @@ impl Qwen2 {
             }
         };
         let max_positions = opts.max_positions.unwrap_or(cfg.max_position_embeddings);
-        let model = Self {
+        Ok(Self {
             cfg: cfg.clone(),
             embed: Embedding {
                 table,
@@ -287,10 +287,7 @@ impl Qwen2 {
             local_heads,
             local_kv_heads: local_kv,
             kernels: opts.kernels,
-        };
-        // The packing above freed each layer's parts into the pool: hand that back now.
-        super::device::release_cached(dev)?;
-        Ok(model)
+        })
     }
 
     /// Switches between the fused kernels and the plain candle path (same weights): for

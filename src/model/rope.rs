@@ -8,9 +8,9 @@ use candle_core::{DType, Device, Result, Tensor};
 
 #[derive(Debug, Clone)]
 pub struct Rope {
-    /// `(max_positions, head_dim / 2)`, f32.
-    cos: Tensor,
-    sin: Tensor,
+    /// `(max_positions, head_dim)` = `[cos | sin]` per position, f32: one gather per forward
+    /// pass serves the fused kernels as is and the plain path through two slices.
+    cs: Tensor,
     max_positions: usize,
 }
 
@@ -27,8 +27,7 @@ impl Rope {
             .reshape((max_positions, 1))?;
         let freqs = t.matmul(&inv_freq)?;
         Ok(Self {
-            cos: freqs.cos()?,
-            sin: freqs.sin()?,
+            cs: Tensor::cat(&[freqs.cos()?, freqs.sin()?], 1)?,
             max_positions,
         })
     }
@@ -57,30 +56,27 @@ impl Rope {
                 )
             }
         }
-        let idx = Tensor::new(positions, self.cos.device())?;
-        let half = self.cos.dim(1)?;
-        let cos = self
-            .cos
+        let idx = Tensor::new(positions, self.cs.device())?;
+        let hd = self.cs.dim(1)?;
+        let cs = self
+            .cs
             .index_select(&idx, 0)?
-            .reshape((b, t, half))?
+            .reshape((b, t, hd))?
             .to_dtype(dtype)?;
-        let sin = self
-            .sin
-            .index_select(&idx, 0)?
-            .reshape((b, t, half))?
-            .to_dtype(dtype)?;
-        let cs = Tensor::cat(&[&cos, &sin], 2)?;
-        Ok(RopeTables { cos, sin, cs })
+        Ok(RopeTables {
+            cs,
+            halves: std::sync::OnceLock::new(),
+        })
     }
 }
 
-/// cos/sin for one batch of positions, `(b, t, head_dim / 2)` each, and packed as
-/// `(b, t, head_dim)` = `[cos | sin]` for the fused kernels.
+/// `[cos | sin]` for one batch of positions, `(b, t, head_dim)`, in the compute dtype.
 #[derive(Debug, Clone)]
 pub struct RopeTables {
-    cos: Tensor,
-    sin: Tensor,
     cs: Tensor,
+    /// Contiguous cos and sin halves for candle's RoPE, made on the plain path's first use
+    /// and reused by every layer of the pass.
+    halves: std::sync::OnceLock<(Tensor, Tensor)>,
 }
 
 impl RopeTables {
@@ -89,9 +85,18 @@ impl RopeTables {
         &self.cs
     }
 
-    /// Rotates `x` of shape `(b, heads, t, head_dim)`.
+    /// Rotates `x` of shape `(b, heads, t, head_dim)` with candle's RoPE (the plain path).
     pub fn apply(&self, x: &Tensor) -> Result<Tensor> {
-        candle_nn::rotary_emb::rope(&x.contiguous()?, &self.cos, &self.sin)
+        let (cos, sin) = match self.halves.get() {
+            Some(h) => h,
+            None => {
+                let half = self.cs.dim(2)? / 2;
+                let cos = self.cs.narrow(2, 0, half)?.contiguous()?;
+                let sin = self.cs.narrow(2, half, half)?.contiguous()?;
+                self.halves.get_or_init(|| (cos, sin))
+            }
+        };
+        candle_nn::rotary_emb::rope(&x.contiguous()?, cos, sin)
     }
 }
 

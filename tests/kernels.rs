@@ -102,7 +102,9 @@ fn silu_mul_matches_plain() -> Result<()> {
 #[test]
 fn add_rms_norm_matches_plain() -> Result<()> {
     for (dev, dt, label) in targets() {
-        for shape in [[1, 1, 64], [2, 5, 640]] {
+        // The 72B rank's width (the vector path of the GPU kernel), a row wider than that path
+        // holds, a width that is not a whole number of 16-byte vectors in bf16.
+        for shape in [[1, 1, 64], [2, 5, 640], [1, 1, 8192], [2, 3, 20000], [1, 2, 100]] {
             let x = randn(&shape, dt, &dev)?;
             let y = randn(&shape, dt, &dev)?;
             let w = randn(&shape[2..], dt, &dev)?;
@@ -122,6 +124,14 @@ fn add_rms_norm_matches_plain() -> Result<()> {
                 dt,
             );
         }
+        // A view one element into its buffer: off the 16-byte boundary (the scalar path).
+        let h = 512;
+        let x = randn(&[h + 1], dt, &dev)?.narrow(0, 1, h)?.reshape((1, 1, h))?;
+        let y = randn(&[1, 1, h], dt, &dev)?;
+        let w = randn(&[h], dt, &dev)?;
+        let plain = candle_nn::ops::rms_norm(&(&x + &y)?, &w, 1e-6)?;
+        let (_, n) = fused::add_rms_norm(&x, &y, &w, 1e-6)?;
+        check(label, "add_rms_norm unaligned view", rel_err(&n, &plain)?, dt);
     }
     Ok(())
 }
@@ -330,6 +340,10 @@ fn attention_decode_matches_plain() -> Result<()> {
             ),
             (2, 3, 4, 1, 16, 5, vec![0, 2]),
             (2, 2, 4, 2, 16, 1, vec![0, 3]),
+            // The 72B rank's heads (8 per KV head, hd 128) with padding past the first split,
+            // and the most queries per step at hd 64.
+            (2, 4, 16, 2, 128, 130, vec![0, 70]),
+            (1, 16, 8, 1, 64, 300, vec![0]),
         ] {
             let geo = Heads {
                 heads,
@@ -344,12 +358,24 @@ fn attention_decode_matches_plain() -> Result<()> {
             fused::kv_append(&cache, &qkv, &bias, &cs, geo, q_slot0)?;
             let pad = Tensor::new(pads.as_slice(), &dev)?;
             let got = fused::attention_decode(&qkv, &bias, &cs, &cache, &pad, geo, q_slot0)?;
-            // Plain: rotated q, the cache views, plain blocked attention, o_proj layout.
-            let q = plain_heads(&qkv, &bias, &cs, 0, heads, hd, true)?;
+            // A second launch gives the same bits: on the GPU the per-row counters that pick
+            // the combining block are back at zero after each launch.
+            let again = fused::attention_decode(&qkv, &bias, &cs, &cache, &pad, geo, q_slot0)?;
+            let diff = (got.to_dtype(DType::F32)? - again.to_dtype(DType::F32)?)?
+                .abs()?
+                .max_all()?
+                .to_scalar::<f32>()?;
+            assert_eq!(diff, 0.0, "{label}: attention_decode differs between two launches");
+            // Plain, in f32 on the same (rounded) inputs: rotated q, the cache views, plain
+            // blocked attention, o_proj layout. A bf16 reference would round the scores and
+            // probabilities itself and, over a few hundred keys, measure its own error.
+            let f32s = |x: &Tensor| x.to_dtype(DType::F32);
+            let q = plain_heads(&f32s(&qkv)?, &f32s(&bias)?, &f32s(&cs)?, 0, heads, hd, true)?;
             let total = q_slot0 + t;
+            let cache32 = f32s(&cache)?;
             let (k, v) = (
-                cache.i(0)?.narrow(2, 0, total)?,
-                cache.i(1)?.narrow(2, 0, total)?,
+                cache32.i(0)?.narrow(2, 0, total)?,
+                cache32.i(1)?.narrow(2, 0, total)?,
             );
             let pad_v: Vec<usize> = pads.iter().map(|&p| p as usize).collect();
             let layout = AttentionLayout {

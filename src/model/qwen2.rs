@@ -438,10 +438,7 @@ impl Qwen2 {
                 let slot0 = cache.len();
                 let kv = cache.layer(index);
                 fused::kv_append(kv, &qkv, &l.qkv_bias, rope.packed(), geo, slot0)?;
-                let decode = t <= fused::DECODE_MAX_QUERIES
-                    && hd <= fused::DECODE_MAX_HEAD_DIM
-                    && slot0 + t <= fused::DECODE_MAX_KEYS;
-                if decode {
+                if fused::decode_fits(t, hd, slot0 + t) {
                     let pad = cache.pad_tensor();
                     fused::attention_decode(&qkv, &l.qkv_bias, rope.packed(), kv, pad, geo, slot0)?
                 } else {

@@ -10,7 +10,10 @@ use candle_core::cuda_backend::cudarc::driver::{
     CudaSlice, CudaView, DeviceRepr, LaunchConfig, PushKernelArg,
 };
 use candle_core::cuda_backend::{CudaDType, CudaStorageSlice, WrapErr};
+use candle_core::cuda_backend::DeviceId;
 use candle_core::{CudaDevice, CudaStorage, Layout, Result};
+use std::collections::HashMap;
+use std::sync::{Mutex, OnceLock};
 
 const PTX: &str = include_str!(concat!(env!("OUT_DIR"), "/paramx_kernels.ptx"));
 const MODULE: &str = "paramx_fused";
@@ -343,12 +346,31 @@ pub(super) fn masked_softmax(
     Ok(())
 }
 
-/// Must match `DEC_THREADS`, `DEC_KEYS`, `DEC_MAX_HD` in `kernels.cu`.
+/// Must match `DEC_THREADS`, `DEC_KEYS` in `kernels.cu`.
 const DEC_THREADS: u32 = 128;
 const DEC_KEYS: usize = 64;
-const DEC_MAX_HD: usize = super::DECODE_MAX_HEAD_DIM;
-/// Must match `DEC_MAX_SPLITS` in `kernels.cu` (`DECODE_MAX_KEYS / DEC_KEYS`).
+/// The combining block reads the splits one batch after another: past this many, the GEMM path
+/// (with its softmax over whole rows) is the faster one (`DECODE_MAX_KEYS / DEC_KEYS`).
 const DEC_MAX_SPLITS: usize = super::DECODE_MAX_KEYS / DEC_KEYS;
+/// Query rows one decode-attention launch may have (the grid's y dimension).
+const DEC_MAX_ROWS: usize = 65_535;
+
+/// Per-row completion counters of the decode attention, one array per candle device (so per
+/// stream: launches that share it never overlap). Zeroed once; each launch leaves every
+/// counter at zero again (the row's last block resets it), so no launch needs a memset.
+fn decode_counters(dev: &CudaDevice) -> Result<CudaSlice<u32>> {
+    static COUNTERS: OnceLock<Mutex<HashMap<DeviceId, CudaSlice<u32>>>> = OnceLock::new();
+    let mut map = COUNTERS
+        .get_or_init(Default::default)
+        .lock()
+        .map_err(|_| candle_core::Error::Msg("decode counters: lock poisoned".into()))?;
+    if let Some(c) = map.get(&dev.id()) {
+        return Ok(c.clone());
+    }
+    let c = dev.alloc_zeros::<u32>(DEC_MAX_ROWS)?;
+    map.insert(dev.id(), c.clone());
+    Ok(c)
+}
 
 /// The storages of [`super::attention_decode`], each with its layout.
 pub(super) struct DecodeArgs<'a> {
@@ -371,22 +393,36 @@ pub(super) fn attention_decode(
     let rows = batch * h.heads * t;
     let cap = a.cache.1.dims()[3];
     let splits = (q_slot0 + t).div_ceil(DEC_KEYS).max(1);
-    if hd > DEC_MAX_HD || rows > 65535 || splits > DEC_MAX_SPLITS {
+    if !super::decode_head_dim(hd) || rows > DEC_MAX_ROWS || splits > DEC_MAX_SPLITS {
         candle_core::bail!(
-            "attention_decode: head_dim {hd} (max {DEC_MAX_HD}), {rows} query rows (max 65535) or {splits} key splits (max {DEC_MAX_SPLITS}) too large"
+            "attention_decode: head_dim {hd} (a power of two, 16 to 128), {rows} query rows (max {DEC_MAX_ROWS}) or {splits} key splits (max {DEC_MAX_SPLITS}) not supported"
         )
     }
-    // SAFETY: phase 1 writes every (row, split) partial, phase 2 every output element.
+    // The kernel loads 16-byte vectors from rows of head_dim elements: the views must start
+    // on a 16-byte boundary (candle's allocations do; a view at an odd offset would not).
+    let elem = a.qkv.0.dtype().size_in_bytes();
+    for (what, l) in [
+        ("qkv", a.qkv.1),
+        ("cos/sin", a.cs.1),
+        ("cache", a.cache.1),
+        ("bias", a.bias.1),
+    ] {
+        if (l.start_offset() * elem) % 16 != 0 {
+            candle_core::bail!("attention_decode: {what} starts off a 16-byte boundary")
+        }
+    }
+    // SAFETY: every block writes its whole partial before the row's last block reads them.
     let part = unsafe { dev.alloc::<f32>(rows * splits * (hd + 2))? };
+    let done = decode_counters(&dev)?;
     let pad = view(
         same::<u32>(a.pad.0, "attention_decode pad")?,
         a.pad.1,
         "attention_decode pad",
     )?;
-    let dims = [batch, t, h.heads, h.kv_heads, hd, cap, q_slot0, splits].map(|d| d as i64);
+    let dims = [batch, t, h.heads, h.kv_heads, cap, q_slot0, splits].map(|d| d as i64);
     let scale = 1.0 / (hd as f32).sqrt();
     macro_rules! launch {
-        ($t:ty, $split:expr, $combine:expr) => {{
+        ($t:ty, $name:expr) => {{
             let qkv = view(same::<$t>(a.qkv.0, "attention_decode qkv")?, a.qkv.1, "qkv")?;
             let cs = view(
                 same::<$t>(a.cs.0, "attention_decode cos/sin")?,
@@ -403,14 +439,18 @@ pub(super) fn attention_decode(
                 a.bias.1,
                 "bias",
             )?;
-            let f = dev.get_or_load_custom_func($split, MODULE, PTX)?;
+            // SAFETY: the last block of each row writes its whole output row.
+            let out = unsafe { dev.alloc::<$t>(rows * hd)? };
+            let f = dev.get_or_load_custom_func($name, MODULE, PTX)?;
             let mut b = f.builder();
             b.arg(&qkv)
                 .arg(&bias)
                 .arg(&cs)
                 .arg(&cache)
                 .arg(&pad)
-                .arg(&part);
+                .arg(&part)
+                .arg(&out)
+                .arg(&done);
             for d in &dims {
                 b.arg(d);
             }
@@ -420,30 +460,16 @@ pub(super) fn attention_decode(
                 block_dim: (DEC_THREADS, 1, 1),
                 shared_mem_bytes: 0,
             };
-            // SAFETY: argument types and order match `attn_decode_split_*` in kernels.cu.
-            unsafe { b.launch(cfg) }.w()?;
-            // SAFETY: written entirely by the combine kernel.
-            let out = unsafe { dev.alloc::<$t>(rows * hd)? };
-            let f = dev.get_or_load_custom_func($combine, MODULE, PTX)?;
-            let mut b = f.builder();
-            let (tt, hh, hdd, ss) = (t as i64, h.heads as i64, hd as i64, splits as i64);
-            b.arg(&part).arg(&out).arg(&tt).arg(&hh).arg(&hdd).arg(&ss);
-            let cfg = LaunchConfig {
-                grid_dim: (rows as u32, 1, 1),
-                block_dim: (DEC_THREADS, 1, 1),
-                shared_mem_bytes: 0,
-            };
-            // SAFETY: argument types and order match `attn_decode_combine_*` in kernels.cu.
+            // SAFETY: argument types and order match `attn_decode_*_*` in kernels.cu; `done`
+            // holds DEC_MAX_ROWS >= rows zeroed counters.
             unsafe { b.launch(cfg) }.w()?;
             CudaStorage::wrap_cuda_slice(out, dev.clone())
         }};
     }
+    // One kernel per head dimension (`INSTANTIATE_DECODE` in kernels.cu).
+    let name = |ty: &str| format!("attn_decode_{ty}_{hd}");
     Ok(match typed(a.qkv.0, "attention_decode")? {
-        Typed::Bf16(_) => launch!(
-            half::bf16,
-            "attn_decode_split_bf16",
-            "attn_decode_combine_bf16"
-        ),
-        Typed::F32(_) => launch!(f32, "attn_decode_split_f32", "attn_decode_combine_f32"),
+        Typed::Bf16(_) => launch!(half::bf16, &name("bf16")),
+        Typed::F32(_) => launch!(f32, &name("f32")),
     })
 }

@@ -19,6 +19,45 @@ template <> __device__ __forceinline__ __nv_bfloat16 from_f32<__nv_bfloat16>(flo
     return __float2bfloat16_rn(x);
 }
 
+// 16-byte vectors: the widest load one thread issues per instruction. A thread that loads its
+// share of a row as a few vectors keeps all of them in flight at once; two-byte loads of bf16
+// cost one instruction each and, in dependent loops, one round trip each.
+template <typename T> struct Vec {
+    static constexpr int N = 16 / sizeof(T);
+};
+__device__ __forceinline__ uint4 ld16(const void *p) { return *reinterpret_cast<const uint4 *>(p); }
+__device__ __forceinline__ bool aligned16(const void *p) {
+    return (reinterpret_cast<uintptr_t>(p) & 15) == 0;
+}
+template <typename T> __device__ __forceinline__ void unpack(uint4 r, float *f);
+template <> __device__ __forceinline__ void unpack<float>(uint4 r, float *f) {
+    f[0] = __uint_as_float(r.x);
+    f[1] = __uint_as_float(r.y);
+    f[2] = __uint_as_float(r.z);
+    f[3] = __uint_as_float(r.w);
+}
+template <> __device__ __forceinline__ void unpack<__nv_bfloat16>(uint4 r, float *f) {
+    const __nv_bfloat162 *p = reinterpret_cast<const __nv_bfloat162 *>(&r);
+#pragma unroll
+    for (int k = 0; k < 4; k++) {
+        const float2 v = __bfloat1622float2(p[k]);
+        f[2 * k] = v.x;
+        f[2 * k + 1] = v.y;
+    }
+}
+template <typename T> __device__ __forceinline__ uint4 pack(const float *f);
+template <> __device__ __forceinline__ uint4 pack<float>(const float *f) {
+    return make_uint4(__float_as_uint(f[0]), __float_as_uint(f[1]), __float_as_uint(f[2]),
+                      __float_as_uint(f[3]));
+}
+template <> __device__ __forceinline__ uint4 pack<__nv_bfloat16>(const float *f) {
+    uint4 r;
+    __nv_bfloat162 *p = reinterpret_cast<__nv_bfloat162 *>(&r);
+#pragma unroll
+    for (int k = 0; k < 4; k++) p[k] = __floats2bfloat162_rn(f[2 * k], f[2 * k + 1]);
+    return r;
+}
+
 #define GRID_STRIDE(i, n)                                                                         \
     for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < (n);                     \
          i += (int64_t)gridDim.x * blockDim.x)
@@ -171,37 +210,55 @@ __device__ void masked_softmax(T *__restrict__ s, const uint32_t *__restrict__ p
 // out[0] = x + y (rounded to T), out[1] = rms_norm(out[0]) * w: the residual add and the next
 // sublayer's RMSNorm in one pass. The norm reads the rounded sum, as the plain path does.
 // x, y: (rows, h); w: (h); out: (2, rows, h). One block of NORM_THREADS threads per row; a
-// decode step has one row per sequence, so the block must keep many loads in flight: each
-// thread loads its (up to NORM_PER_THREAD) elements in one unrolled burst and keeps the sums in
-// registers for the second pass. Wider rows fall back to a loop that re-reads the sums.
+// decode step has one row per sequence, so the block must keep many loads in flight: when the
+// row is 16-byte aligned and fits, each thread loads its (up to NORM_VECS) vectors of x, y and
+// w in one burst and keeps the sums in registers for the second pass. Other rows take a loop
+// that re-reads the sums.
 #define NORM_THREADS 512
-#define NORM_PER_THREAD 16
+#define NORM_VECS 4
 template <typename T>
 __device__ void add_rms_norm(const T *__restrict__ x, const T *__restrict__ y,
                              const T *__restrict__ w, T *__restrict__ out, int64_t rows,
                              int64_t h, float eps) {
+    constexpr int VEC = Vec<T>::N;
     const int64_t row = blockIdx.x;
     const T *xr = x + row * h, *yr = y + row * h;
     T *sum = out + row * h, *normed = out + (rows + row) * h;
-    const bool cached = h <= (int64_t)NORM_THREADS * NORM_PER_THREAD;
-    float v[NORM_PER_THREAD], wv[NORM_PER_THREAD];
+    const bool cached = h % VEC == 0 && h <= (int64_t)NORM_THREADS * VEC * NORM_VECS &&
+                        aligned16(xr) && aligned16(yr) && aligned16(w) && aligned16(sum) &&
+                        aligned16(normed);
+    float v[NORM_VECS][VEC], wv[NORM_VECS][VEC];
     float ss = 0.0f;
     if (cached) {
-        // x, y and the weight in one burst of loads: one memory round trip for the whole row.
+        uint4 xa[NORM_VECS], ya[NORM_VECS], wa[NORM_VECS];
 #pragma unroll
-        for (int j = 0; j < NORM_PER_THREAD; j++) {
-            const int64_t i = threadIdx.x + (int64_t)j * NORM_THREADS;
-            v[j] = 0.0f;
-            wv[j] = 0.0f;
+        for (int j = 0; j < NORM_VECS; j++) {
+            const int64_t i = (threadIdx.x + (int64_t)j * NORM_THREADS) * VEC;
             if (i < h) {
-                const T s = from_f32<T>(to_f32(xr[i]) + to_f32(yr[i]));
-                wv[j] = to_f32(w[i]);
-                sum[i] = s;
-                v[j] = to_f32(s);
+                xa[j] = ld16(xr + i);
+                ya[j] = ld16(yr + i);
+                wa[j] = ld16(w + i);
             }
         }
 #pragma unroll
-        for (int j = 0; j < NORM_PER_THREAD; j++) ss += v[j] * v[j];
+        for (int j = 0; j < NORM_VECS; j++) {
+            const int64_t i = (threadIdx.x + (int64_t)j * NORM_THREADS) * VEC;
+            float a[VEC], b[VEC];
+#pragma unroll
+            for (int e = 0; e < VEC; e++) v[j][e] = wv[j][e] = 0.0f;
+            if (i < h) {
+                unpack<T>(xa[j], a);
+                unpack<T>(ya[j], b);
+                unpack<T>(wa[j], wv[j]);
+#pragma unroll
+                for (int e = 0; e < VEC; e++) a[e] += b[e];
+                const uint4 s = pack<T>(a); // rounded once to T; the norm reads the rounded sum
+                *reinterpret_cast<uint4 *>(sum + i) = s;
+                unpack<T>(s, v[j]);
+            }
+#pragma unroll
+            for (int e = 0; e < VEC; e++) ss += v[j][e] * v[j][e];
+        }
     } else {
         for (int64_t i = threadIdx.x; i < h; i += NORM_THREADS) {
             const T s = from_f32<T>(to_f32(xr[i]) + to_f32(yr[i]));
@@ -224,9 +281,14 @@ __device__ void add_rms_norm(const T *__restrict__ x, const T *__restrict__ y,
     const float inv = rsqrtf(part[0] / (float)h + eps);
     if (cached) {
 #pragma unroll
-        for (int j = 0; j < NORM_PER_THREAD; j++) {
-            const int64_t i = threadIdx.x + (int64_t)j * NORM_THREADS;
-            if (i < h) normed[i] = from_f32<T>(v[j] * inv * wv[j]);
+        for (int j = 0; j < NORM_VECS; j++) {
+            const int64_t i = (threadIdx.x + (int64_t)j * NORM_THREADS) * VEC;
+            if (i < h) {
+                float o[VEC];
+#pragma unroll
+                for (int e = 0; e < VEC; e++) o[e] = v[j][e] * inv * wv[j][e];
+                *reinterpret_cast<uint4 *>(normed + i) = pack<T>(o);
+            }
         }
     } else {
         // Each thread reads back only the sums it wrote itself: no barrier needed.
@@ -237,164 +299,201 @@ __device__ void add_rms_norm(const T *__restrict__ x, const T *__restrict__ y,
 }
 
 // Attention for a few queries per sequence (decode), straight from the packed projection and
-// the cache, in two kernels (split keys, then combine: "flash decoding"). Phase 1: one block
-// per (split of DEC_KEYS keys, query row); the query is biased, rotated and scaled on load; the
-// block writes its partial (max, sum of exp, sum of exp * V) in f32. Query row r =
-// (bi * heads + h) * t + ti sees keys [pad[bi], q_slot0 + ti]. part: (rows, splits, hd + 2).
-// Latency, not bandwidth, bounds a block: each warp loads the K rows of DEC_BATCH keys before
-// reducing any of them, and the V loop is unrolled, so that many loads are in flight at once.
-// (Loading all 16 keys of a warp at once and unrolling V over all 64 keys measured 1.7x slower:
-// the registers spill.)
-// (A version with one block per KV head serving its G query heads measured 2x slower at batch
-// 1: fewer blocks, and each thread walked a whole K row alone.)
+// the cache, in one launch ("flash decoding" with the combine in the last block). One block per
+// (split of DEC_KEYS keys, query row); query row r = (bi * heads + h) * t + ti sees keys
+// [pad[bi], q_slot0 + ti]. A block writes its partial (max, sum of exp, sum of exp * V) in f32
+// to part (rows, splits, hd + 2); the last block of a row to finish (a per-row counter in
+// `done`, which that block resets to 0 for the next launch) combines them into the output.
+//
+// Latency, not bandwidth, bounds a block (the whole split is 32 KB of K and V): so each lane
+// loads its slice of the query (biased, rotated, scaled) and its 16-byte slices of the split's
+// K rows all at once, before using any of them, then its V slices the same way while the
+// scores are reduced: two memory round trips per block. A key row is read by hd / VEC lanes (a
+// "row group"), so a warp covers 32 / (hd / VEC) keys per load and the dot products are
+// reduced by shuffles inside a row group. (Loading K and V in one burst took 123 registers:
+// 4 blocks per SM, so 1k keys x 32 heads needed two waves, and measured 18 us per call.)
+// (Earlier versions: 2-byte loads in dependent batches, a serial softmax over shared scores
+// and a second launch for the combine measured ~16 us per call at 1k keys; one block per KV
+// head, 2x slower; full unrolling of 2-byte loads, register spills.)
+// Instantiated for hd = 16, 32, 64, 128 (the host picks the kernel by name); rows must start
+// on 16-byte boundaries (the host checks).
 #define DEC_THREADS 128
+#define DEC_WARPS (DEC_THREADS / 32)
 #define DEC_KEYS 64
-#define DEC_MAX_HD 128
-#define DEC_BATCH 4
+
+// The last block of a query row: combine the splits' partials into the output row. One pass,
+// no barrier: thread i owns output element i and reads the splits DEC_COMBINE at a time (all of
+// a batch's loads in flight together), merging them into a running (max, sum, weighted sum).
+// The maxima are in base 2, as the split phase writes them (scores scaled by log2 e, exp2f).
+// The partials of other blocks are read through L2 (__ldcg): this SM's L1 never saw them.
+#define DEC_COMBINE 8
 template <typename T>
-__device__ void attn_decode_split(const T *__restrict__ qkv, const T *__restrict__ bias,
-                                  const T *__restrict__ cs, const T *__restrict__ cache,
-                                  const uint32_t *__restrict__ pad, float *__restrict__ part,
-                                  int64_t b, int64_t t, int64_t heads, int64_t kv_heads,
-                                  int64_t hd, int64_t cap, int64_t q_slot0, int64_t splits,
-                                  float scale) {
+__device__ void attn_decode_combine(const float *__restrict__ p, T *__restrict__ o, int64_t hd,
+                                    int64_t splits) {
+    const int64_t i = threadIdx.x;
+    if (i >= hd) return;
+    float m = -INFINITY, l = 0.0f, acc = 0.0f;
+    for (int64_t s0 = 0; s0 < splits; s0 += DEC_COMBINE) {
+        float ms[DEC_COMBINE], ls[DEC_COMBINE], vs[DEC_COMBINE];
+#pragma unroll
+        for (int k = 0; k < DEC_COMBINE; k++) {
+            const float *q = p + (s0 + k) * (hd + 2);
+            const bool in = s0 + k < splits;
+            ms[k] = in ? __ldcg(q) : -INFINITY;
+            ls[k] = in ? __ldcg(q + 1) : 0.0f;
+            vs[k] = in ? __ldcg(q + 2 + i) : 0.0f;
+        }
+        float mx = m;
+#pragma unroll
+        for (int k = 0; k < DEC_COMBINE; k++) mx = fmaxf(mx, ms[k]);
+        if (mx == -INFINITY) continue; // nothing visible so far
+        const float keep = m == -INFINITY ? 0.0f : exp2f(m - mx);
+        l *= keep;
+        acc *= keep;
+#pragma unroll
+        for (int k = 0; k < DEC_COMBINE; k++) {
+            const float w = ms[k] == -INFINITY ? 0.0f : exp2f(ms[k] - mx);
+            l += ls[k] * w;
+            acc += vs[k] * w;
+        }
+        m = mx;
+    }
+    o[i] = from_f32<T>(l > 0.0f ? acc / l : 0.0f); // no visible key: zeros
+}
+
+template <typename T, int HD>
+__device__ void attn_decode(const T *__restrict__ qkv, const T *__restrict__ bias,
+                            const T *__restrict__ cs, const T *__restrict__ cache,
+                            const uint32_t *__restrict__ pad, float *__restrict__ part,
+                            T *__restrict__ out, uint32_t *__restrict__ done, int64_t b,
+                            int64_t t, int64_t heads, int64_t kv_heads, int64_t cap,
+                            int64_t q_slot0, int64_t splits, float scale) {
+    // Everything that depends on the head dimension is a constant: loops unroll completely and
+    // the in-block offsets fold. (A runtime head dimension took ~1,800 instructions per warp,
+    // and the kernel was bound by issuing them: 14.5 us under ncu at 1k keys.)
+    constexpr int VEC = Vec<T>::N;
+    constexpr int LPR = HD / VEC;                        // lanes per key row
+    constexpr int KPW = 32 / LPR;                        // keys per warp per load
+    constexpr int ROUNDS = DEC_KEYS / (DEC_WARPS * KPW); // loads per lane, of K and of V
+    constexpr int HALF = HD / 2;
+    static_assert(LPR >= 1 && LPR <= 32 && ROUNDS >= 1 && HALF % VEC == 0, "head dim");
     const int64_t row = blockIdx.y, split = blockIdx.x;
     const int64_t ti = row % t, h = (row / t) % heads, bi = row / (t * heads);
     const int64_t kvh = h / (heads / kv_heads);
-    const int64_t tok = bi * t + ti, half = hd / 2, width = (heads + 2 * kv_heads) * hd;
+    const int64_t tok = bi * t + ti, width = (heads + 2 * kv_heads) * HD;
     const int64_t lo = pad[bi], hi = q_slot0 + ti + 1; // visible keys [lo, hi)
     const int64_t k0 = lo + split * DEC_KEYS, k1 = min(k0 + DEC_KEYS, hi);
-    __shared__ float qs[DEC_MAX_HD];
+    const int n = k1 > k0 ? (int)(k1 - k0) : 0; // keys of this split (0: a neutral partial)
+    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+    const int sub = lane / LPR, d0 = (lane % LPR) * VEC; // this lane: key `sub`, dims d0..
+    // The loads of K first, all at once; V follows while the scores are reduced.
+    const T *K = cache + (((0 * b + bi) * kv_heads + kvh) * cap + k0) * HD;
+    const T *V = cache + (((1 * b + bi) * kv_heads + kvh) * cap + k0) * HD;
+    uint4 kr[ROUNDS];
+#pragma unroll
+    for (int u = 0; u < ROUNDS; u++) {
+        const int j = (u * DEC_WARPS + warp) * KPW + sub;
+        kr[u] = j < n ? ld16(K + j * HD + d0) : make_uint4(0, 0, 0, 0);
+    }
+    // The query slice: [x1 c - x2 s] below half, [x2 c + x1 s] above (the NeoX rotation),
+    // scaled by 1/sqrt(hd) and log2(e): scores live in base 2, for exp2f.
+    float q[VEC];
+    {
+        const T *x = qkv + tok * width + h * HD, *bb = bias + h * HD, *c = cs + tok * HD;
+        const int dp = d0 < HALF ? d0 + HALF : d0 - HALF, dc = d0 < HALF ? d0 : d0 - HALF;
+        float a[VEC], p[VEC], ba[VEC], bp[VEC], co[VEC], si[VEC];
+        unpack<T>(ld16(x + d0), a);
+        unpack<T>(ld16(x + dp), p);
+        unpack<T>(ld16(bb + d0), ba);
+        unpack<T>(ld16(bb + dp), bp);
+        unpack<T>(ld16(c + dc), co);
+        unpack<T>(ld16(c + HALF + dc), si);
+        const float sign = d0 < HALF ? -1.0f : 1.0f, qs = scale * 1.4426950408889634f;
+#pragma unroll
+        for (int e = 0; e < VEC; e++)
+            q[e] = ((a[e] + ba[e]) * co[e] + sign * (p[e] + bp[e]) * si[e]) * qs;
+    }
     __shared__ float ps[DEC_KEYS];
-    float *out = part + (row * splits + split) * (hd + 2);
-    if (k0 >= k1) { // nothing visible in this split: a neutral partial
-        for (int64_t i = threadIdx.x; i < hd + 2; i += DEC_THREADS)
-            out[i] = i == 0 ? -INFINITY : 0.0f;
-        return;
+#pragma unroll
+    for (int u = 0; u < ROUNDS; u++) {
+        float k[VEC];
+        unpack<T>(kr[u], k);
+        float d = 0.0f;
+#pragma unroll
+        for (int e = 0; e < VEC; e++) d += q[e] * k[e];
+#pragma unroll
+        for (int off = LPR / 2; off > 0; off /= 2) d += __shfl_xor_sync(0xffffffff, d, off);
+        const int j = (u * DEC_WARPS + warp) * KPW + sub;
+        if (d0 == 0 && j < n) ps[j] = d;
     }
-    const T *x = qkv + tok * width + h * hd;
-    const T *bb = bias + h * hd;
-    for (int64_t i = threadIdx.x; i < half; i += DEC_THREADS) {
-        float o1, o2;
-        rotate(to_f32(x[i]) + to_f32(bb[i]), to_f32(x[i + half]) + to_f32(bb[i + half]),
-               to_f32(cs[tok * hd + i]), to_f32(cs[tok * hd + half + i]), &o1, &o2);
-        qs[i] = o1 * scale;
-        qs[i + half] = o2 * scale;
+    uint4 vr[ROUNDS];
+#pragma unroll
+    for (int u = 0; u < ROUNDS; u++) {
+        const int j = (u * DEC_WARPS + warp) * KPW + sub;
+        vr[u] = j < n ? ld16(V + j * HD + d0) : make_uint4(0, 0, 0, 0);
     }
     __syncthreads();
-    const T *K = cache + ((0 * b + bi) * kv_heads + kvh) * cap * hd;
-    const T *V = cache + ((1 * b + bi) * kv_heads + kvh) * cap * hd;
-    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-    const int n = (int)(k1 - k0);
-    // Scores: warp w takes keys w, w + 4, ...; lanes over the head dimension (coalesced K rows),
-    // DEC_BATCH keys loaded before any is reduced.
-    constexpr int PER_LANE = DEC_MAX_HD / 32;
-    float qr[PER_LANE];
+    // Softmax statistics of the split (base 2): every warp reduces the 64 scores itself.
+    float m = -INFINITY, l = 0.0f;
 #pragma unroll
-    for (int c = 0; c < PER_LANE; c++) {
-        const int64_t i = lane + 32 * c;
-        qr[c] = i < hd ? qs[i] : 0.0f;
-    }
-    constexpr int WARPS = DEC_THREADS / 32;
-    for (int base = warp; base < n; base += WARPS * DEC_BATCH) {
-        float dot[DEC_BATCH];
+    for (int j = lane; j < DEC_KEYS; j += 32)
+        if (j < n) m = fmaxf(m, ps[j]);
 #pragma unroll
-        for (int u = 0; u < DEC_BATCH; u++) {
-            const int j = base + u * WARPS;
-            dot[u] = 0.0f;
-            if (j < n) {
-                const T *kr = K + (k0 + j) * hd;
+    for (int off = 16; off > 0; off /= 2) m = fmaxf(m, __shfl_xor_sync(0xffffffff, m, off));
 #pragma unroll
-                for (int c = 0; c < PER_LANE; c++) {
-                    const int64_t i = lane + 32 * c;
-                    if (i < hd) dot[u] += qr[c] * to_f32(kr[i]);
-                }
-            }
-        }
+    for (int j = lane; j < DEC_KEYS; j += 32)
+        if (j < n) l += exp2f(ps[j] - m);
 #pragma unroll
-        for (int off = 16; off > 0; off /= 2) {
-#pragma unroll
-            for (int u = 0; u < DEC_BATCH; u++)
-                dot[u] += __shfl_xor_sync(0xffffffff, dot[u], off);
-        }
-        if (lane == 0) {
-#pragma unroll
-            for (int u = 0; u < DEC_BATCH; u++) {
-                const int j = base + u * WARPS;
-                if (j < n) ps[j] = dot[u];
-            }
-        }
-    }
-    __syncthreads();
-    float m = -INFINITY;
-    for (int j = 0; j < n; j++) m = fmaxf(m, ps[j]);
-    __syncthreads(); // everyone has read the raw scores
-    if (threadIdx.x < n) ps[threadIdx.x] = expf(ps[threadIdx.x] - m);
-    __syncthreads();
-    float l = 0.0f;
-    for (int j = 0; j < n; j++) l += ps[j];
-    // Weighted values: threads over the head dimension (coalesced rows of V).
-    for (int64_t i = threadIdx.x; i < hd; i += DEC_THREADS) {
-        float acc = 0.0f;
-#pragma unroll 16
-        for (int j = 0; j < n; j++) acc += ps[j] * to_f32(V[(k0 + j) * hd + i]);
-        out[2 + i] = acc;
-    }
-    if (threadIdx.x == 0) {
-        out[0] = m;
-        out[1] = l;
-    }
-}
-
-// Phase 2: one block per query row combines its splits and writes the output in the layout
-// o_proj reads, (b, t, heads * hd). A row without visible keys (a padding query) gets zeros.
-// The splits' (max, sum) pairs are loaded once, in parallel, into shared memory (a loop over
-// them in every thread would wait on one load at a time); the weighted sums are then read with
-// the split loop unrolled so that several loads are in flight.
-#define DEC_MAX_SPLITS 1024
-template <typename T>
-__device__ void attn_decode_combine(const float *__restrict__ part, T *__restrict__ out,
-                                    int64_t t, int64_t heads, int64_t hd, int64_t splits) {
-    const int64_t row = blockIdx.x;
-    const int64_t ti = row % t, h = (row / t) % heads, bi = row / (t * heads);
-    const float *p = part + row * splits * (hd + 2);
-    __shared__ float wsh[DEC_MAX_SPLITS];
-    __shared__ float red[DEC_THREADS / 32];
-    __shared__ float total;
-    // Max over the splits (a block reduction), then each split's weight exp(m_s - M).
-    float mx = -INFINITY;
-    for (int64_t s = threadIdx.x; s < splits; s += DEC_THREADS) mx = fmaxf(mx, p[s * (hd + 2)]);
-    for (int off = 16; off > 0; off /= 2) mx = fmaxf(mx, __shfl_xor_sync(0xffffffff, mx, off));
-    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-    if (lane == 0) red[warp] = mx;
-    __syncthreads();
-    mx = -INFINITY;
-    for (int w = 0; w < DEC_THREADS / 32; w++) mx = fmaxf(mx, red[w]);
-    __syncthreads();
-    float l = 0.0f;
-    for (int64_t s = threadIdx.x; s < splits; s += DEC_THREADS) {
-        const float ms = p[s * (hd + 2)];
-        const float wgt = (mx == -INFINITY || ms == -INFINITY) ? 0.0f : expf(ms - mx);
-        wsh[s] = wgt;
-        l += p[s * (hd + 2) + 1] * wgt;
-    }
     for (int off = 16; off > 0; off /= 2) l += __shfl_xor_sync(0xffffffff, l, off);
-    if (lane == 0) red[warp] = l;
+    // Weighted values: this lane's keys, then the lanes of the same dims, then the warps.
+    float acc[VEC];
+#pragma unroll
+    for (int e = 0; e < VEC; e++) acc[e] = 0.0f;
+#pragma unroll
+    for (int u = 0; u < ROUNDS; u++) {
+        const int j = (u * DEC_WARPS + warp) * KPW + sub;
+        const float w = j < n ? exp2f(ps[j] - m) : 0.0f;
+        float v[VEC];
+        unpack<T>(vr[u], v);
+#pragma unroll
+        for (int e = 0; e < VEC; e++) acc[e] += w * v[e];
+    }
+#pragma unroll
+    for (int off = LPR; off < 32; off *= 2) {
+#pragma unroll
+        for (int e = 0; e < VEC; e++) acc[e] += __shfl_xor_sync(0xffffffff, acc[e], off);
+    }
+    __shared__ float red[DEC_WARPS][HD];
+    if (sub == 0) {
+#pragma unroll
+        for (int e = 0; e < VEC; e++) red[warp][d0 + e] = acc[e];
+    }
     __syncthreads();
-    if (threadIdx.x == 0) {
+    float *mine = part + (row * splits + split) * (HD + 2);
+    for (int i = threadIdx.x; i < HD; i += DEC_THREADS) {
         float sum = 0.0f;
-        for (int w = 0; w < DEC_THREADS / 32; w++) sum += red[w];
-        total = sum;
+#pragma unroll
+        for (int w = 0; w < DEC_WARPS; w++) sum += red[w][i];
+        mine[2 + i] = sum;
+    }
+    if (threadIdx.x == 0) {
+        mine[0] = m;
+        mine[1] = l;
+    }
+    // The last block of the row to get here combines. Each thread fences its own writes before
+    // the count (the threadFenceReduction pattern of the CUDA samples).
+    __threadfence();
+    __syncthreads();
+    __shared__ bool last;
+    if (threadIdx.x == 0) {
+        last = atomicAdd(done + row, 1u) == (uint32_t)(splits - 1);
+        if (last) done[row] = 0;
     }
     __syncthreads();
-    const float inv = total > 0.0f ? 1.0f / total : 0.0f;
-    T *o = out + ((bi * t + ti) * heads + h) * hd;
-    for (int64_t i = threadIdx.x; i < hd; i += DEC_THREADS) {
-        float acc = 0.0f;
-#pragma unroll 8
-        for (int64_t s = 0; s < splits; s++) acc += p[s * (hd + 2) + 2 + i] * wsh[s];
-        o[i] = from_f32<T>(acc * inv);
-    }
+    if (!last) return;
+    __threadfence();
+    attn_decode_combine<T>(part + row * splits * (HD + 2), out + ((bi * t + ti) * heads + h) * HD,
+                           HD, splits);
 }
 
 #define INSTANTIATE(SUFFIX, T)                                                                    \
@@ -421,18 +520,26 @@ __device__ void attn_decode_combine(const float *__restrict__ part, T *__restric
         add_rms_norm_##SUFFIX(const T *x, const T *y, const T *w, T *out, int64_t rows, int64_t h, \
                               float eps) {                                                        \
         add_rms_norm<T>(x, y, w, out, rows, h, eps);                                              \
-    }                                                                                             \
-    extern "C" __global__ void __launch_bounds__(DEC_THREADS) attn_decode_split_##SUFFIX(          \
-        const T *qkv, const T *bias, const T *cs, const T *cache, const uint32_t *pad,            \
-        float *part, int64_t b, int64_t t, int64_t heads, int64_t kv_heads, int64_t hd,           \
-        int64_t cap, int64_t q_slot0, int64_t splits, float scale) {                              \
-        attn_decode_split<T>(qkv, bias, cs, cache, pad, part, b, t, heads, kv_heads, hd, cap,     \
-                             q_slot0, splits, scale);                                             \
-    }                                                                                             \
-    extern "C" __global__ void __launch_bounds__(DEC_THREADS) attn_decode_combine_##SUFFIX(       \
-        const float *part, T *out, int64_t t, int64_t heads, int64_t hd, int64_t splits) {        \
-        attn_decode_combine<T>(part, out, t, heads, hd, splits);                                  \
     }
 
 INSTANTIATE(bf16, __nv_bfloat16)
 INSTANTIATE(f32, float)
+
+#define INSTANTIATE_DECODE(SUFFIX, T, HD)                                                         \
+    extern "C" __global__ void __launch_bounds__(DEC_THREADS) attn_decode_##SUFFIX##_##HD(         \
+        const T *qkv, const T *bias, const T *cs, const T *cache, const uint32_t *pad,            \
+        float *part, T *out, uint32_t *done, int64_t b, int64_t t, int64_t heads,                 \
+        int64_t kv_heads, int64_t cap, int64_t q_slot0, int64_t splits, float scale) {            \
+        attn_decode<T, HD>(qkv, bias, cs, cache, pad, part, out, done, b, t, heads, kv_heads,     \
+                           cap, q_slot0, splits, scale);                                          \
+    }
+
+// The head dimensions of `decode_head_dim` in mod.rs.
+INSTANTIATE_DECODE(bf16, __nv_bfloat16, 16)
+INSTANTIATE_DECODE(bf16, __nv_bfloat16, 32)
+INSTANTIATE_DECODE(bf16, __nv_bfloat16, 64)
+INSTANTIATE_DECODE(bf16, __nv_bfloat16, 128)
+INSTANTIATE_DECODE(f32, float, 16)
+INSTANTIATE_DECODE(f32, float, 32)
+INSTANTIATE_DECODE(f32, float, 64)
+INSTANTIATE_DECODE(f32, float, 128)

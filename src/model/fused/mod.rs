@@ -116,19 +116,29 @@ pub fn kv_append(
 /// Queries per sequence up to which the model runs [`attention_decode`] (decode steps, short
 /// chunks); longer chunks use [`masked_softmax_`] between two GEMMs, which run on tensor cores.
 pub const DECODE_MAX_QUERIES: usize = 16;
-/// Largest head dimension [`attention_decode`]'s GPU kernel holds in registers (Qwen2.5 uses
-/// 64 and 128); wider heads take the GEMM path.
-pub const DECODE_MAX_HEAD_DIM: usize = 128;
-/// Longest cache [`attention_decode`]'s GPU kernel combines (1024 splits of 64 keys); longer
-/// ones take the GEMM path.
+/// Longest cache [`attention_decode`] takes (1024 splits of 64 keys, which one block of each
+/// query row combines one batch after another); longer ones take the GEMM path.
 pub const DECODE_MAX_KEYS: usize = 65_536;
+
+/// Head dimensions [`attention_decode`]'s GPU kernel takes: a power of two from 16 to 128
+/// (Qwen2.5 uses 64 and 128). A key row is read as 16-byte vectors by a power-of-two group of
+/// lanes, and the query slice of a lane must not straddle the rotation's half.
+pub fn decode_head_dim(head_dim: usize) -> bool {
+    head_dim.is_power_of_two() && (16..=128).contains(&head_dim)
+}
+
+/// Whether a pass of `t` queries per sequence ending at `keys` cache slots runs through
+/// [`attention_decode`] (else the GEMM path with [`masked_softmax_`]).
+pub fn decode_fits(t: usize, head_dim: usize, keys: usize) -> bool {
+    t <= DECODE_MAX_QUERIES && decode_head_dim(head_dim) && keys <= DECODE_MAX_KEYS
+}
 
 /// Attention of a few queries per sequence straight from the packed projection `qkv`
 /// `(b, t, width)` (+ `bias`, rotated by `cs`, as [`rope_q`]) over the cache `(2, b, kv_heads,
 /// capacity, head_dim)`, whose slots up to `q_slot0 + t` must already hold the keys and values
 /// (see [`kv_append`]). Query `ti` of sequence `bi` sees slots `pad[bi] ..= q_slot0 + ti`.
-/// Returns `(b, t, heads x head_dim)`, the layout o_proj reads. On the GPU: two kernels (keys
-/// split over blocks, then combined), no score tensor at all.
+/// Returns `(b, t, heads x head_dim)`, the layout o_proj reads. On the GPU: one kernel (keys
+/// split over blocks, the last block of each query row combines), no score tensor at all.
 pub fn attention_decode(
     qkv: &Tensor,
     bias: &Tensor,

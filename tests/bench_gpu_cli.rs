@@ -69,3 +69,19 @@ fn tiny_cpu_run_writes_a_complete_report() {
     }
     assert!(r["ceilings"]["matmul_tflops"].as_f64().unwrap() > 0.0);
 }
+
+#[test]
+fn tp_over_gpus_is_refused_where_it_cannot_run() {
+    // `--tp 2` splits the 72B model over GPUs: on the CPU, or with the tiny shape, it is an
+    // error that says what it needs, before anything is loaded.
+    for extra in [&["--cpu"][..], &["--shape", "tiny"][..]] {
+        let out = Command::new(env!("CARGO_BIN_EXE_paramx"))
+            .args(["bench-gpu", "--tp", "2"])
+            .args(extra)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{stderr}");
+        assert!(stderr.contains("--shape rank0-72b-tp2 and no --cpu"), "{stderr}");
+    }
+}

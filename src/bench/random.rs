@@ -60,13 +60,22 @@ impl RandomSource {
         Ok((shape, false))
     }
 
-    fn draw(&self, name: &str, slice: Option<Slice>, dtype: DType, dev: &Device) -> Result<Tensor> {
+    /// The shape of `name`, or of its `slice` (a rank's share under tensor parallelism).
+    fn sliced_shape(&self, name: &str, slice: Option<Slice>) -> Result<(Vec<usize>, bool)> {
+        let (mut shape, is_norm) = self.shape_of(name)?;
         if let Some(s) = slice {
-            // The benchmark builds a rank's shapes directly (one rank, SingleRank): nothing
-            // asks for a slice. Refuse rather than silently hand out a wrong shape.
-            bail!("random weights are built at rank shapes; slice {s:?} of {name} not supported");
+            match shape.get(s.dim) {
+                Some(&n) if s.len > 0 && s.start + s.len <= n => shape[s.dim] = s.len,
+                _ => bail!("random weights: slice {s:?} is outside {name} {shape:?}"),
+            }
         }
-        let (shape, is_norm) = self.shape_of(name)?;
+        Ok((shape, is_norm))
+    }
+
+    /// A slice is drawn at its own shape: the values are random either way, so a rank of a TP
+    /// group holds exactly its share and never the whole tensor.
+    fn draw(&self, name: &str, slice: Option<Slice>, dtype: DType, dev: &Device) -> Result<Tensor> {
+        let (shape, is_norm) = self.sliced_shape(name, slice)?;
         let t = if is_norm {
             (Tensor::randn(0f32, 0.1, shape, dev)? + 1.0)?
         } else {
@@ -128,10 +137,7 @@ impl WeightSource for RandomSource {
     ) -> Result<Stacked> {
         let (mut rows, mut cols) = (0, None);
         for (name, slice) in parts {
-            if slice.is_some() {
-                bail!("random weights are built at rank shapes; no slice of {name}");
-            }
-            let (shape, _) = self.shape_of(name)?;
+            let (shape, _) = self.sliced_shape(name, *slice)?;
             if cols.is_some_and(|c| c != shape[1]) {
                 bail!("cannot stack {name}: its width differs");
             }
@@ -149,7 +155,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn shapes_follow_the_config_and_slices_are_refused() {
+    fn shapes_follow_the_config_and_slices() {
         let cfg = crate::bench::shapes::tiny();
         let src = RandomSource::new(&cfg);
         let dev = Device::Cpu;
@@ -187,13 +193,15 @@ mod tests {
         assert!((mean - 1.0).abs() < 0.1 && n.iter().any(|&v| v != n[0]));
         assert!(src.contains("lm_head.weight"));
         assert!(!src.contains("model.layers.0.self_attn.o_proj.bias"));
-        let s = Slice {
-            dim: 0,
-            start: 0,
-            len: 1,
-        };
+        // A rank's share is drawn at its shape; a slice past the end is an error.
+        let half = cfg.num_attention_heads * cfg.head_dim / 2;
+        let s = |start, len| Some(Slice { dim: 0, start, len });
+        let q = "model.layers.0.self_attn.q_proj.weight";
+        let t = src.tensor(q, s(half, half), DType::F32, &dev).unwrap();
+        assert_eq!(t.dims(), &[half, cfg.hidden_size]);
+        assert!(src.tensor(q, s(half, half + 1), DType::F32, &dev).is_err());
         assert!(src
-            .tensor("model.norm.weight", Some(s), DType::F32, &dev)
+            .tensor("model.norm.weight", s(0, cfg.hidden_size + 1), DType::F32, &dev)
             .is_err());
     }
 }

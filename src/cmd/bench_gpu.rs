@@ -8,6 +8,9 @@
 //! numbers for the same job; prefill tokens/s; decode ms/step at several batch sizes; bytes and
 //! FLOPs per step from [`crate::bench::roofline`] and the achieved rates. Prints a table and
 //! writes JSON. `--shape tiny --cpu` runs the same code on a tiny model (CI checks the plumbing).
+//! With `--tp N` (the `nccl` build) the whole 72B model is split over N GPUs instead: one process
+//! per GPU, joined through NCCL, every rank running the same measurements in step (the
+//! all-reduces are real), rank 0 reporting its own GPU's numbers.
 //! This is a benchmark: it asserts no speed.
 
 use crate::bench::{peak, random::RandomSource, roofline, shapes};
@@ -83,7 +86,11 @@ pub struct Args {
     /// and `--decode-context` keys: where the step's time outside the GEMMs goes.
     #[arg(long)]
     pub profile_ops: bool,
-    /// Where the JSON goes.
+    /// Split the whole model of `--shape rank0-72b-tp2` over this many GPUs (one process per
+    /// GPU, NCCL; `nccl` build only). 1 runs rank 0's share alone on one GPU, no all-reduce.
+    #[arg(long, default_value_t = 1)]
+    pub tp: usize,
+    /// Where the JSON goes (written by rank 0).
     #[arg(long, default_value = "target/bench-gpu.json")]
     pub json: PathBuf,
 }
@@ -161,6 +168,8 @@ struct OpRow {
 struct Report {
     machine: String,
     shape: String,
+    /// GPUs the model was split over (1: rank 0's share alone, no all-reduce).
+    tp: usize,
     config: serde_json::Value,
     dtype: String,
     weights_bytes_resident: Option<u64>,
@@ -573,12 +582,48 @@ fn gpu_us(
     }
 }
 
+/// The process's part in a `--tp N` run.
+enum Part {
+    /// `--tp 1`: rank 0's share on one GPU.
+    Alone,
+    /// `--tp N`, started by the user: starts the N rank processes and waits for them.
+    Launcher,
+    /// One of the N rank processes.
+    Rank(crate::tp::launch::RankEnv),
+}
+
 pub fn run(args: Args) -> Result<ExitCode> {
-    let (model_shape, tp, cfg): (ModelShape, u64, Qwen2Config) = match args.shape {
+    let part = match (args.tp, crate::tp::launch::RankEnv::from_env()?) {
+        (0, _) => bail!("--tp must be at least 1"),
+        (1, _) => Part::Alone,
+        (_, _) if args.cpu || args.shape != Shape::Rank0Qwen72bTp2 => {
+            bail!("--tp > 1 splits the 72B model over GPUs: it needs --shape rank0-72b-tp2 and no --cpu")
+        }
+        (n, Some(env)) if env.world_size == n => Part::Rank(env),
+        (n, Some(env)) => bail!("started as rank {} of {}, but --tp is {n}", env.rank, env.world_size),
+        (_, None) => Part::Launcher,
+    };
+    if let Part::Launcher = part {
+        // Every rank runs this same command line; a failing rank ends the run naming it.
+        let spec = crate::tp::launch::LaunchSpec::current_exe(args.tp)?;
+        crate::tp::launch::run_ranks(&spec)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    // `cfg` is what one rank holds (the roofline's bytes and FLOPs per rank); `load_cfg` is what
+    // `Qwen2::load` builds: the rank's share alone, or the whole model that the TP group splits.
+    let (model_shape, tp, cfg, load_cfg): (ModelShape, u64, Qwen2Config, Qwen2Config) = match args
+        .shape
+    {
         Shape::Rank0Qwen72bTp2 => {
             let (m, r) = shapes::qwen25_72b(2)?;
             let cfg = shapes::rank_config(&m, &r);
-            (m, 2, cfg)
+            let load_cfg = match part {
+                Part::Rank(_) => {
+                    shapes::rank_config(&m, &crate::plan::RankShape::new(&m, 1)?)
+                }
+                _ => cfg.clone(),
+            };
+            (m, 2, cfg, load_cfg)
         }
         Shape::Tiny => {
             let cfg = shapes::tiny();
@@ -596,24 +641,42 @@ pub fn run(args: Args) -> Result<ExitCode> {
                 qkv_bias: true,
                 max_position_embeddings: cfg.max_position_embeddings as u64,
             };
-            (m, 1, cfg)
+            (m, 1, cfg.clone(), cfg)
         }
+    };
+    let (gpu_ordinal, leader) = match &part {
+        Part::Rank(env) => (env.device_ordinal, env.rank == 0),
+        _ => (args.gpu, true),
+    };
+    // A rank's model lives on its communicator's device (and stream).
+    let (comm, rank_dev) = match &part {
+        Part::Rank(env) => {
+            let (c, d) = rank_comm(env)?;
+            (c, Some(d))
+        }
+        _ => (
+            Arc::new(crate::tp::SingleRank) as Arc<dyn crate::tp::Communicator>,
+            None,
+        ),
     };
     let (dev, dtype) = if args.cpu {
         (Device::Cpu, DType::F32)
     } else {
-        let d = Device::new_cuda(args.gpu).with_context(|| {
-            format!(
-                "cannot open CUDA device {} (use --cpu without a GPU)",
-                args.gpu
-            )
-        })?;
+        let d = match rank_dev {
+            Some(d) => d,
+            None => Device::new_cuda(args.gpu).with_context(|| {
+                format!(
+                    "cannot open CUDA device {} (use --cpu without a GPU)",
+                    args.gpu
+                )
+            })?,
+        };
         (d, DType::BF16)
     };
     let gpu: GpuMemory = if args.cpu {
         GpuPreset::H100_80gb.memory()
     } else {
-        query_gpu(args.gpu)?
+        query_gpu(gpu_ordinal)?
     };
     let machine = if args.cpu {
         "cpu".to_string()
@@ -644,13 +707,13 @@ pub fn run(args: Args) -> Result<ExitCode> {
         dtype,
         attention_block: args.query_block,
         max_positions: Some(longest),
-        comm: Arc::new(crate::tp::SingleRank),
+        comm,
         // dense bf16 weights on the GPU: the quantized-prefill switch does not apply
         prefill_dense_min_tokens: None,
         kernels: args.kernels,
     };
     let t0 = Instant::now();
-    let model = Qwen2::load(&cfg, &RandomSource::new(&cfg), &opts)?;
+    let model = Qwen2::load(&load_cfg, &RandomSource::new(&load_cfg), &opts)?;
     dev.synchronize()?;
     let load_secs = t0.elapsed().as_secs_f64();
     let resident = peak::used_now(&dev)?;
@@ -749,7 +812,11 @@ pub fn run(args: Args) -> Result<ExitCode> {
                 continue;
             }
         };
-        let without_nccl = b.total - b.nccl_buffers;
+        // Alone, there is no NCCL communicator to hold its buffers; in a TP group there is.
+        let without_nccl = match part {
+            Part::Rank(_) => b.total,
+            _ => b.total - b.nccl_buffers,
+        };
         let row = MemoryRow {
             prompt: p,
             decode_steps: args.memory_decode,
@@ -768,6 +835,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
     let report = Report {
         machine,
         shape: format!("{:?}", args.shape),
+        tp: args.tp,
         config: serde_json::json!({
             "vocab_size": cfg.vocab_size, "hidden_size": cfg.hidden_size,
             "intermediate_size": cfg.intermediate_size, "num_hidden_layers": cfg.num_hidden_layers,
@@ -785,6 +853,14 @@ pub fn run(args: Args) -> Result<ExitCode> {
         ops,
         errors,
     };
+    if !leader {
+        // Rank 0 reports; the others only had to run the same collectives.
+        return Ok(if report.errors.is_empty() {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::from(1)
+        });
+    }
     print_table(&report);
     if let Some(dir) = args.json.parent() {
         if !dir.as_os_str().is_empty() {
@@ -805,6 +881,26 @@ pub fn run(args: Args) -> Result<ExitCode> {
         return Ok(ExitCode::from(1));
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// A rank's communicator in the group, and its device.
+type RankComm = (Arc<dyn crate::tp::Communicator>, Device);
+
+/// This rank's NCCL communicator and device (the `nccl` build).
+#[cfg(feature = "nccl")]
+fn rank_comm(env: &crate::tp::launch::RankEnv) -> Result<RankComm> {
+    let comm = crate::tp::nccl::NcclComm::from_rank_env(env, std::time::Duration::from_secs(300))?;
+    let dev = comm.device().clone();
+    Ok((Arc::new(comm), dev))
+}
+
+#[cfg(not(feature = "nccl"))]
+fn rank_comm(env: &crate::tp::launch::RankEnv) -> Result<RankComm> {
+    bail!(
+        "started as rank {} of {}, but this paramx was built without the `nccl` feature",
+        env.rank,
+        env.world_size
+    )
 }
 
 #[cfg(feature = "cuda")]
@@ -836,14 +932,26 @@ fn print_table(r: &Report) {
         }
     }
     let c = &r.ceilings;
-    println!("\n## bench-gpu: {} ({}, {})", r.machine, r.shape, r.dtype);
+    println!(
+        "\n## bench-gpu: {} ({}, {}, TP={} {})",
+        r.machine,
+        r.shape,
+        r.dtype,
+        r.tp,
+        if r.tp > 1 { "over NCCL, rank 0's GPU" } else { "share of rank 0 alone" }
+    );
     println!(
         "ceilings: copy {:.0} GB/s, bf16 matmul {:.0} TFLOP/s; weights resident {}",
         c.copy_gb_s,
         c.matmul_tflops,
         r.weights_bytes_resident.map_or("n/a".into(), gib)
     );
-    println!("\n| prompt | measured peak | planned (no NCCL) | measured/planned | prefill s |");
+    let planned = if r.tp > 1 {
+        "planned (rank 0, NCCL included)"
+    } else {
+        "planned (no NCCL)"
+    };
+    println!("\n| prompt | measured peak | {planned} | measured/planned | prefill s |");
     println!("|---|---|---|---|---|");
     for m in &r.memory {
         println!(

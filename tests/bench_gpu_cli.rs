@@ -82,6 +82,9 @@ fn tp_over_gpus_is_refused_where_it_cannot_run() {
             .unwrap();
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(!out.status.success(), "{stderr}");
-        assert!(stderr.contains("--shape rank0-72b-tp2 and no --cpu"), "{stderr}");
+        assert!(
+            stderr.contains("--shape rank0-72b-tp2 and no --cpu"),
+            "{stderr}"
+        );
     }
 }

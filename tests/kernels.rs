@@ -104,7 +104,13 @@ fn add_rms_norm_matches_plain() -> Result<()> {
     for (dev, dt, label) in targets() {
         // The 72B rank's width (the vector path of the GPU kernel), a row wider than that path
         // holds, a width that is not a whole number of 16-byte vectors in bf16.
-        for shape in [[1, 1, 64], [2, 5, 640], [1, 1, 8192], [2, 3, 20000], [1, 2, 100]] {
+        for shape in [
+            [1, 1, 64],
+            [2, 5, 640],
+            [1, 1, 8192],
+            [2, 3, 20000],
+            [1, 2, 100],
+        ] {
             let x = randn(&shape, dt, &dev)?;
             let y = randn(&shape, dt, &dev)?;
             let w = randn(&shape[2..], dt, &dev)?;
@@ -126,12 +132,19 @@ fn add_rms_norm_matches_plain() -> Result<()> {
         }
         // A view one element into its buffer: off the 16-byte boundary (the scalar path).
         let h = 512;
-        let x = randn(&[h + 1], dt, &dev)?.narrow(0, 1, h)?.reshape((1, 1, h))?;
+        let x = randn(&[h + 1], dt, &dev)?
+            .narrow(0, 1, h)?
+            .reshape((1, 1, h))?;
         let y = randn(&[1, 1, h], dt, &dev)?;
         let w = randn(&[h], dt, &dev)?;
         let plain = candle_nn::ops::rms_norm(&(&x + &y)?, &w, 1e-6)?;
         let (_, n) = fused::add_rms_norm(&x, &y, &w, 1e-6)?;
-        check(label, "add_rms_norm unaligned view", rel_err(&n, &plain)?, dt);
+        check(
+            label,
+            "add_rms_norm unaligned view",
+            rel_err(&n, &plain)?,
+            dt,
+        );
     }
     Ok(())
 }
@@ -365,7 +378,10 @@ fn attention_decode_matches_plain() -> Result<()> {
                 .abs()?
                 .max_all()?
                 .to_scalar::<f32>()?;
-            assert_eq!(diff, 0.0, "{label}: attention_decode differs between two launches");
+            assert_eq!(
+                diff, 0.0,
+                "{label}: attention_decode differs between two launches"
+            );
             // Plain, in f32 on the same (rounded) inputs: rotated q, the cache views, plain
             // blocked attention, o_proj layout. A bf16 reference would round the scores and
             // probabilities itself and, over a few hundred keys, measure its own error.

@@ -139,7 +139,14 @@ fn a_peer_that_never_joins_is_an_error_not_a_hang() {
 const ENV_TP_DIR: &str = "PARAMX_TEST_TP_DIR";
 
 /// A random Qwen2 checkpoint (HF layout, bf16) of the given widths in `dir`.
-fn write_random_hf(dir: &Path, hidden: usize, inter: usize, layers: usize, heads: usize, kv: usize) {
+fn write_random_hf(
+    dir: &Path,
+    hidden: usize,
+    inter: usize,
+    layers: usize,
+    heads: usize,
+    kv: usize,
+) {
     let (vocab, hd) = (512usize, hidden / heads);
     std::fs::create_dir_all(dir).unwrap();
     let config = serde_json::json!({
@@ -158,21 +165,56 @@ fn write_random_hf(dir: &Path, hidden: usize, inter: usize, layers: usize, heads
     };
     // Projections at 1/sqrt(fan-in), so that activations keep their scale through the layers.
     let w = |fan_in: usize| 1.0 / (fan_in as f32).sqrt();
-    put("model.embed_tokens.weight".into(), &[vocab, hidden], 0.0, 1.0);
+    put(
+        "model.embed_tokens.weight".into(),
+        &[vocab, hidden],
+        0.0,
+        1.0,
+    );
     put("lm_head.weight".into(), &[vocab, hidden], 0.0, w(hidden));
     put("model.norm.weight".into(), &[hidden], 1.0, 0.1);
     for i in 0..layers {
         let p = format!("model.layers.{i}");
         put(format!("{p}.input_layernorm.weight"), &[hidden], 1.0, 0.1);
-        put(format!("{p}.post_attention_layernorm.weight"), &[hidden], 1.0, 0.1);
+        put(
+            format!("{p}.post_attention_layernorm.weight"),
+            &[hidden],
+            1.0,
+            0.1,
+        );
         for (n, rows) in [("q", heads * hd), ("k", kv * hd), ("v", kv * hd)] {
-            put(format!("{p}.self_attn.{n}_proj.weight"), &[rows, hidden], 0.0, w(hidden));
+            put(
+                format!("{p}.self_attn.{n}_proj.weight"),
+                &[rows, hidden],
+                0.0,
+                w(hidden),
+            );
             put(format!("{p}.self_attn.{n}_proj.bias"), &[rows], 0.0, 0.1);
         }
-        put(format!("{p}.self_attn.o_proj.weight"), &[hidden, heads * hd], 0.0, w(heads * hd));
-        put(format!("{p}.mlp.gate_proj.weight"), &[inter, hidden], 0.0, w(hidden));
-        put(format!("{p}.mlp.up_proj.weight"), &[inter, hidden], 0.0, w(hidden));
-        put(format!("{p}.mlp.down_proj.weight"), &[hidden, inter], 0.0, w(inter));
+        put(
+            format!("{p}.self_attn.o_proj.weight"),
+            &[hidden, heads * hd],
+            0.0,
+            w(heads * hd),
+        );
+        put(
+            format!("{p}.mlp.gate_proj.weight"),
+            &[inter, hidden],
+            0.0,
+            w(hidden),
+        );
+        put(
+            format!("{p}.mlp.up_proj.weight"),
+            &[inter, hidden],
+            0.0,
+            w(hidden),
+        );
+        put(
+            format!("{p}.mlp.down_proj.weight"),
+            &[hidden, inter],
+            0.0,
+            w(inter),
+        );
     }
     candle_core::safetensors::save(&t, dir.join("model.safetensors")).unwrap();
 }
@@ -197,11 +239,18 @@ fn prefill_and_greedy(model: &Qwen2, dev: &Device, steps: usize) -> (Tensor, Vec
         .unwrap();
     let h = model.forward(&x, &mut cache).unwrap();
     let last = Qwen2::last_hidden(&h).unwrap();
-    let logits = model.logits(&last).unwrap().to_device(&Device::Cpu).unwrap();
+    let logits = model
+        .logits(&last)
+        .unwrap()
+        .to_device(&Device::Cpu)
+        .unwrap();
     let mut tokens = vec![model.greedy(&last).unwrap()];
     for _ in 1..steps {
         let prev = tokens.last().unwrap().clone();
-        let x = Tensor::new(prev.as_slice(), dev).unwrap().unsqueeze(1).unwrap();
+        let x = Tensor::new(prev.as_slice(), dev)
+            .unwrap()
+            .unsqueeze(1)
+            .unwrap();
         let h = model.forward(&x, &mut cache).unwrap();
         tokens.push(model.greedy(&Qwen2::last_hidden(&h).unwrap()).unwrap());
     }
@@ -255,12 +304,18 @@ fn rank_entry_tp2() {
                 continue;
             }
             // Rank 0 alone: the same checkpoint unsplit on its GPU.
-            let one = Qwen2::load(&cfg, &src, &model_opts(&dev, dtype, Arc::new(SingleRank)))
-                .unwrap();
+            let one =
+                Qwen2::load(&cfg, &src, &model_opts(&dev, dtype, Arc::new(SingleRank))).unwrap();
             let (l1, t1) = prefill_and_greedy(&one, &dev, STEPS);
             drop(one);
             let diff = (&l1 - &l2).unwrap().abs().unwrap().max_all().unwrap();
-            let scale = l1.abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+            let scale = l1
+                .abs()
+                .unwrap()
+                .max_all()
+                .unwrap()
+                .to_scalar::<f32>()
+                .unwrap();
             let rel = diff.to_scalar::<f32>().unwrap() / scale;
             let same = t1.iter().zip(&t2).take_while(|(a, b)| a == b).count();
             println!(
@@ -299,7 +354,10 @@ fn two_gpus_tp2_matches_tp1() {
     for (name, hidden, inter, layers, heads, kv) in TP_MODELS {
         write_random_hf(&root.path().join(name), hidden, inter, layers, heads, kv);
     }
-    eprintln!("random checkpoints written in {:.1} s", t0.elapsed().as_secs_f64());
+    eprintln!(
+        "random checkpoints written in {:.1} s",
+        t0.elapsed().as_secs_f64()
+    );
     std::env::set_var(ENV_TP_DIR, root.path());
     run_ranks(&myself("rank_entry_tp2", 2)).unwrap();
 }

@@ -201,7 +201,12 @@ mod tests {
         assert_eq!(t.dims(), &[half, cfg.hidden_size]);
         assert!(src.tensor(q, s(half, half + 1), DType::F32, &dev).is_err());
         assert!(src
-            .tensor("model.norm.weight", s(0, cfg.hidden_size + 1), DType::F32, &dev)
+            .tensor(
+                "model.norm.weight",
+                s(0, cfg.hidden_size + 1),
+                DType::F32,
+                &dev
+            )
             .is_err());
     }
 }

@@ -600,7 +600,11 @@ pub fn run(args: Args) -> Result<ExitCode> {
             bail!("--tp > 1 splits the 72B model over GPUs: it needs --shape rank0-72b-tp2 and no --cpu")
         }
         (n, Some(env)) if env.world_size == n => Part::Rank(env),
-        (n, Some(env)) => bail!("started as rank {} of {}, but --tp is {n}", env.rank, env.world_size),
+        (n, Some(env)) => bail!(
+            "started as rank {} of {}, but --tp is {n}",
+            env.rank,
+            env.world_size
+        ),
         (_, None) => Part::Launcher,
     };
     if let Part::Launcher = part {
@@ -611,39 +615,36 @@ pub fn run(args: Args) -> Result<ExitCode> {
     }
     // `cfg` is what one rank holds (the roofline's bytes and FLOPs per rank); `load_cfg` is what
     // `Qwen2::load` builds: the rank's share alone, or the whole model that the TP group splits.
-    let (model_shape, tp, cfg, load_cfg): (ModelShape, u64, Qwen2Config, Qwen2Config) = match args
-        .shape
-    {
-        Shape::Rank0Qwen72bTp2 => {
-            let (m, r) = shapes::qwen25_72b(2)?;
-            let cfg = shapes::rank_config(&m, &r);
-            let load_cfg = match part {
-                Part::Rank(_) => {
-                    shapes::rank_config(&m, &crate::plan::RankShape::new(&m, 1)?)
-                }
-                _ => cfg.clone(),
-            };
-            (m, 2, cfg, load_cfg)
-        }
-        Shape::Tiny => {
-            let cfg = shapes::tiny();
-            let r = shapes::as_rank_shape(&cfg);
-            let m = ModelShape {
-                name: "tiny".into(),
-                hidden: r.hidden,
-                intermediate: r.intermediate,
-                layers: r.layers,
-                heads: r.heads,
-                kv_heads: r.kv_heads,
-                head_dim: r.head_dim,
-                vocab: r.vocab,
-                tied_embeddings: false,
-                qkv_bias: true,
-                max_position_embeddings: cfg.max_position_embeddings as u64,
-            };
-            (m, 1, cfg.clone(), cfg)
-        }
-    };
+    let (model_shape, tp, cfg, load_cfg): (ModelShape, u64, Qwen2Config, Qwen2Config) =
+        match args.shape {
+            Shape::Rank0Qwen72bTp2 => {
+                let (m, r) = shapes::qwen25_72b(2)?;
+                let cfg = shapes::rank_config(&m, &r);
+                let load_cfg = match part {
+                    Part::Rank(_) => shapes::rank_config(&m, &crate::plan::RankShape::new(&m, 1)?),
+                    _ => cfg.clone(),
+                };
+                (m, 2, cfg, load_cfg)
+            }
+            Shape::Tiny => {
+                let cfg = shapes::tiny();
+                let r = shapes::as_rank_shape(&cfg);
+                let m = ModelShape {
+                    name: "tiny".into(),
+                    hidden: r.hidden,
+                    intermediate: r.intermediate,
+                    layers: r.layers,
+                    heads: r.heads,
+                    kv_heads: r.kv_heads,
+                    head_dim: r.head_dim,
+                    vocab: r.vocab,
+                    tied_embeddings: false,
+                    qkv_bias: true,
+                    max_position_embeddings: cfg.max_position_embeddings as u64,
+                };
+                (m, 1, cfg.clone(), cfg)
+            }
+        };
     let (gpu_ordinal, leader) = match &part {
         Part::Rank(env) => (env.device_ordinal, env.rank == 0),
         _ => (args.gpu, true),
@@ -938,7 +939,11 @@ fn print_table(r: &Report) {
         r.shape,
         r.dtype,
         r.tp,
-        if r.tp > 1 { "over NCCL, rank 0's GPU" } else { "share of rank 0 alone" }
+        if r.tp > 1 {
+            "over NCCL, rank 0's GPU"
+        } else {
+            "share of rank 0 alone"
+        }
     );
     println!(
         "ceilings: copy {:.0} GB/s, bf16 matmul {:.0} TFLOP/s; weights resident {}",

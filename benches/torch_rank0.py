@@ -7,9 +7,12 @@ batch 1/4/16 after a 1024-token prompt, peak memory. With --rust-json it prints 
 table of both engines from one device call (ratios > 1: paramx faster).
 
 Usage: python3 benches/torch_rank0.py --json OUT.json [--rust-json bench-gpu.json] [--tiny]
+Under torchrun (`python3 -m torch.distributed.run --standalone --nproc_per_node 2 ...`) each
+process holds one rank's share (the same shapes) with the all-reduces of a Megatron-style split
+added as forward hooks, for a side-by-side with `paramx bench-gpu --tp 2`; rank 0 reports.
 A benchmark, not a test: it asserts no speed.
 """
-import argparse, json, statistics, sys, time
+import argparse, builtins, json, statistics, sys, time
 
 import torch
 from transformers import Qwen2Config, Qwen2ForCausalLM
@@ -63,6 +66,35 @@ def ceilings(tiny):
     return dict(copy_gb_s=copy_gbs, matmul_n=n, matmul_tflops=2 * n ** 3 / t / 1e12)
 
 
+def tp_group():
+    """(rank, world size): under torchrun, joins the NCCL group on this rank's GPU."""
+    import os
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world == 1:
+        return 0, 1
+    import torch.distributed as dist
+    rank, local = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
+    torch.cuda.set_device(local)
+    dist.init_process_group("nccl", device_id=torch.device("cuda", local))
+    return rank, world
+
+
+def add_all_reduces(model):
+    """The all-reduces of a tensor-parallel rank: after each row-parallel projection (o_proj,
+    down_proj) and after the vocabulary-split embedding, as paramx does. (The lm_head's gather
+    of the last position's logits is left out: one small gather per step.)"""
+    import torch.distributed as dist
+
+    def hook(_module, _inputs, out):
+        dist.all_reduce(out)
+        return out
+
+    model.model.embed_tokens.register_forward_hook(hook)
+    for layer in model.model.layers:
+        layer.self_attn.o_proj.register_forward_hook(hook)
+        layer.mlp.down_proj.register_forward_hook(hook)
+
+
 def ids(b, n, vocab, seed):
     g = torch.Generator(device="cpu").manual_seed(seed)
     return torch.randint(0, vocab, (b, n), generator=g).cuda()
@@ -80,7 +112,9 @@ def main():
     ap.add_argument("--steps", type=int, default=20)
     ap.add_argument("--repeats", type=int, default=3)
     a = ap.parse_args()
-    rep = dict(machine=torch.cuda.get_device_name(0), torch=torch.__version__)
+    rank, world = tp_group()
+    print = builtins.print if rank == 0 else (lambda *_a, **_k: None)  # rank 0 reports
+    rep = dict(machine=torch.cuda.get_device_name(), torch=torch.__version__, world_size=world)
     import transformers
     rep["transformers"] = transformers.__version__
     rep["ceilings"] = ceilings(a.tiny)
@@ -92,6 +126,8 @@ def main():
     with torch.device("cuda"):
         model = Qwen2ForCausalLM(cfg)
     model.eval()
+    if world > 1:
+        add_all_reduces(model)
     sync()
     rep["load_secs"] = time.perf_counter() - t0
     rep["weights_bytes_resident"] = used()
@@ -137,6 +173,10 @@ def main():
         del past, out
         torch.cuda.empty_cache()
 
+    if world > 1:
+        torch.distributed.destroy_process_group()
+        if rank != 0:
+            return
     with open(a.json, "w") as f:
         json.dump(rep, f, indent=1)
     if a.rust_json:

@@ -108,12 +108,14 @@ struct MemoryRow {
     prompt: usize,
     decode_steps: usize,
     measured_peak_bytes: Option<u64>,
-    /// The plan's per-GPU total for this job at TP=2 ...
+    /// The plan's per-GPU total for this job at TP=N (rank 0) ...
     planned_total_bytes: u64,
     /// ... minus the NCCL buffers a single-process run does not allocate.
     planned_without_nccl_bytes: u64,
     planned_activation_peak_bytes: u64,
     planned_kv_bytes: u64,
+    /// Measured peak over the plan's total (`--tp N`, NCCL buffers allocated) or over the plan
+    /// without NCCL (rank 0's share alone).
     measured_over_planned: Option<f64>,
     prefill_secs: f64,
 }
@@ -618,13 +620,15 @@ pub fn run(args: Args) -> Result<ExitCode> {
     let (model_shape, tp, cfg, load_cfg): (ModelShape, u64, Qwen2Config, Qwen2Config) =
         match args.shape {
             Shape::Rank0Qwen72bTp2 => {
-                let (m, r) = shapes::qwen25_72b(2)?;
+                // Alone: rank 0 of TP=2; split over N GPUs: each rank's share of TP=N.
+                let ranks = if args.tp > 1 { args.tp as u64 } else { 2 };
+                let (m, r) = shapes::qwen25_72b(ranks)?;
                 let cfg = shapes::rank_config(&m, &r);
                 let load_cfg = match part {
                     Part::Rank(_) => shapes::rank_config(&m, &crate::plan::RankShape::new(&m, 1)?),
                     _ => cfg.clone(),
                 };
-                (m, 2, cfg, load_cfg)
+                (m, ranks, cfg, load_cfg)
             }
             Shape::Tiny => {
                 let cfg = shapes::tiny();
@@ -813,10 +817,11 @@ pub fn run(args: Args) -> Result<ExitCode> {
                 continue;
             }
         };
+        let without_nccl = b.total - b.nccl_buffers;
         // Alone, there is no NCCL communicator to hold its buffers; in a TP group there is.
-        let without_nccl = match part {
+        let compared = match part {
             Part::Rank(_) => b.total,
-            _ => b.total - b.nccl_buffers,
+            _ => without_nccl,
         };
         let row = MemoryRow {
             prompt: p,
@@ -826,7 +831,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
             planned_without_nccl_bytes: without_nccl,
             planned_activation_peak_bytes: b.activation_peak,
             planned_kv_bytes: b.kv_cache,
-            measured_over_planned: peak_bytes.map(|m| m as f64 / without_nccl as f64),
+            measured_over_planned: peak_bytes.map(|m| m as f64 / compared as f64),
             prefill_secs,
         };
         eprintln!("memory {p}: {row:?}");
@@ -963,7 +968,11 @@ fn print_table(r: &Report) {
             "| {} | {} | {} | {} | {:.2} |",
             m.prompt,
             m.measured_peak_bytes.map_or("n/a".into(), gib),
-            gib(m.planned_without_nccl_bytes),
+            gib(if r.tp > 1 {
+                m.planned_total_bytes
+            } else {
+                m.planned_without_nccl_bytes
+            }),
             m.measured_over_planned
                 .map_or("n/a".into(), |x| format!("{x:.3}")),
             m.prefill_secs

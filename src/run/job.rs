@@ -156,8 +156,9 @@ impl JobConfig {
         if self.hardware.tp == 0 {
             bail!("hardware.tp must be >= 1");
         }
-        if !(self.decoding.temperature >= 0.0) {
-            bail!("decoding.temperature must be >= 0");
+        let t = self.decoding.temperature;
+        if t.is_nan() || t < 0.0 {
+            bail!("decoding.temperature must be >= 0 (got {t})");
         }
         if self.io.inputs.is_empty() {
             bail!("io.inputs is empty: name at least one PDF or folder");

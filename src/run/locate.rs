@@ -65,8 +65,7 @@ impl Folded {
         let mut offsets = Vec::with_capacity(text.len() + 1);
         let mut ends = Vec::with_capacity(text.len());
         let mut buf = Vec::with_capacity(4);
-        let mut iter = text.char_indices().peekable();
-        while let Some((i, c)) = iter.next() {
+        for (i, c) in text.char_indices() {
             // A hyphen at a line end (hyphen, then whitespace containing a newline) is a
             // typesetting artefact: "adapta-\ntion" reads "adaptation".
             if matches!(c, '-' | '\u{00AD}' | '\u{2010}') {

@@ -6,11 +6,9 @@
 
 use super::{Heads, ScoreRows};
 use candle_core::backend::BackendStorage;
-use candle_core::cuda_backend::cudarc::driver::{
-    CudaSlice, CudaView, DeviceRepr, LaunchConfig, PushKernelArg,
-};
+use candle_core::cuda_backend::cudarc::driver::{CudaSlice, CudaView, LaunchConfig, PushKernelArg};
 use candle_core::cuda_backend::DeviceId;
-use candle_core::cuda_backend::{CudaDType, CudaStorageSlice, WrapErr};
+use candle_core::cuda_backend::{CudaDType, WrapErr};
 use candle_core::{CudaDevice, CudaStorage, Layout, Result};
 use std::collections::HashMap;
 use std::sync::{Mutex, OnceLock};
@@ -38,21 +36,25 @@ fn view<'a, T>(s: &'a CudaSlice<T>, l: &Layout, what: &str) -> Result<CudaView<'
     }
 }
 
-/// The storage's slice as `bf16` or `f32`, with the kernel-name suffix.
-enum Typed<'a> {
-    Bf16(&'a CudaSlice<half::bf16>),
-    F32(&'a CudaSlice<f32>),
-}
-
-fn typed<'a>(s: &'a CudaStorage, what: &str) -> Result<Typed<'a>> {
-    match &s.slice {
-        CudaStorageSlice::BF16(v) => Ok(Typed::Bf16(v)),
-        CudaStorageSlice::F32(v) => Ok(Typed::F32(v)),
-        _ => candle_core::bail!(
-            "{what}: only bf16 and f32 have GPU kernels, got {:?}",
-            s.dtype()
-        ),
-    }
+/// Runs `$body` with `$t` the Rust type of `$dtype` (bf16 or f32, the two types the kernels
+/// are instantiated for) and `$name` the kernel `$base` for it (`$base` + `_bf16` / `_f32`);
+/// the GPU counterpart of `with_float!` in `mod.rs`.
+macro_rules! with_gpu_float {
+    ($dtype:expr, $base:literal, $t:ident, $name:ident => $body:expr) => {
+        match $dtype {
+            candle_core::DType::BF16 => {
+                type $t = half::bf16;
+                const $name: &str = concat!($base, "_bf16");
+                $body
+            }
+            candle_core::DType::F32 => {
+                type $t = f32;
+                const $name: &str = concat!($base, "_f32");
+                $body
+            }
+            d => candle_core::bail!("{}: only bf16 and f32 have GPU kernels, got {d:?}", $base),
+        }
+    };
 }
 
 fn same<'a, T: CudaDType>(s: &'a CudaStorage, what: &str) -> Result<&'a CudaSlice<T>> {
@@ -66,31 +68,20 @@ pub(super) fn silu_mul(
     rows: usize,
     half_w: usize,
 ) -> Result<CudaStorage> {
-    let dev = s.device.clone();
-    fn go<T: DeviceRepr + CudaDType>(
-        dev: &CudaDevice,
-        src: &CudaSlice<T>,
-        l: &Layout,
-        rows: usize,
-        half_w: usize,
-        name: &str,
-    ) -> Result<CudaStorage> {
-        let x = view(src, l, "silu_mul input")?;
-        let n = rows * half_w;
+    let dev = &s.device;
+    let n = rows * half_w;
+    let (r, w) = (rows as i64, half_w as i64);
+    with_gpu_float!(s.dtype(), "silu_mul", T, NAME => {
+        let x = view(same::<T>(s, "silu_mul input")?, l, "silu_mul input")?;
         // SAFETY: every element is written by the kernel below.
         let out = unsafe { dev.alloc::<T>(n)? };
-        let f = dev.get_or_load_custom_func(name, MODULE, PTX)?;
+        let f = dev.get_or_load_custom_func(NAME, MODULE, PTX)?;
         let mut b = f.builder();
-        let (r, w) = (rows as i64, half_w as i64);
         b.arg(&x).arg(&out).arg(&r).arg(&w);
         // SAFETY: argument types and order match `silu_mul_*` in kernels.cu.
         unsafe { b.launch(grid(n)) }.w()?;
         Ok(CudaStorage::wrap_cuda_slice(out, dev.clone()))
-    }
-    match typed(s, "silu_mul")? {
-        Typed::Bf16(v) => go(&dev, v, l, rows, half_w, "silu_mul_bf16"),
-        Typed::F32(v) => go(&dev, v, l, rows, half_w, "silu_mul_f32"),
-    }
+    })
 }
 
 /// Must match `NORM_THREADS` in `kernels.cu` (its `__launch_bounds__`).
@@ -108,22 +99,15 @@ pub(super) fn add_rms_norm(
     h: usize,
     eps: f32,
 ) -> Result<CudaStorage> {
-    let dev = s1.device.clone();
-    #[allow(clippy::too_many_arguments)]
-    fn go<T: DeviceRepr + CudaDType>(
-        dev: &CudaDevice,
-        x: &CudaSlice<T>,
-        l1: &Layout,
-        s2: &CudaStorage,
-        l2: &Layout,
-        s3: &CudaStorage,
-        l3: &Layout,
-        rows: usize,
-        h: usize,
-        eps: f32,
-        name: &str,
-    ) -> Result<CudaStorage> {
-        let x = view(x, l1, "add_rms_norm x")?;
+    let dev = &s1.device;
+    let (r, hh) = (rows as i64, h as i64);
+    let cfg = LaunchConfig {
+        grid_dim: (rows as u32, 1, 1),
+        block_dim: (NORM_THREADS, 1, 1),
+        shared_mem_bytes: 0,
+    };
+    with_gpu_float!(s1.dtype(), "add_rms_norm", T, NAME => {
+        let x = view(same::<T>(s1, "add_rms_norm x")?, l1, "add_rms_norm x")?;
         let y = view(same::<T>(s2, "add_rms_norm y")?, l2, "add_rms_norm y")?;
         let w = view(
             same::<T>(s3, "add_rms_norm weight")?,
@@ -132,9 +116,8 @@ pub(super) fn add_rms_norm(
         )?;
         // SAFETY: the kernel writes every element of both halves.
         let out = unsafe { dev.alloc::<T>(2 * rows * h)? };
-        let f = dev.get_or_load_custom_func(name, MODULE, PTX)?;
+        let f = dev.get_or_load_custom_func(NAME, MODULE, PTX)?;
         let mut b = f.builder();
-        let (r, hh) = (rows as i64, h as i64);
         b.arg(&x)
             .arg(&y)
             .arg(&w)
@@ -142,43 +125,10 @@ pub(super) fn add_rms_norm(
             .arg(&r)
             .arg(&hh)
             .arg(&eps);
-        let cfg = LaunchConfig {
-            grid_dim: (rows as u32, 1, 1),
-            block_dim: (NORM_THREADS, 1, 1),
-            shared_mem_bytes: 0,
-        };
         // SAFETY: argument types and order match `add_rms_norm_*` in kernels.cu.
         unsafe { b.launch(cfg) }.w()?;
         Ok(CudaStorage::wrap_cuda_slice(out, dev.clone()))
-    }
-    match typed(s1, "add_rms_norm")? {
-        Typed::Bf16(v) => go(
-            &dev,
-            v,
-            l1,
-            s2,
-            l2,
-            s3,
-            l3,
-            rows,
-            h,
-            eps,
-            "add_rms_norm_bf16",
-        ),
-        Typed::F32(v) => go(
-            &dev,
-            v,
-            l1,
-            s2,
-            l2,
-            s3,
-            l3,
-            rows,
-            h,
-            eps,
-            "add_rms_norm_f32",
-        ),
-    }
+    })
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -193,30 +143,17 @@ pub(super) fn rope_q(
     batch: usize,
     t: usize,
 ) -> Result<CudaStorage> {
-    let dev = s1.device.clone();
-    #[allow(clippy::too_many_arguments)]
-    fn go<T: DeviceRepr + CudaDType + 'static>(
-        dev: &CudaDevice,
-        qkv: &CudaSlice<T>,
-        l1: &Layout,
-        s2: &CudaStorage,
-        l2: &Layout,
-        s3: &CudaStorage,
-        l3: &Layout,
-        h: Heads,
-        batch: usize,
-        t: usize,
-        name: &str,
-    ) -> Result<CudaStorage> {
-        let qkv = view(qkv, l1, "rope_q qkv")?;
+    let dev = &s1.device;
+    let n = batch * h.heads * t * h.head_dim;
+    let dims = [batch, t, h.heads, h.kv_heads, h.head_dim].map(|d| d as i64);
+    with_gpu_float!(s1.dtype(), "rope_q", T, NAME => {
+        let qkv = view(same::<T>(s1, "rope_q qkv")?, l1, "rope_q qkv")?;
         let bias = view(same::<T>(s2, "rope_q bias")?, l2, "rope_q bias")?;
         let cs = view(same::<T>(s3, "rope_q cos/sin")?, l3, "rope_q cos/sin")?;
-        let n = batch * h.heads * t * h.head_dim;
         // SAFETY: the kernel writes every (sequence, head, token, dim) element.
         let q = unsafe { dev.alloc::<T>(n)? };
-        let f = dev.get_or_load_custom_func(name, MODULE, PTX)?;
+        let f = dev.get_or_load_custom_func(NAME, MODULE, PTX)?;
         let mut b = f.builder();
-        let dims = [batch, t, h.heads, h.kv_heads, h.head_dim].map(|d| d as i64);
         b.arg(&qkv).arg(&bias).arg(&cs).arg(&q);
         for d in &dims {
             b.arg(d);
@@ -224,11 +161,7 @@ pub(super) fn rope_q(
         // SAFETY: argument types and order match `rope_q_*` in kernels.cu.
         unsafe { b.launch(grid(n / 2)) }.w()?;
         Ok(CudaStorage::wrap_cuda_slice(q, dev.clone()))
-    }
-    match typed(s1, "rope_q")? {
-        Typed::Bf16(v) => go(&dev, v, l1, s2, l2, s3, l3, h, batch, t, "rope_q_bf16"),
-        Typed::F32(v) => go(&dev, v, l1, s2, l2, s3, l3, h, batch, t, "rope_q_f32"),
-    }
+    })
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -253,44 +186,30 @@ pub(super) fn kv_append(
     };
     let dims = [batch, t, h.heads, h.kv_heads, h.head_dim, cap, slot0].map(|d| d as i64);
     let n = batch * t * h.kv_heads * h.head_dim / 2;
-    macro_rules! launch {
-        ($t:ty, $variant:ident, $name:expr) => {{
-            let CudaStorageSlice::$variant(c) = &mut cache.slice else {
-                candle_core::bail!(
-                    "kv_append: cache dtype {:?} is not {}",
-                    cache.dtype(),
-                    stringify!($t)
-                )
-            };
-            let mut c = c.slice_mut(c0..c1);
-            let qkv = view(same::<$t>(s_qkv, "kv_append qkv")?, l_qkv, "kv_append qkv")?;
-            let bias = view(
-                same::<$t>(s_bias, "kv_append bias")?,
-                l_bias,
-                "kv_append bias",
-            )?;
-            let cs = view(
-                same::<$t>(s_cs, "kv_append cos/sin")?,
-                l_cs,
-                "kv_append cos/sin",
-            )?;
-            let f = dev.get_or_load_custom_func($name, MODULE, PTX)?;
-            let mut b = f.builder();
-            b.arg(&mut c).arg(&qkv).arg(&bias).arg(&cs);
-            for d in &dims {
-                b.arg(d);
-            }
-            // SAFETY: argument types and order match `kv_append_*` in kernels.cu; the caller
-            // checked that slots slot0..slot0 + t lie inside the cache.
-            unsafe { b.launch(grid(n)) }.w()?;
-        }};
-    }
-    match cache.dtype() {
-        candle_core::DType::BF16 => launch!(half::bf16, BF16, "kv_append_bf16"),
-        candle_core::DType::F32 => launch!(f32, F32, "kv_append_f32"),
-        d => candle_core::bail!("kv_append: no GPU kernel for {d:?}"),
-    }
-    Ok(())
+    with_gpu_float!(cache.dtype(), "kv_append", T, NAME => {
+        let qkv = view(same::<T>(s_qkv, "kv_append qkv")?, l_qkv, "kv_append qkv")?;
+        let bias = view(
+            same::<T>(s_bias, "kv_append bias")?,
+            l_bias,
+            "kv_append bias",
+        )?;
+        let cs = view(
+            same::<T>(s_cs, "kv_append cos/sin")?,
+            l_cs,
+            "kv_append cos/sin",
+        )?;
+        let mut c = cache.as_cuda_slice_mut::<T>()?.slice_mut(c0..c1);
+        let f = dev.get_or_load_custom_func(NAME, MODULE, PTX)?;
+        let mut b = f.builder();
+        b.arg(&mut c).arg(&qkv).arg(&bias).arg(&cs);
+        for d in &dims {
+            b.arg(d);
+        }
+        // SAFETY: argument types and order match `kv_append_*` in kernels.cu; the caller
+        // checked that slots slot0..slot0 + t lie inside the cache.
+        unsafe { b.launch(grid(n)) }.w()?;
+        Ok(())
+    })
 }
 
 pub(super) fn masked_softmax(
@@ -320,30 +239,20 @@ pub(super) fn masked_softmax(
         shared_mem_bytes: 0,
     };
     let args = [r.rows_per_seq, r.queries, keys, r.q_slot0].map(|d| d as i64);
-    macro_rules! launch {
-        ($variant:ident, $name:expr) => {{
-            let CudaStorageSlice::$variant(s) = &mut scores.slice else {
-                candle_core::bail!("masked_softmax: scores are not {}", stringify!($variant))
-            };
-            let mut s = s.slice_mut(s0..s1);
-            let f = dev.get_or_load_custom_func($name, MODULE, PTX)?;
-            let mut b = f.builder();
-            b.arg(&mut s).arg(&pad);
-            for a in &args {
-                b.arg(a);
-            }
-            b.arg(&r.scale);
-            // SAFETY: argument types and order match `masked_softmax_*` in kernels.cu; one
-            // block per row of `keys` contiguous elements.
-            unsafe { b.launch(cfg) }.w()?;
-        }};
-    }
-    match scores.dtype() {
-        candle_core::DType::BF16 => launch!(BF16, "masked_softmax_bf16"),
-        candle_core::DType::F32 => launch!(F32, "masked_softmax_f32"),
-        d => candle_core::bail!("masked_softmax: no GPU kernel for {d:?}"),
-    }
-    Ok(())
+    with_gpu_float!(scores.dtype(), "masked_softmax", T, NAME => {
+        let mut s = scores.as_cuda_slice_mut::<T>()?.slice_mut(s0..s1);
+        let f = dev.get_or_load_custom_func(NAME, MODULE, PTX)?;
+        let mut b = f.builder();
+        b.arg(&mut s).arg(&pad);
+        for a in &args {
+            b.arg(a);
+        }
+        b.arg(&r.scale);
+        // SAFETY: argument types and order match `masked_softmax_*` in kernels.cu; one
+        // block per row of `keys` contiguous elements.
+        unsafe { b.launch(cfg) }.w()?;
+        Ok(())
+    })
 }
 
 /// Must match `DEC_THREADS`, `DEC_KEYS` in `kernels.cu`.
@@ -421,55 +330,48 @@ pub(super) fn attention_decode(
     )?;
     let dims = [batch, t, h.heads, h.kv_heads, cap, q_slot0, splits].map(|d| d as i64);
     let scale = 1.0 / (hd as f32).sqrt();
-    macro_rules! launch {
-        ($t:ty, $name:expr) => {{
-            let qkv = view(same::<$t>(a.qkv.0, "attention_decode qkv")?, a.qkv.1, "qkv")?;
-            let cs = view(
-                same::<$t>(a.cs.0, "attention_decode cos/sin")?,
-                a.cs.1,
-                "cos/sin",
-            )?;
-            let cache = view(
-                same::<$t>(a.cache.0, "attention_decode cache")?,
-                a.cache.1,
-                "cache",
-            )?;
-            let bias = view(
-                same::<$t>(a.bias.0, "attention_decode bias")?,
-                a.bias.1,
-                "bias",
-            )?;
-            // SAFETY: the last block of each row writes its whole output row.
-            let out = unsafe { dev.alloc::<$t>(rows * hd)? };
-            let f = dev.get_or_load_custom_func($name, MODULE, PTX)?;
-            let mut b = f.builder();
-            b.arg(&qkv)
-                .arg(&bias)
-                .arg(&cs)
-                .arg(&cache)
-                .arg(&pad)
-                .arg(&part)
-                .arg(&out)
-                .arg(&done);
-            for d in &dims {
-                b.arg(d);
-            }
-            b.arg(&scale);
-            let cfg = LaunchConfig {
-                grid_dim: (splits as u32, rows as u32, 1),
-                block_dim: (DEC_THREADS, 1, 1),
-                shared_mem_bytes: 0,
-            };
-            // SAFETY: argument types and order match `attn_decode_*_*` in kernels.cu; `done`
-            // holds DEC_MAX_ROWS >= rows zeroed counters.
-            unsafe { b.launch(cfg) }.w()?;
-            CudaStorage::wrap_cuda_slice(out, dev.clone())
-        }};
-    }
-    // One kernel per head dimension (`INSTANTIATE_DECODE` in kernels.cu).
-    let name = |ty: &str| format!("attn_decode_{ty}_{hd}");
-    Ok(match typed(a.qkv.0, "attention_decode")? {
-        Typed::Bf16(_) => launch!(half::bf16, &name("bf16")),
-        Typed::F32(_) => launch!(f32, &name("f32")),
+    let cfg = LaunchConfig {
+        grid_dim: (splits as u32, rows as u32, 1),
+        block_dim: (DEC_THREADS, 1, 1),
+        shared_mem_bytes: 0,
+    };
+    with_gpu_float!(a.qkv.0.dtype(), "attn_decode", T, NAME => {
+        let qkv = view(same::<T>(a.qkv.0, "attention_decode qkv")?, a.qkv.1, "qkv")?;
+        let cs = view(
+            same::<T>(a.cs.0, "attention_decode cos/sin")?,
+            a.cs.1,
+            "cos/sin",
+        )?;
+        let cache = view(
+            same::<T>(a.cache.0, "attention_decode cache")?,
+            a.cache.1,
+            "cache",
+        )?;
+        let bias = view(
+            same::<T>(a.bias.0, "attention_decode bias")?,
+            a.bias.1,
+            "bias",
+        )?;
+        // SAFETY: the last block of each row writes its whole output row.
+        let out = unsafe { dev.alloc::<T>(rows * hd)? };
+        // One kernel per head dimension (`INSTANTIATE_DECODE` in kernels.cu).
+        let f = dev.get_or_load_custom_func(&format!("{NAME}_{hd}"), MODULE, PTX)?;
+        let mut b = f.builder();
+        b.arg(&qkv)
+            .arg(&bias)
+            .arg(&cs)
+            .arg(&cache)
+            .arg(&pad)
+            .arg(&part)
+            .arg(&out)
+            .arg(&done);
+        for d in &dims {
+            b.arg(d);
+        }
+        b.arg(&scale);
+        // SAFETY: argument types and order match `attn_decode_*_*` in kernels.cu; `done`
+        // holds DEC_MAX_ROWS >= rows zeroed counters.
+        unsafe { b.launch(cfg) }.w()?;
+        Ok(CudaStorage::wrap_cuda_slice(out, dev.clone()))
     })
 }

@@ -11,6 +11,7 @@
 
 use crate::model::chat::ChatMessage;
 use crate::model::tokenizer::Tokenizer;
+use crate::model::kv_cache::KvCache;
 use crate::model::Qwen2;
 use anyhow::{bail, Context, Result};
 use candle_core::Tensor;
@@ -64,6 +65,13 @@ pub trait LogitsMask {
     fn is_finished(&self, _seq: usize) -> bool {
         false
     }
+    /// Tokens that are now the only possible continuation of `seq` (a grammar's fixed text,
+    /// such as the next field's name), already committed to the mask's state. The generator
+    /// appends them and computes them in one multi-token forward pass instead of one decode
+    /// step each ("jump-forward" decoding). Default: none.
+    fn forced(&mut self, _seq: usize) -> Result<Vec<u32>> {
+        Ok(Vec::new())
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -94,8 +102,51 @@ pub struct BatchOutput {
     pub decode_secs: f64,
     /// Decode forward passes run (each advances every still-running sequence by one token).
     pub decode_steps: usize,
-    /// Tokens computed by those passes (finished sequences leave the batch).
+    /// Tokens computed by those passes (finished sequences leave the batch), forced tokens
+    /// included.
     pub decode_tokens: usize,
+    /// Generated tokens that were forced by the mask ([`LogitsMask::forced`]) and computed
+    /// together with the token before them.
+    pub forced_tokens: usize,
+}
+
+/// The answers to questions asked on one shared prefix ([`Generator::generate_shared`]).
+#[derive(Debug, Clone)]
+pub struct SharedOutput {
+    pub prefix_tokens: usize,
+    /// Seconds to prefill the prefix (once).
+    pub prefix_secs: f64,
+    /// One sequence per question; `prompt_tokens` counts the question's own tokens, and
+    /// `prefill_secs` the questions' prefills (each up to its first token).
+    pub rows: BatchOutput,
+}
+
+/// What the decode loop accumulates per sequence.
+struct DecodeState {
+    out: Vec<Vec<u32>>,
+    finish: Vec<Option<FinishReason>>,
+    rngs: Vec<SplitMix64>,
+    steps: usize,
+    decode_tokens: usize,
+    forced_tokens: usize,
+}
+
+impl DecodeState {
+    fn new(b: usize, params: &GenerateParams) -> Self {
+        DecodeState {
+            out: vec![Vec::new(); b],
+            finish: vec![None; b],
+            rngs: (0..b)
+                .map(|i| match params.sampling {
+                    Sampling::TopP { seed, .. } => SplitMix64(seed.wrapping_add(i as u64)),
+                    Sampling::Greedy => SplitMix64(0),
+                })
+                .collect(),
+            steps: 0,
+            decode_tokens: 0,
+            forced_tokens: 0,
+        }
+    }
 }
 
 /// Runs a [`Qwen2`] with its [`Tokenizer`].
@@ -161,74 +212,211 @@ impl<'m> Generator<'m> {
         }
         let pad: Vec<usize> = prompts.iter().map(|p| longest - p.len()).collect();
         let mut cache = self.model.new_cache(pad.clone(), capacity.max(1))?;
-        let dev = self.model.device().clone();
-
-        // Prefill, chunk by chunk over the padded prompt matrix (padding uses token 0; it is
-        // masked out of attention).
         let start = Instant::now();
-        // Equal chunks (never a 1-token tail): a row then takes the same kind of matmul
-        // (multi-token) whatever the batch's padded length, which keeps greedy batch-invariant.
-        let n_chunks = longest.div_ceil(params.prefill_chunk.max(1));
+        let last = self.prefill(&mut cache, None, prompts, &pad, params.prefill_chunk)?;
+        let mut state = DecodeState::new(b, params);
+        let live: Vec<usize> = (0..b).collect();
+        let (prefill_secs, decode_secs) = self.decode(
+            &mut cache, None, last, live, params, &stops, &mut mask, &mut state, start,
+        )?;
+        self.finish(state, prompts, prefill_secs, decode_secs)
+    }
+
+    /// Generates one answer for each of `suffixes`, every one continuing the same `prefix`
+    /// (token ids), whose keys and values are computed once and stored once: each row runs as
+    /// if its prompt were `prefix ++ suffix` alone, but the prefix costs one prefill for all
+    /// rows and lives once in memory. Up to `rows` questions run together as one batch (their
+    /// suffixes left-padded to the longest): every layer reads the prefix's K/V once for the
+    /// whole batch (`attention::attention_shared`), and the weights once per decode step. This
+    /// is what a paper asked many short questions needs: the paper is the prefix, each question
+    /// a suffix with its own grammar (`mask` sees question `i` as sequence `i`). A row that
+    /// finishes early leaves the batch without disturbing the others.
+    pub fn generate_shared(
+        &self,
+        prefix: &[u32],
+        suffixes: &[Vec<u32>],
+        rows: usize,
+        params: &GenerateParams,
+        mut mask: Option<&mut dyn LogitsMask>,
+    ) -> Result<SharedOutput> {
+        if prefix.is_empty() {
+            bail!("generate: the shared prefix is empty");
+        }
+        if suffixes.is_empty() {
+            bail!("generate: no questions on the shared prefix");
+        }
+        if let Some(i) = suffixes.iter().position(|p| p.is_empty()) {
+            bail!("generate: question {i} is empty");
+        }
+        let vocab = self.model.config().vocab_size;
+        if let Some(&bad) = prefix
+            .iter()
+            .chain(suffixes.iter().flatten())
+            .find(|&&t| t as usize >= vocab)
+        {
+            bail!("generate: token id {bad} is outside the vocabulary ({vocab})");
+        }
+        let stops: Vec<u32> = params
+            .stop_tokens
+            .clone()
+            .unwrap_or_else(|| self.tokenizer.stop_tokens().to_vec());
+        let longest = suffixes.iter().map(Vec::len).max().unwrap_or(0);
+        if prefix.len() + longest + params.max_new_tokens > self.model.max_positions() {
+            bail!(
+                "prefix of {} tokens + question of {longest} + {} new tokens exceeds the model's {} positions",
+                prefix.len(),
+                params.max_new_tokens,
+                self.model.max_positions()
+            );
+        }
+        let start = Instant::now();
+        let mut shared = self.model.new_cache(vec![0], prefix.len())?;
+        self.prefill(&mut shared, None, &[prefix.to_vec()], &[0], params.prefill_chunk)?;
+        let prefix_secs = start.elapsed().as_secs_f64();
+        let mut state = DecodeState::new(suffixes.len(), params);
+        let (mut prefill_secs, mut decode_secs) = (0.0, 0.0);
+        let order: Vec<usize> = (0..suffixes.len()).collect();
+        for group in order.chunks(rows.max(1)) {
+            let prompts: Vec<Vec<u32>> = group.iter().map(|&i| suffixes[i].clone()).collect();
+            let longest = prompts.iter().map(Vec::len).max().unwrap_or(0);
+            let pad: Vec<usize> = prompts.iter().map(|p| longest - p.len()).collect();
+            let mut cache = self
+                .model
+                .new_cache(pad.clone(), longest + params.max_new_tokens)?
+                .continue_after(prefix.len());
+            let t0 = Instant::now();
+            let last =
+                self.prefill(&mut cache, Some(&shared), &prompts, &pad, params.prefill_chunk)?;
+            let (p, d) = self.decode(
+                &mut cache,
+                Some(&shared),
+                last,
+                group.to_vec(),
+                params,
+                &stops,
+                &mut mask,
+                &mut state,
+                t0,
+            )?;
+            prefill_secs += p;
+            decode_secs += d;
+        }
+        let rows = self.finish(state, suffixes, prefill_secs, decode_secs)?;
+        Ok(SharedOutput {
+            prefix_tokens: prefix.len(),
+            prefix_secs,
+            rows,
+        })
+    }
+
+    /// Prefills `prompts` (left-padded by `pad`) into `cache`, chunk by chunk; returns each
+    /// row's last hidden state.
+    fn prefill(
+        &self,
+        cache: &mut KvCache,
+        prefix: Option<&KvCache>,
+        prompts: &[Vec<u32>],
+        pad: &[usize],
+        prefill_chunk: usize,
+    ) -> Result<Tensor> {
+        let b = prompts.len();
+        let longest = prompts.iter().map(Vec::len).max().unwrap_or(0);
+        let dev = self.model.device().clone();
+        // Chunks over the padded prompt matrix (padding uses token 0; it is masked out of
+        // attention). Equal chunks (never a 1-token tail): a row then takes the same kind of
+        // matmul (multi-token) whatever the batch's padded length, which keeps greedy
+        // batch-invariant.
+        let n_chunks = longest.div_ceil(prefill_chunk.max(1));
         let chunk = longest.div_ceil(n_chunks.max(1));
         let mut hidden = None;
         let mut c0 = 0;
         while c0 < longest {
             let n = chunk.min(longest - c0);
             let mut ids = Vec::with_capacity(b * n);
-            for (p, &pd) in prompts.iter().zip(&pad) {
+            for (p, &pd) in prompts.iter().zip(pad) {
                 ids.extend((c0..c0 + n).map(|s| if s < pd { 0 } else { p[s - pd] }));
             }
             let ids = Tensor::from_vec(ids, (b, n), &dev)?;
-            hidden = Some(self.model.forward(&ids, &mut cache)?);
+            hidden = Some(self.model.forward_after(&ids, prefix, cache)?);
             c0 += n;
         }
         let hidden = hidden.context("generate: nothing to prefill")?;
-        let mut last = Qwen2::last_hidden(&hidden)?;
+        Ok(Qwen2::last_hidden(&hidden)?)
+    }
 
-        let mut rngs: Vec<SplitMix64> = (0..b)
-            .map(|i| match params.sampling {
-                Sampling::TopP { seed, .. } => SplitMix64(seed.wrapping_add(i as u64)),
-                Sampling::Greedy => SplitMix64(0),
-            })
-            .collect();
-        let mut out: Vec<Vec<u32>> = vec![Vec::new(); b];
-        let mut finish: Vec<Option<FinishReason>> = vec![None; b];
-        if params.max_new_tokens == 0 {
-            finish
-                .iter_mut()
-                .for_each(|f| *f = Some(FinishReason::Length));
-        }
+    /// Decodes the rows of `cache` (row `r` is sequence `live[r]`) from their last hidden
+    /// states until each stops, recording tokens into `state`. Returns (seconds to the first
+    /// token counted from `start`, seconds of the later steps).
+    #[allow(clippy::too_many_arguments)]
+    fn decode(
+        &self,
+        cache: &mut KvCache,
+        prefix: Option<&KvCache>,
+        mut last: Tensor,
+        mut live: Vec<usize>,
+        params: &GenerateParams,
+        stops: &[u32],
+        mask: &mut Option<&mut dyn LogitsMask>,
+        state: &mut DecodeState,
+        start: Instant,
+    ) -> Result<(f64, f64)> {
+        let dev = self.model.device().clone();
         let mut prefill_secs = None;
-        let mut steps = 0;
-        let mut decode_tokens = 0;
         let mut decode_start = Instant::now();
-        // Cache row r holds sequence live[r]; finished sequences are dropped from the batch so
-        // that later steps only compute the ones still running.
-        let mut live: Vec<usize> = (0..b).collect();
-        while !live.is_empty() && finish.iter().any(Option::is_none) {
-            let mut next = self.choose(&last, params.sampling, &live, &mut rngs, &mut mask)?;
+        let mut steps = 0;
+        if params.max_new_tokens == 0 {
+            for &i in &live {
+                state.finish[i] = Some(FinishReason::Length);
+            }
+        }
+        // Finished sequences are dropped from the batch so that later steps only compute the
+        // ones still running.
+        while !live.is_empty() && live.iter().any(|&i| state.finish[i].is_none()) {
+            let mut next = self.choose(&last, params.sampling, &live, &mut state.rngs, mask)?;
             if prefill_secs.is_none() {
                 prefill_secs = Some(start.elapsed().as_secs_f64());
                 decode_start = Instant::now();
             }
+            // With one row, the tokens a grammar forces after the chosen one are computed in
+            // the same forward pass; with several, rows would need ragged chunks, so each
+            // forced token takes its own step (the mask simply allows only it).
+            let mut forced: Vec<u32> = Vec::new();
             for (r, &tok) in next.iter().enumerate() {
                 let i = live[r];
                 if stops.contains(&tok) {
-                    finish[i] = Some(FinishReason::Stop);
+                    state.finish[i] = Some(FinishReason::Stop);
                     continue;
                 }
                 if let Some(m) = mask.as_mut() {
                     m.commit(i, tok)?;
                 }
-                out[i].push(tok);
+                state.out[i].push(tok);
                 if mask.as_ref().is_some_and(|m| m.is_finished(i)) {
-                    finish[i] = Some(FinishReason::Constraint);
-                } else if out[i].len() >= params.max_new_tokens {
-                    finish[i] = Some(FinishReason::Length);
+                    state.finish[i] = Some(FinishReason::Constraint);
+                } else if state.out[i].len() >= params.max_new_tokens {
+                    state.finish[i] = Some(FinishReason::Length);
+                } else if live.len() == 1 {
+                    if let Some(m) = mask.as_mut() {
+                        forced = m.forced(i)?;
+                        let room = params.max_new_tokens - state.out[i].len();
+                        forced.truncate(room);
+                        if let Some(at) = forced.iter().position(|t| stops.contains(t)) {
+                            forced.truncate(at);
+                            state.finish[i] = Some(FinishReason::Stop);
+                        }
+                        state.out[i].extend_from_slice(&forced);
+                        state.forced_tokens += forced.len();
+                        if state.finish[i].is_some() {
+                        } else if m.is_finished(i) {
+                            state.finish[i] = Some(FinishReason::Constraint);
+                        } else if state.out[i].len() >= params.max_new_tokens {
+                            state.finish[i] = Some(FinishReason::Length);
+                        }
+                    }
                 }
             }
             let keep: Vec<usize> = (0..live.len())
-                .filter(|&r| finish[live[r]].is_none())
+                .filter(|&r| state.finish[live[r]].is_none())
                 .collect();
             if keep.is_empty() {
                 break;
@@ -238,11 +426,15 @@ impl<'m> Generator<'m> {
                 next = keep.iter().map(|&r| next[r]).collect();
                 live = keep.iter().map(|&r| live[r]).collect();
             }
-            let ids = Tensor::from_vec(next, (live.len(), 1), &dev)?;
-            let hidden = self.model.forward(&ids, &mut cache)?;
+            let width = 1 + forced.len();
+            let mut ids_v = next;
+            ids_v.extend_from_slice(&forced);
+            let ids = Tensor::from_vec(ids_v, (live.len(), width), &dev)?;
+            let hidden = self.model.forward_after(&ids, prefix, cache)?;
             last = Qwen2::last_hidden(&hidden)?;
             steps += 1;
-            decode_tokens += live.len();
+            state.steps += 1;
+            state.decode_tokens += live.len() * width;
         }
         let prefill_secs = prefill_secs.unwrap_or_else(|| start.elapsed().as_secs_f64());
         let decode_secs = if steps > 0 {
@@ -250,9 +442,21 @@ impl<'m> Generator<'m> {
         } else {
             0.0
         };
-        let sequences = out
+        Ok((prefill_secs, decode_secs))
+    }
+
+    /// The batch's outputs from the decode state (`prompts[i]` is sequence `i`'s own prompt).
+    fn finish(
+        &self,
+        state: DecodeState,
+        prompts: &[Vec<u32>],
+        prefill_secs: f64,
+        decode_secs: f64,
+    ) -> Result<BatchOutput> {
+        let sequences = state
+            .out
             .into_iter()
-            .zip(finish)
+            .zip(state.finish)
             .zip(prompts)
             .map(|((tokens, f), p)| {
                 Ok(SequenceOutput {
@@ -268,8 +472,9 @@ impl<'m> Generator<'m> {
             sequences,
             prefill_secs,
             decode_secs,
-            decode_steps: steps,
-            decode_tokens,
+            decode_steps: state.steps,
+            decode_tokens: state.decode_tokens,
+            forced_tokens: state.forced_tokens,
         })
     }
 

@@ -29,6 +29,8 @@ enum Command {
     Generate(paramx::cmd::generate::Args),
     /// CPU benchmark: our engine beside candle-transformers on the same GGUF files
     BenchCpu(paramx::cmd::bench_cpu::Args),
+    /// CPU benchmark: many questions on one shared paper prefix against separate prompts
+    BenchPrefix(paramx::cmd::bench_prefix::Args),
     /// Download, verify (sha256) and assemble a small GGUF model
     FetchModel(paramx::cmd::fetch_model::Args),
     /// Join the records of a split run (all array tasks) into one table; report missing/failed
@@ -46,6 +48,7 @@ fn main() -> ExitCode {
         Command::Text(args) => paramx::cmd::text::run(args),
         Command::Generate(a) => paramx::cmd::generate::run(a),
         Command::BenchCpu(a) => paramx::cmd::bench_cpu::run(a),
+        Command::BenchPrefix(a) => paramx::cmd::bench_prefix::run(a),
         Command::FetchModel(a) => paramx::cmd::fetch_model::run(a),
         Command::Merge(a) => paramx::cmd::merge::run(a),
         Command::BenchGpu(a) => paramx::cmd::bench_gpu::run(a),

@@ -13,6 +13,12 @@ mod value;
 
 pub use value::{NumItem, Value};
 
+/// A number as every cell writes it: float noise from unit conversion removed, no trailing
+/// zeros (`0.5`, `24`, `22.5`).
+pub fn format_number(v: f64) -> String {
+    value::fmt_num(v)
+}
+
 use anyhow::{bail, Context, Result};
 use serde::Deserialize;
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -66,6 +72,10 @@ pub struct Term {
     pub canonical: String,
     #[serde(default)]
     pub synonyms: Vec<String>,
+    /// Phrases that show a sentence states this term without naming it the way a cell would
+    /// (`"stylus"` for a tablet): evidence for the term, never read as a cell's value.
+    #[serde(default)]
+    pub cues: Vec<String>,
 }
 
 /// A unit: `factor` converts a value in this unit to the field's first (base) unit.
@@ -112,6 +122,16 @@ pub struct Field {
     pub vocabulary: Vec<Term>,
     /// First unit = base unit (factor 1 by convention, but any factor works).
     pub units: Vec<Unit>,
+    /// Which question of an experiment asks for this field (`participants`, `feedback`...):
+    /// fields of one group are asked together. `None`: the field is not asked.
+    pub group: Option<String>,
+    /// Words that mark a sentence as likely to state this field (`participants` for a sample
+    /// size): used to retrieve the sentences a question shows.
+    pub cues: Vec<String>,
+    /// For number fields: words of which one must stand within a few words of a number for it
+    /// to be a value of this field (`N`, `participants` for a sample size; `age`, `years` for an
+    /// age). Empty: the field's units and count words, else its cues.
+    pub near: Vec<String>,
     lexicon: Arc<Lexicon>,
     /// Normalized spelling -> index into `vocabulary`.
     term_index: HashMap<String, usize>,
@@ -124,6 +144,8 @@ pub struct Field {
 pub struct Schema {
     pub path: PathBuf,
     pub version: u32,
+    /// How experiments are named in a paper.
+    pub experiments: Experiments,
     fields: Vec<Field>,
     lexicon: Arc<Lexicon>,
 }
@@ -147,7 +169,36 @@ struct RawSchema {
     #[serde(default)]
     typos: BTreeMap<String, String>,
     #[serde(default)]
+    experiments: Experiments,
+    #[serde(default)]
     field: Vec<RawField>,
+}
+
+/// How a paper names its experiments (`[experiments]` in the schema file).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Experiments {
+    /// Words that, followed by a number, head an experiment's section (`Experiment 2`,
+    /// `Study 1`, `Exp. 3`); compared case-insensitively.
+    #[serde(default = "default_heading_words")]
+    pub heading_words: Vec<String>,
+    /// Headings that end the experiments (the text after them is shared again):
+    /// `General Discussion`, compared case-insensitively at the start of a line.
+    #[serde(default)]
+    pub end_headings: Vec<String>,
+}
+
+fn default_heading_words() -> Vec<String> {
+    vec!["experiment".into()]
+}
+
+impl Default for Experiments {
+    fn default() -> Self {
+        Experiments {
+            heading_words: default_heading_words(),
+            end_headings: Vec::new(),
+        }
+    }
 }
 
 fn default_threshold() -> f64 {
@@ -180,6 +231,12 @@ struct RawField {
     term: Vec<Term>,
     #[serde(default)]
     unit: Vec<Unit>,
+    #[serde(default)]
+    group: Option<String>,
+    #[serde(default)]
+    cues: Vec<String>,
+    #[serde(default)]
+    near: Vec<String>,
 }
 
 impl Schema {
@@ -253,9 +310,13 @@ impl Schema {
         if fields.is_empty() {
             bail!("the schema declares no [[field]]");
         }
+        if raw.experiments.heading_words.iter().any(|w| w.trim().is_empty()) {
+            bail!("[experiments] heading_words holds an empty word");
+        }
         Ok(Schema {
             path: path.to_path_buf(),
             version: raw.version,
+            experiments: raw.experiments,
             fields,
             lexicon,
         })
@@ -349,6 +410,9 @@ impl Field {
             baseline: rf.baseline,
             vocabulary: rf.term,
             units: rf.unit,
+            group: rf.group.filter(|g| !g.trim().is_empty()),
+            cues: rf.cues.iter().map(|c| c.trim().to_lowercase()).collect(),
+            near: rf.near.iter().map(|c| c.trim().to_lowercase()).collect(),
             lexicon: Arc::clone(lexicon),
             term_index: HashMap::new(),
             unit_index: HashMap::new(),

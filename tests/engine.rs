@@ -536,3 +536,180 @@ fn dense_prefill_stays_close_to_the_quantized_path() {
     // measured 4e-3 .. 1e-2 of the spread on these random weights.
     assert!(rel > 0.0 && rel < 5e-2, "{rel}");
 }
+
+/// Row `seq` may only emit tokens `40 + (seq + shift) * 10 ..` (ten of them): one "grammar"
+/// per row. With `stop_row`, that row is declared finished after two tokens (a row that stops
+/// early). `shift` lets a row run alone (as sequence 0) under the grammar it had in a batch.
+struct PerRowMask {
+    shift: usize,
+    stop_row: Option<usize>,
+    seen: [usize; 8],
+}
+impl paramx::generate::LogitsMask for PerRowMask {
+    fn mask(&mut self, seq: usize, logits: &mut [f32]) -> anyhow::Result<()> {
+        let lo = 40 + (seq + self.shift) * 10;
+        for (i, l) in logits.iter_mut().enumerate() {
+            if !(lo..lo + 10).contains(&i) {
+                *l = f32::NEG_INFINITY;
+            }
+        }
+        Ok(())
+    }
+    fn commit(&mut self, seq: usize, _token: u32) -> anyhow::Result<()> {
+        self.seen[seq] += 1;
+        Ok(())
+    }
+    fn is_finished(&self, seq: usize) -> bool {
+        Some(seq + self.shift) == self.stop_row && self.seen[seq] >= 2
+    }
+}
+
+fn row_mask(shift: usize) -> PerRowMask {
+    PerRowMask {
+        shift,
+        stop_row: Some(1),
+        seen: [0; 8],
+    }
+}
+
+/// Questions on a shared prefix give, row by row, the greedy tokens of `prefix ++ suffix` run
+/// alone (ragged suffixes, a grammar per row, a row that stops early), for the quantized and the
+/// dense prefill paths and for two chunkings.
+#[test]
+fn shared_prefix_rows_equal_their_prompts_alone() {
+    let tiny = build();
+    for dense in [None, Some(2)] {
+        let o = ModelOptions {
+            prefill_dense_min_tokens: dense,
+            ..opts(4)
+        };
+        let loaded = paramx::model::load(&tiny.gguf_path(), &o).unwrap();
+        let gen = loaded.generator();
+        let prefix = prompt(23, 9);
+        let suffixes: Vec<Vec<u32>> = (0..4).map(|i| prompt(2 + 3 * i as usize, i)).collect();
+        for chunk in [4, 64] {
+            let params = GenerateParams {
+                max_new_tokens: 7,
+                prefill_chunk: chunk,
+                stop_tokens: Some(vec![]),
+                ..Default::default()
+            };
+          for rows in [1, 3, 4] {
+            let shared = gen
+                .generate_shared(&prefix, &suffixes, rows, &params, None)
+                .unwrap();
+            assert_eq!(shared.prefix_tokens, 23);
+            let masked = gen
+                .generate_shared(&prefix, &suffixes, rows, &params, Some(&mut row_mask(0)))
+                .unwrap();
+            for (i, s) in suffixes.iter().enumerate() {
+                let whole: Vec<u32> = prefix.iter().chain(s).copied().collect();
+                let alone = gen
+                    .generate(std::slice::from_ref(&whole), &params, None)
+                    .unwrap();
+                let ctx = format!("dense {dense:?}, chunk {chunk}, {rows} rows, row {i}");
+                assert_eq!(
+                    shared.rows.sequences[i].tokens, alone.sequences[0].tokens,
+                    "{ctx}"
+                );
+                assert_eq!(shared.rows.sequences[i].prompt_tokens, s.len());
+                let alone_masked = gen
+                    .generate(&[whole], &params, Some(&mut row_mask(i)))
+                    .unwrap();
+                let got = &masked.rows.sequences[i];
+                assert_eq!(got.tokens, alone_masked.sequences[0].tokens, "{ctx}");
+                let lo = 40 + 10 * i as u32;
+                assert!(got.tokens.iter().all(|t| (lo..lo + 10).contains(t)), "{ctx}");
+                let expect = if i == 1 { 2 } else { 7 };
+                assert_eq!(got.tokens.len(), expect, "{ctx}");
+            }
+            assert_eq!(masked.rows.sequences[1].finish, FinishReason::Constraint);
+            assert_ne!(
+                shared.rows.sequences[0].tokens, shared.rows.sequences[3].tokens,
+                "rows differ (the test is not vacuous)"
+            );
+          }
+        }
+        let d = GenerateParams::default();
+        assert!(gen.generate_shared(&[], &suffixes, 2, &d, None).is_err());
+        assert!(gen.generate_shared(&prefix, &[], 2, &d, None).is_err());
+        assert!(gen.generate_shared(&prefix, &[vec![]], 2, &d, None).is_err());
+    }
+}
+
+/// Forces the token pattern `70, 71, 72` after every free token (a grammar's fixed text):
+/// with `jump` the mask reports them as forced (one forward pass for them), without it the
+/// generator finds them one step at a time through the mask alone. Same tokens either way.
+struct Forcing {
+    jump: bool,
+    pending: Vec<u32>,
+    done: usize,
+}
+impl paramx::generate::LogitsMask for Forcing {
+    fn mask(&mut self, _seq: usize, logits: &mut [f32]) -> anyhow::Result<()> {
+        match self.pending.first() {
+            Some(&t) => {
+                for (i, l) in logits.iter_mut().enumerate() {
+                    if i as u32 != t {
+                        *l = f32::NEG_INFINITY;
+                    }
+                }
+            }
+            None => {
+                for l in logits.iter_mut().skip(60) {
+                    *l = f32::NEG_INFINITY;
+                }
+            }
+        }
+        Ok(())
+    }
+    fn commit(&mut self, _seq: usize, token: u32) -> anyhow::Result<()> {
+        if self.pending.first() == Some(&token) {
+            self.pending.remove(0);
+        } else {
+            self.pending = vec![70, 71, 72];
+        }
+        self.done += 1;
+        Ok(())
+    }
+    fn is_finished(&self, _seq: usize) -> bool {
+        self.done >= 14 && self.pending.is_empty()
+    }
+    fn forced(&mut self, _seq: usize) -> anyhow::Result<Vec<u32>> {
+        if !self.jump {
+            return Ok(Vec::new());
+        }
+        let f = std::mem::take(&mut self.pending);
+        self.done += f.len();
+        Ok(f)
+    }
+}
+
+#[test]
+fn jump_forward_gives_the_same_tokens_in_fewer_steps() {
+    let tiny = build();
+    let loaded = paramx::model::load(&tiny.gguf_path(), &opts(4)).unwrap();
+    let gen = loaded.generator();
+    let params = GenerateParams {
+        max_new_tokens: 40,
+        stop_tokens: Some(vec![]),
+        ..Default::default()
+    };
+    let run = |jump| {
+        let mut m = Forcing {
+            jump,
+            pending: Vec::new(),
+            done: 0,
+        };
+        gen.generate_shared(&prompt(9, 2), &[prompt(4, 3)], 1, &params, Some(&mut m))
+            .unwrap()
+            .rows
+    };
+    let (slow, fast) = (run(false), run(true));
+    assert_eq!(fast.sequences[0].tokens, slow.sequences[0].tokens);
+    assert_eq!(fast.sequences[0].finish, FinishReason::Constraint);
+    assert_eq!(fast.sequences[0].tokens.len(), 16, "{:?}", fast.sequences[0].tokens);
+    assert_eq!(fast.forced_tokens, 12);
+    assert_eq!(slow.forced_tokens, 0);
+    assert!(fast.decode_steps < slow.decode_steps);
+}

@@ -6,6 +6,7 @@
 //! that the numbers are well-formed and the arithmetic matches hand counts.
 
 pub mod peak;
+pub mod prefix;
 pub mod random;
 pub mod roofline;
 pub mod shapes;

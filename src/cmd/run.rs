@@ -511,7 +511,7 @@ fn run_rank(prep: &Prepared, opts: &ModelOptions, role: Role<'_>) -> Result<Exit
         0.0
     };
     eprintln!(
-        "paramx: {} paper(s): {} done, {} reused, {} failed; {} experiment(s), {} value(s) kept, {} dropped (quote not in paper or empty); model load {load_secs:.1} s, run {:.1} s ({:.1} papers/hour, {} prompt + {} generated tokens, {tok_s:.1} generated tok/s)",
+        "paramx: {} paper(s): {} done, {} reused, {} failed; {} experiment(s), {} value(s) kept, {} dropped (unsupported, unreadable or empty); model load {load_secs:.1} s, run {:.1} s ({:.1} papers/hour, {} prompt + {} generated tokens, {tok_s:.1} generated tok/s)",
         summary.counts.papers,
         summary.counts.done,
         summary.counts.reused,
@@ -524,11 +524,14 @@ fn run_rank(prep: &Prepared, opts: &ModelOptions, role: Role<'_>) -> Result<Exit
         summary.counts.prompt_tokens,
         summary.counts.generated_tokens,
     );
+    let recs: Vec<&PaperRecord> = all.iter().collect();
+    eprint!("{}", crate::run::evidence::EvidenceReport::of(schema, &recs).to_text());
     eprintln!(
-        "paramx: wrote {}, {}, {}",
+        "paramx: wrote {}, {}, {}, {}",
         paths.table.display(),
         paths.results.display(),
-        paths.errors.display()
+        paths.errors.display(),
+        paths.evidence.display()
     );
     if let Some(gold) = &job.io.gold {
         let g = crate::table::Table::read(gold).context("cannot read the gold table")?;

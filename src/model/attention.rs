@@ -10,7 +10,7 @@
 //! otherwise leak through `0 x NaN` into real rows via the padding values in V.
 
 use super::fused::{masked_softmax_, ScoreRows};
-use candle_core::{DType, Device, Result, Tensor};
+use candle_core::{DType, Device, Result, Tensor, D};
 
 /// Additive mask value for forbidden keys (exp underflows to exactly 0 in f32).
 const MASKED: f32 = -1.0e30;
@@ -141,6 +141,104 @@ pub fn attention(
     })
 }
 
+/// Attention of rows that continue one shared prefix (cascade attention, as in Hydragen and
+/// FlashInfer): `q` `(b, heads, t, d)` attends to the prefix's keys `(1, kv_heads, P, d)`, which
+/// every row sees whole, and to its own keys `(b, kv_heads, T, d)` (`T = q_slot0 + t`, causal
+/// and left-padded as in [`attention`]). Why two parts: the prefix is stored once, and its
+/// part is one matrix product for all rows together (the rows' queries stacked), so its K/V
+/// are read once per layer whatever the number of rows; the parts are joined exactly through
+/// their softmax statistics (max and sum of each row's scores). Queries are cut into blocks of
+/// `layout.block / b` per row, so the stacked prefix scores stay as large as one row's block.
+pub fn attention_shared(
+    q: &Tensor,
+    prefix_k: &Tensor,
+    prefix_v: &Tensor,
+    k: &Tensor,
+    v: &Tensor,
+    layout: AttentionLayout<'_>,
+) -> Result<Tensor> {
+    let (b, heads, t, d) = q.dims4()?;
+    let (pb, kv_heads, _, _) = prefix_k.dims4()?;
+    let (_, row_kv, total, _) = k.dims4()?;
+    if pb != 1
+        || row_kv != kv_heads
+        || heads % kv_heads != 0
+        || total != layout.q_slot0 + t
+        || layout.pad.len() != b
+    {
+        candle_core::bail!(
+            "shared attention: q {:?}, prefix k {:?}, k {:?}, q_slot0 {} do not fit together",
+            q.shape(),
+            prefix_k.shape(),
+            k.shape(),
+            layout.q_slot0
+        )
+    }
+    let g = heads / kv_heads;
+    let scale = 1.0 / (d as f64).sqrt();
+    let dtype = v.dtype();
+    let block = (layout.block / b).max(1);
+    let q5 = q.reshape((b, kv_heads, g, t, d))?;
+    // Softmax statistics of one part: (max, sum of exp, exp-weighted sum of V), in f32.
+    let part = |s: Tensor, vals: &Tensor| -> Result<(Tensor, Tensor, Tensor)> {
+        let m = s.max_keepdim(D::Minus1)?;
+        let e = s.broadcast_sub(&m)?.exp()?;
+        let l = e.sum_keepdim(D::Minus1)?;
+        let o = e.to_dtype(dtype)?.matmul(vals)?.to_dtype(DType::F32)?;
+        Ok((m, l, o))
+    };
+    let mut outs = Vec::with_capacity(t.div_ceil(block));
+    let mut q0 = 0;
+    while q0 < t {
+        let n = block.min(t - q0);
+        let qb = q5.narrow(3, q0, n)?.contiguous()?; // (b, kv, g, n, d)
+        // The prefix: all rows' queries as one row.
+        let qp = qb
+            .permute((1, 0, 2, 3, 4))?
+            .contiguous()?
+            .reshape((1, kv_heads, b * g * n, d))?;
+        let sp = qp
+            .matmul(&prefix_k.t()?)?
+            .to_dtype(DType::F32)?
+            .affine(scale, 0.0)?;
+        let (mp, lp, op) = part(sp, prefix_v)?;
+        let back = |x: Tensor, w: usize| -> Result<Tensor> {
+            x.reshape((kv_heads, b, g * n, w))?
+                .permute((1, 0, 2, 3))?
+                .contiguous()
+        };
+        let (mp, lp, op) = (back(mp, 1)?, back(lp, 1)?, back(op, d)?);
+        // The rows' own keys.
+        let keys = layout.q_slot0 + q0 + n;
+        let qr = qb.reshape((b, kv_heads, g * n, d))?;
+        let mut sr = qr
+            .matmul(&k.narrow(2, 0, keys)?.t()?)?
+            .to_dtype(DType::F32)?
+            .affine(scale, 0.0)?;
+        if let Some(mask) = block_mask(layout, q0, n, keys, q.device())? {
+            sr = sr
+                .reshape((b, kv_heads, g, n, keys))?
+                .broadcast_add(&mask)?
+                .reshape((b, kv_heads, g * n, keys))?;
+        }
+        let (mr, lr, or) = part(sr, &v.narrow(2, 0, keys)?)?;
+        // Join: rescale both parts to the common max.
+        let m = mp.maximum(&mr)?;
+        let ap = mp.broadcast_sub(&m)?.exp()?;
+        let ar = mr.broadcast_sub(&m)?.exp()?;
+        let num = (op.broadcast_mul(&ap)? + or.broadcast_mul(&ar)?)?;
+        let den = (lp.mul(&ap)? + lr.mul(&ar)?)?;
+        let out = num.broadcast_div(&den)?.to_dtype(dtype)?;
+        outs.push(out.reshape((b, kv_heads, g, n, d))?);
+        q0 += n;
+    }
+    let out = match outs.len() {
+        1 => outs.swap_remove(0),
+        _ => Tensor::cat(&outs, 3)?,
+    };
+    out.reshape((b, heads, t, d))
+}
+
 /// The additive mask `(b, 1, 1, n, keys)` of one query block (broadcast over KV heads and the
 /// query heads of a group), or `None` when every key is visible (a single query per row and no
 /// padding: the usual decode step). Built on the device from index comparisons: a host-built
@@ -200,6 +298,53 @@ mod tests {
         }
         let m = Tensor::from_vec(m, (b, 1, t, total), q.device())?;
         candle_nn::ops::softmax_last_dim(&s.broadcast_add(&m)?)?.matmul(&v)
+    }
+
+    /// Rows on a shared prefix equal plain attention over `prefix ++ row` per row.
+    #[test]
+    fn shared_prefix_attention_matches_attention_over_the_concatenation() -> Result<()> {
+        let dev = Device::Cpu;
+        let (b, heads, kv, d, t, q_slot0, plen) = (3, 4, 2, 8, 5, 2, 6);
+        let total = q_slot0 + t;
+        let q = Tensor::randn(0f32, 1., (b, heads, t, d), &dev)?;
+        let pk = Tensor::randn(0f32, 1., (1, kv, plen, d), &dev)?;
+        let pv = Tensor::randn(0f32, 1., (1, kv, plen, d), &dev)?;
+        let k = Tensor::randn(0f32, 1., (b, kv, total, d), &dev)?;
+        let v = Tensor::randn(0f32, 1., (b, kv, total, d), &dev)?;
+        let pad = [0usize, 1, 3];
+        for block in [1, 4, 64] {
+            let got = attention_shared(
+                &q,
+                &pk,
+                &pv,
+                &k,
+                &v,
+                AttentionLayout {
+                    pad: &pad,
+                    q_slot0,
+                    block,
+                },
+            )?;
+            for (r, &p) in pad.iter().enumerate() {
+                // Row r alone: prefix then its real keys, no padding.
+                let real = total - p;
+                let kr = Tensor::cat(&[&pk, &k.narrow(0, r, 1)?.narrow(2, p, real)?], 2)?;
+                let vr = Tensor::cat(&[&pv, &v.narrow(0, r, 1)?.narrow(2, p, real)?], 2)?;
+                // Padding queries (slot < p) are undefined; the first real one sits after the
+                // prefix and the row's real keys before it.
+                let skip = p.saturating_sub(q_slot0);
+                let qr = q.narrow(0, r, 1)?.narrow(2, skip, t - skip)?;
+                let want = naive(&qr, &kr, &vr, &[0], plen + q_slot0 + skip - p)?;
+                let got_r = got.narrow(0, r, 1)?.narrow(2, skip, t - skip)?;
+                let diff = (got_r - &want)?
+                    .abs()?
+                    .flatten_all()?
+                    .max(0)?
+                    .to_scalar::<f32>()?;
+                assert!(diff < 1e-5, "block {block}, row {r}: max diff {diff}");
+            }
+        }
+        Ok(())
     }
 
     #[test]

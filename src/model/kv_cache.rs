@@ -20,6 +20,9 @@ pub struct KvCache {
     pad: Vec<usize>,
     /// `pad` as a `(batch)` u32 tensor on the cache's device, for the fused softmax's mask.
     pad_tensor: Tensor,
+    /// RoPE position of each row's first real slot: 0, or the length of the shared prefix the
+    /// rows continue (see `attention::attention_shared`).
+    pos_offset: usize,
 }
 
 impl KvCache {
@@ -52,6 +55,7 @@ impl KvCache {
             len: 0,
             pad,
             pad_tensor,
+            pos_offset: 0,
         })
     }
 
@@ -114,11 +118,21 @@ impl KvCache {
         Ok(())
     }
 
-    /// RoPE positions of the next `t` slots, row-major `(batch, t)`. Padding slots get 0.
+    /// Makes the rows continue a shared prefix of `prefix_len` tokens: their first real slot
+    /// takes RoPE position `prefix_len`.
+    pub fn continue_after(mut self, prefix_len: usize) -> Self {
+        self.pos_offset = prefix_len;
+        self
+    }
+
+    /// RoPE positions of the next `t` slots, row-major `(batch, t)`. Padding slots get the
+    /// first real slot's position (they are never attended to).
     pub fn positions(&self, t: usize) -> Vec<u32> {
         let mut out = Vec::with_capacity(self.batch * t);
         for &p in &self.pad {
-            out.extend((self.len..self.len + t).map(|s| s.saturating_sub(p) as u32));
+            out.extend(
+                (self.len..self.len + t).map(|s| (s.saturating_sub(p) + self.pos_offset) as u32),
+            );
         }
         out
     }
@@ -187,6 +201,8 @@ mod tests {
         c.retain(&[1])?;
         assert_eq!((c.batch(), c.pad(), c.len()), (1, &[2usize][..], 4));
         assert_eq!(c.positions(0), Vec::<u32>::new());
+        let c = KvCache::new(1, 1, 2, vec![0, 2], 4, DType::F32, &dev)?.continue_after(10);
+        assert_eq!(c.positions(3), vec![10, 11, 12, 10, 10, 10], "rows after a 10-token prefix");
         Ok(())
     }
 }

@@ -6,7 +6,7 @@
 //! and the lm_head are split by vocabulary. With [`crate::tp::SingleRank`] every collective is the
 //! identity and every slice is the whole tensor.
 
-use super::attention::{attention, attention_fused, AttentionLayout};
+use super::attention::{attention, attention_fused, attention_shared, AttentionLayout};
 use super::config::Qwen2Config;
 use super::fused::{self, Heads, Kernels};
 use super::kv_cache::KvCache;
@@ -365,7 +365,25 @@ impl Qwen2 {
     /// `cache` (slots `cache.len()..cache.len() + t`), and returns the final-norm hidden states
     /// `(batch, t, hidden)`.
     pub fn forward(&self, tokens: &Tensor, cache: &mut KvCache) -> Result<Tensor> {
+        self.forward_after(tokens, None, cache)
+    }
+
+    /// [`Qwen2::forward`] for rows that continue `prefix` (a one-row cache, filled by an
+    /// earlier `forward`), whose keys and values every row attends to without a copy
+    /// (`attention::attention_shared`). `cache` holds the rows' own slots and was made with
+    /// `KvCache::continue_after(prefix.len())`; `prefix` is only read.
+    pub fn forward_after(
+        &self,
+        tokens: &Tensor,
+        prefix: Option<&KvCache>,
+        cache: &mut KvCache,
+    ) -> Result<Tensor> {
         let (b, t) = tokens.dims2()?;
+        if let Some(p) = prefix {
+            if p.batch() != 1 {
+                bail!("forward: a shared prefix has one row, not {}", p.batch());
+            }
+        }
         if b != cache.batch() {
             bail!(
                 "forward: {b} rows of tokens for a cache of {} rows",
@@ -385,7 +403,8 @@ impl Qwen2 {
         let mut pending: Option<Tensor> = None;
         for (i, layer) in self.layers.iter().enumerate() {
             let (resid, h) = self.add_norm(x, pending.as_ref(), &layer.input_norm)?;
-            let (resid, mlp_out) = self.layer_forward(i, layer, resid, &h, cache, &rope, layout)?;
+            let (resid, mlp_out) =
+                self.layer_forward(i, layer, resid, &h, cache, prefix, &rope, layout)?;
             x = resid;
             pending = Some(mlp_out);
         }
@@ -420,6 +439,7 @@ impl Qwen2 {
         x: Tensor,
         h: &Tensor,
         cache: &KvCache,
+        prefix: Option<&KvCache>,
         rope: &RopeTables,
         layout: AttentionLayout<'_>,
     ) -> Result<(Tensor, Tensor)> {
@@ -438,7 +458,14 @@ impl Qwen2 {
                 let slot0 = cache.len();
                 let kv = cache.layer(index);
                 fused::kv_append(kv, &qkv, &l.qkv_bias, rope.packed(), geo, slot0)?;
-                if fused::decode_fits(t, hd, slot0 + t) {
+                if let Some(p) = prefix {
+                    let q = fused::rope_q(&qkv, &l.qkv_bias, rope.packed(), geo)?;
+                    let (k_all, v_all) = cache.views(index, slot0 + t)?;
+                    let (pk, pv) = p.views(index, p.len())?;
+                    attention_shared(&q, &pk, &pv, &k_all, &v_all, layout)?
+                        .transpose(1, 2)?
+                        .reshape((b, t, nq * hd))?
+                } else if fused::decode_fits(t, hd, slot0 + t) {
                     let pad = cache.pad_tensor();
                     fused::attention_decode(&qkv, &l.qkv_bias, rope.packed(), kv, pad, geo, slot0)?
                 } else {
@@ -461,9 +488,15 @@ impl Qwen2 {
                 let k = rope.apply(&heads(nq, nkv)?)?;
                 let v = heads(nq + nkv, nkv)?;
                 let (k_all, v_all) = cache.append(index, &k, &v)?;
-                attention(&q, &k_all, &v_all, layout)?
-                    .transpose(1, 2)?
-                    .reshape((b, t, nq * hd))?
+                match prefix {
+                    Some(p) => {
+                        let (pk, pv) = p.views(index, p.len())?;
+                        attention_shared(&q, &pk, &pv, &k_all, &v_all, layout)?
+                    }
+                    None => attention(&q, &k_all, &v_all, layout)?,
+                }
+                .transpose(1, 2)?
+                .reshape((b, t, nq * hd))?
             }
         };
         let o = l.o.forward(&att)?;

@@ -101,6 +101,151 @@ pub fn info_title(doc: &lopdf::Document) -> Option<String> {
     }
 }
 
+/// The title when type sizes tell nothing (a manuscript set in one size): the first lines of
+/// page 1 (`page1` text) before the byline, when they read like a title.
+pub fn title_from_top(page1: &str) -> Option<String> {
+    let mut lines = Vec::new();
+    for line in page1.lines().map(str::trim) {
+        if line.is_empty() {
+            if lines.is_empty() {
+                continue;
+            }
+            break;
+        }
+        // A byline or an affiliation ends the title: digits (superscripts), e-mail, commas.
+        if line.chars().any(|c| c.is_ascii_digit()) || line.contains('@') {
+            break;
+        }
+        lines.push(line);
+        if lines.len() == 3 {
+            break;
+        }
+    }
+    let t = super::clean::normalize_line(&lines.join(" "));
+    let words = t.split_whitespace().count();
+    let letters = t.chars().filter(|c| c.is_alphabetic()).count();
+    ((4..=40).contains(&words) && letters * 3 > t.len() * 2).then_some(t)
+}
+
+/// Words that mark a line as an affiliation or front matter, not a byline.
+const NOT_BYLINE: [&str; 12] = [
+    "department", "university", "institute", "school", "college", "laborator", "correspond",
+    "@", "received", "abstract", "hospital", "centre",
+];
+
+/// The authors' surnames, in order, from the byline that follows the title on page 1
+/// (`page1`: the page's text). Superscript affiliation marks, ORCID marks (`X`), `and`, `&`
+/// and initials are dropped; the last word of each name is its surname.
+pub fn authors(page1: &str, title: &str) -> Vec<String> {
+    let fold = |s: &str| -> String {
+        s.chars()
+            .filter(|c| c.is_alphanumeric())
+            .flat_map(char::to_lowercase)
+            .collect()
+    };
+    let title_f = fold(title);
+    if title_f.len() < 8 {
+        return Vec::new();
+    }
+    // Where the title ends: the page's text folded the same way, with a map back to lines.
+    let lines: Vec<&str> = page1.lines().collect();
+    let mut acc = String::new();
+    let mut after = None;
+    for (i, l) in lines.iter().enumerate() {
+        acc.push_str(&fold(l));
+        if acc.contains(&title_f) {
+            after = Some(i + 1);
+            break;
+        }
+    }
+    let Some(start) = after else {
+        return Vec::new();
+    };
+    let mut byline = String::new();
+    for l in lines.iter().skip(start).map(|l| l.trim()) {
+        if l.is_empty() {
+            if byline.is_empty() {
+                continue;
+            }
+            if byline.trim_end().ends_with(['&', ',']) || byline.split_whitespace().count() < 4 {
+                continue; // `Samuel D. McDougle` / `1 & Jordan A. Taylor 2,3` across lines
+            }
+            break;
+        }
+        let lower = l.to_lowercase();
+        let affiliation = l.chars().next().is_some_and(|c| c.is_ascii_digit())
+            && l.split_whitespace().nth(1).is_some_and(|w| w.chars().next().is_some_and(char::is_uppercase));
+        if affiliation || NOT_BYLINE.iter().any(|w| lower.contains(w)) || byline.len() > 400 {
+            break;
+        }
+        byline.push(' ');
+        byline.push_str(l);
+    }
+    let mut out = Vec::new();
+    let spaced = byline.replace('&', ",").replace(" and ", ",");
+    for name in spaced.split(',') {
+        let words: Vec<&str> = name
+            .split_whitespace()
+            .map(|w| w.trim_matches(|c: char| !c.is_alphabetic() && c != '-' && c != '\''))
+            .filter(|w| w.chars().any(char::is_alphabetic) && *w != "X")
+            .collect();
+        // A name has a capitalised first word and at least two words (given name, surname).
+        if words.len() < 2 || words.len() > 5 {
+            continue;
+        }
+        let Some(last) = words.last() else { continue };
+        if last.chars().filter(|c| c.is_alphabetic()).count() < 2 {
+            continue;
+        }
+        let mut surname: String = last.to_string();
+        if let Some(first) = surname.chars().next() {
+            surname = first.to_uppercase().chain(surname.chars().skip(1)).collect();
+        }
+        out.push(surname);
+    }
+    out
+}
+
+/// The publication year: the year page 1 names most often (journal line, dates, copyright),
+/// the latest on a tie; else the year the file was made (`/CreationDate`).
+pub fn year(page1: &str, doc: &lopdf::Document) -> Option<u32> {
+    let b = page1.as_bytes();
+    let mut counts: std::collections::BTreeMap<u32, usize> = Default::default();
+    let mut i = 0;
+    while i + 4 <= b.len() {
+        let is_digit = |k: usize| b.get(k).is_some_and(u8::is_ascii_digit);
+        if (0..4).all(|k| is_digit(i + k)) && !is_digit(i + 4) && (i == 0 || !is_digit(i - 1)) {
+            // not part of a DOI or a number with a decimal point
+            let prev = if i > 0 { b[i - 1] } else { b' ' };
+            if prev != b'.' && prev != b'/' && prev != b'-' {
+                if let Ok(y) = page1[i..i + 4].parse::<u32>() {
+                    if (1950..=2100).contains(&y) {
+                        *counts.entry(y).or_default() += 1;
+                    }
+                }
+            }
+            i += 4;
+        } else {
+            i += 1;
+        }
+    }
+    let best = counts
+        .iter()
+        .max_by(|a, b| a.1.cmp(b.1).then(a.0.cmp(b.0)))
+        .map(|(y, _)| *y);
+    best.or_else(|| info_year(doc))
+}
+
+fn info_year(doc: &lopdf::Document) -> Option<u32> {
+    let info = doc.trailer.get(b"Info").ok()?;
+    let info = doc.dereference(info).ok()?.1.as_dict().ok()?;
+    let d = info.get(b"CreationDate").ok()?;
+    let d = lopdf::decode_text_string(doc.dereference(d).ok()?.1).ok()?;
+    let digits = d.trim_start_matches("D:");
+    let y: u32 = digits.get(..4)?.parse().ok()?;
+    (1950..=2100).contains(&y).then_some(y)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -118,6 +263,34 @@ mod tests {
         assert_eq!(doi("version 10.2 of 10.12/ab", 100), None);
         // DOIs after page 1 belong to references.
         assert_eq!(doi("page one\n\nref 10.1000/xyz", 8), None);
+    }
+
+    #[test]
+    fn bylines_give_surnames_in_order() {
+        let p = "J Neurophysiol 120: 2775–2787, 2018.\n\nPlan-based generalization shapes local implicit adaptation to opposing\nvisuomotor transformations\n\nX Raphael Schween, 1 X Jordan A. Taylor, 2 and Mathias Hegele 1\n1 Neuromotor Behavior Laboratory, Giessen";
+        let t = "Plan-based generalization shapes local implicit adaptation to opposing visuomotor transformations";
+        assert_eq!(authors(p, t), vec!["Schween", "Taylor", "Hegele"]);
+        let p2 = "OPEN\n\nDissociable cognitive strategies for sensorimotor\n\nlearning\n\nSamuel D. McDougle\n\n1 & Jordan A. Taylor 2,3\n\nMotor learning is driven by";
+        assert_eq!(
+            authors(p2, "Dissociable cognitive strategies for sensorimotor learning"),
+            vec!["McDougle", "Taylor"]
+        );
+        let p3 = "How different effectors\nand action effects\nRaphael Schween 1* , Lisa Langsdorf 1,2 , Jordan A. taylor 3 & Mathias Hegele 1,2\n\nHumans can";
+        assert_eq!(
+            authors(p3, "How different effectors and action effects"),
+            vec!["Schween", "Langsdorf", "Taylor", "Hegele"]
+        );
+        assert!(authors("no title here", "Something else entirely").is_empty());
+    }
+
+    #[test]
+    fn title_from_top_lines_stops_at_the_byline() {
+        let p = "Generalization via superposition: Combined effects of mixed reference frame representations for explicit\nand implicit learning in a visuomotor adaptation task\nEugene Poh 1 and Jordan A. Taylor 1,2\n";
+        assert_eq!(
+            title_from_top(p).as_deref(),
+            Some("Generalization via superposition: Combined effects of mixed reference frame representations for explicit and implicit learning in a visuomotor adaptation task")
+        );
+        assert_eq!(title_from_top("1 Department of X\n"), None);
     }
 
     #[test]

@@ -41,7 +41,7 @@ pub use sections::{Section, SectionKind};
 pub const MAX_STREAM_BYTES: usize = 64 << 20;
 
 /// Bumped whenever extraction output changes, so stale cache entries are ignored.
-pub const EXTRACTOR_VERSION: u32 = 1;
+pub const EXTRACTOR_VERSION: u32 = 2;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Page {
@@ -67,6 +67,12 @@ pub struct Document {
     pub sections: Vec<Section>,
     pub doi: Option<String>,
     pub title: Option<String>,
+    /// The authors' surnames, in order, from the byline under the title (empty if not found).
+    #[serde(default)]
+    pub authors: Vec<String>,
+    /// The publication year named on page 1 (or the file's creation year).
+    #[serde(default)]
+    pub year: Option<u32>,
     pub page_errors: Vec<PageError>,
 }
 
@@ -294,10 +300,15 @@ fn extract_bytes(
         });
     }
     let sections = sections::find(&assembled.text);
-    let doi = meta::doi(
-        &assembled.text,
-        assembled.pages.first().map(|p| p.end).unwrap_or(0),
-    );
+    let first_page_end = assembled.pages.first().map(|p| p.end).unwrap_or(0);
+    let doi = meta::doi(&assembled.text, first_page_end);
+    let page1 = assembled.text.get(..first_page_end).unwrap_or("");
+    let title = title.or_else(|| meta::title_from_top(page1));
+    let authors = title
+        .as_deref()
+        .map(|t| meta::authors(page1, t))
+        .unwrap_or_default();
+    let year = meta::year(page1, &doc);
     Ok(Document {
         path: path.to_path_buf(),
         sha256,
@@ -306,6 +317,8 @@ fn extract_bytes(
         sections,
         doi,
         title,
+        authors,
+        year,
         page_errors,
     })
 }

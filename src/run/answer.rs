@@ -189,6 +189,10 @@ pub struct GroundedValue {
     /// Where the quote stands in the paper's text (byte offsets) and its page (1-based).
     pub span: Span,
     pub page: Option<usize>,
+    /// True when the quote stands outside the experiment's own text (shared methods, title
+    /// page): the value is inherited by the experiment and keeps the quote it came from.
+    #[serde(default)]
+    pub inherited: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -208,6 +212,11 @@ pub enum DropReason {
     EmptyValue,
     /// The same experiment number appeared twice; the first one was kept.
     DuplicateExperiment,
+    /// The quote does not state the value (see `run::evidence::support`); `detail` says why.
+    Unsupported,
+    /// A question's answer could not be read (cut by `max_new_tokens`); `field` names the
+    /// question's group.
+    Unreadable,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -217,6 +226,9 @@ pub struct DroppedValue {
     pub value: String,
     pub quote: String,
     pub reason: DropReason,
+    /// What exactly failed (for `unsupported`: the number or item the quote lacks).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Default)]
@@ -269,6 +281,7 @@ pub fn ground(answer: &RawAnswer, schema: &Schema, text: &str, page_starts: &[us
                     quote: cell.quote.clone(),
                     span,
                     page,
+                    inherited: false,
                 },
             );
         }
@@ -289,10 +302,11 @@ fn dropped(exp: &RawExperiment, field: &str, cell: &RawCell, reason: DropReason)
         value: cell.value.clone(),
         quote: cell.quote.clone(),
         reason,
+        detail: None,
     }
 }
 
-fn page_of(page_starts: &[usize], offset: usize) -> Option<usize> {
+pub fn page_of(page_starts: &[usize], offset: usize) -> Option<usize> {
     match page_starts.partition_point(|&s| s <= offset) {
         0 => None,
         n => Some(n),

@@ -144,6 +144,15 @@ impl Constraint {
             .map_err(|e| anyhow!("grammar rejected token {token}: {e}"))
     }
 
+    /// The tokens the grammar now forces (its fixed text up to the next choice), consumed: the
+    /// caller must emit exactly these. Empty when the next token is a real choice.
+    pub fn forced(&mut self) -> Vec<u32> {
+        if self.matcher.is_stopped() {
+            return Vec::new();
+        }
+        self.matcher.consume_ff_tokens()
+    }
+
     /// True once the grammar has accepted the end of the document (or an end token).
     pub fn is_finished(&self) -> bool {
         self.matcher.is_stopped()

@@ -238,6 +238,7 @@ mod tests {
                 generated_tokens: 1,
                 prompt_pieces: vec![],
                 raw_answer: "{}".into(),
+                questions: vec![],
             })
         } else {
             Outcome::Error {
@@ -255,7 +256,9 @@ mod tests {
                 source_file: file.into(),
                 doi: None,
                 title: None,
-                pages: 1,
+                authors: vec![],
+            year: None,
+            pages: 1,
                 outcome,
                 timing: None,
             },

@@ -8,6 +8,8 @@
 
 pub mod answer;
 pub mod constrain;
+pub mod evidence;
+pub mod experiments;
 pub mod job;
 pub mod locate;
 pub mod lockstep;
@@ -15,6 +17,7 @@ pub mod manifest;
 pub mod merge;
 pub mod output;
 pub mod prompt;
+pub mod question;
 pub mod record;
 pub mod shard;
 pub mod store;
@@ -112,6 +115,9 @@ impl LogitsMask for GrammarMask<'_> {
     }
     fn is_finished(&self, seq: usize) -> bool {
         self.constraints[seq].is_finished()
+    }
+    fn forced(&mut self, seq: usize) -> Result<Vec<u32>> {
+        Ok(self.constraints[seq].forced())
     }
 }
 
@@ -258,125 +264,209 @@ impl<'a> Runner<'a> {
         }
     }
 
-    /// Runs one batch of papers whose text is ready; returns one record per paper. A paper whose
-    /// prompt, grammar or answer fails becomes an error record (these steps are deterministic,
-    /// so every rank records the same). A failure inside the model with several ranks is an
-    /// `Err` ending the run: a rank that failed inside the model leaves its peers waiting in a
-    /// collective, and going on would pair collectives that do not belong together. A batch cut
-    /// short by a stop vote gives error records (`self.lockstep.stopped()` tells the caller).
+    /// Runs one batch of papers whose text is ready; returns one record per paper, in order.
+    /// Each paper is asked its questions on its own shared prefix ([`Runner::extract_paper`]).
+    /// A paper whose prompt, grammar or answer fails becomes an error record (these steps are
+    /// deterministic, so every rank records the same). A failure inside the model with several
+    /// ranks is an `Err` ending the run: a rank that failed inside the model leaves its peers
+    /// waiting in a collective, and going on would pair collectives that do not belong
+    /// together. A batch cut short by a stop vote gives error records
+    /// (`self.lockstep.stopped()` tells the caller).
     pub fn extract_batch(
         &self,
         docs: &[&Document],
         keys: &[RecordKey],
     ) -> Result<Vec<PaperRecord>> {
-        let mut packed = Vec::new();
-        let mut ready: Vec<usize> = Vec::new();
-        let mut records: Vec<Option<PaperRecord>> = vec![None; docs.len()];
-        for (i, doc) in docs.iter().enumerate() {
-            match self.prompt_for(doc) {
-                Ok(p) => {
-                    packed.push(p);
-                    ready.push(i);
-                }
-                Err(e) => records[i] = Some(error_record(doc, &keys[i], Stage::Prompt, &e)),
+        let mut out = Vec::with_capacity(docs.len());
+        for (doc, key) in docs.iter().zip(keys) {
+            if self.lockstep.stopped() {
+                out.push(error_record(doc, key, Stage::Generate, &anyhow::anyhow!("stopped by signal")));
+                continue;
             }
+            out.push(self.extract_paper(doc, key)?);
         }
-        if !ready.is_empty() {
-            // Set once the batch enters the model, where the ranks' collectives begin.
-            let in_model = std::cell::Cell::new(false);
-            let result = (|| -> Result<_> {
-                let prompts = packed
-                    .iter()
-                    .map(|p| {
-                        let text = self.render(&p.system, &p.user)?;
-                        self.model.tokenizer.encode(&text)
-                    })
-                    .collect::<Result<Vec<_>>>()?;
-                let constraints = packed
-                    .iter()
-                    .map(|p| {
-                        self.grammar
-                            .lark_constraint(&answer::answer_grammar(self.schema, &p.paper))
-                    })
-                    .collect::<Result<Vec<_>>>()?;
-                let mut mask = GrammarMask {
-                    constraints,
-                    lockstep: &self.lockstep,
-                    last_seq: None,
-                };
-                let start = Instant::now();
-                in_model.set(true);
-                let out =
-                    self.model
-                        .generator()
-                        .generate(&prompts, &self.params(), Some(&mut mask))?;
-                Ok((out, start.elapsed().as_secs_f64()))
-            })();
-            match result {
-                Ok((out, secs)) => {
-                    let n = ready.len() as f64;
-                    for ((&i, p), seq) in ready.iter().zip(&packed).zip(out.sequences) {
-                        let doc = docs[i];
-                        let timing = Timing {
-                            prefill_secs: out.prefill_secs / n,
-                            decode_secs: out.decode_secs / n,
-                            batch_secs: secs,
-                            batch_size: ready.len(),
-                        };
-                        let rec = match answer::parse_answer(&seq.text) {
-                            Ok((raw, completeness)) => {
-                                let starts: Vec<usize> =
-                                    doc.pages.iter().map(|p| p.start).collect();
-                                let g = answer::ground(&raw, self.schema, &doc.text, &starts);
-                                PaperRecord::new(
-                                    doc,
-                                    keys[i].clone(),
-                                    Outcome::Ok(PaperResult {
-                                        experiments: g.experiments,
-                                        dropped: g.dropped,
-                                        completeness,
-                                        finish: format!("{:?}", seq.finish).to_lowercase(),
-                                        prompt_tokens: seq.prompt_tokens,
-                                        generated_tokens: seq.generated_tokens,
-                                        prompt_pieces: p.pieces.clone(),
-                                        raw_answer: seq.text.clone(),
-                                    }),
-                                    Some(timing),
-                                )
-                            }
-                            Err(e) => error_record(doc, &keys[i], Stage::Answer, &e),
-                        };
-                        records[i] = Some(rec);
-                    }
-                }
-                Err(e)
-                    if self.lockstep.world_size() > 1
-                        && in_model.get()
-                        && !self.lockstep.stopped() =>
-                {
-                    return Err(e.context(format!(
-                        "generation failed on a batch of {} paper(s) (with tensor parallelism \
-                         this ends the run)",
-                        ready.len()
-                    )));
-                }
-                Err(e) => {
-                    for &i in &ready {
-                        records[i] = Some(error_record(docs[i], &keys[i], Stage::Generate, &e));
-                    }
-                }
-            }
-        }
-        Ok(records
-            .into_iter()
-            .zip(docs.iter().zip(keys))
-            .map(|(r, (doc, key))| {
-                r.unwrap_or_else(|| {
-                    error_record(doc, key, Stage::Generate, &anyhow::anyhow!("no result"))
-                })
-            })
-            .collect())
+        Ok(out)
     }
+
+    /// The questions of one paper, the prefix they share, and their token ids.
+    fn prepare(&self, doc: &Document) -> Result<Prepared> {
+        let experiments = experiments::detect(&doc.text, &self.schema.experiments);
+        let all = question::sentences(doc);
+        let questions: Vec<question::Question> = experiments
+            .iter()
+            .flat_map(|e| question::questions_for(self.schema, &all, e, &experiments))
+            .collect();
+        let longest = questions
+            .iter()
+            .map(|q| q.text.as_str())
+            .max_by_key(|t| t.len())
+            .unwrap_or("");
+        let pieces = pieces_of(doc);
+        let packed = prompt::pack_with(
+            longest,
+            &pieces,
+            self.job.limits.max_input_tokens.saturating_sub(SPLIT_MARGIN_TOKENS),
+            &mut |s, u| self.count_tokens(s, u),
+        )?;
+        let block = prompt::paper_block(&packed.paper);
+        let mut prefix_text: Option<String> = None;
+        let mut suffixes = Vec::with_capacity(questions.len());
+        for q in &questions {
+            let rendered = self.render(&packed.system, &format!("{block}{SPLIT}{}", q.text))?;
+            let (pre, suf) = rendered
+                .split_once(SPLIT)
+                .context("the chat template altered the question marker")?;
+            match &prefix_text {
+                Some(p) if p != pre => anyhow::bail!("the chat template renders the paper differently per question"),
+                _ => prefix_text = Some(pre.to_string()),
+            }
+            suffixes.push(self.model.tokenizer.encode(suf)?);
+        }
+        let prefix = match prefix_text {
+            Some(p) => self.model.tokenizer.encode(&p)?,
+            None => Vec::new(),
+        };
+        Ok(Prepared {
+            experiments,
+            sentences: all,
+            questions,
+            packed,
+            prefix,
+            suffixes,
+        })
+    }
+
+    /// Asks one paper its questions and grounds the answers.
+    fn extract_paper(&self, doc: &Document, key: &RecordKey) -> Result<PaperRecord> {
+        let prep = match self.prepare(doc) {
+            Ok(p) => p,
+            Err(e) => return Ok(error_record(doc, key, Stage::Prompt, &e)),
+        };
+        let constraints = match prep
+            .questions
+            .iter()
+            .map(|q| self.grammar.lark_constraint(&q.grammar))
+            .collect::<Result<Vec<_>>>()
+        {
+            Ok(c) => c,
+            Err(e) => return Ok(error_record(doc, key, Stage::Prompt, &e)),
+        };
+        let start = Instant::now();
+        let generated = if prep.questions.is_empty() {
+            None
+        } else {
+            let mut mask = GrammarMask {
+                constraints,
+                lockstep: &self.lockstep,
+                last_seq: None,
+            };
+            match self.model.generator().generate_shared(
+                &prep.prefix,
+                &prep.suffixes,
+                self.job.limits.batch,
+                &self.params(),
+                Some(&mut mask),
+            ) {
+                Ok(out) => Some(out),
+                Err(e) if self.lockstep.world_size() > 1 && !self.lockstep.stopped() => {
+                    return Err(e.context(
+                        "generation failed (with tensor parallelism this ends the run)",
+                    ));
+                }
+                Err(e) => return Ok(error_record(doc, key, Stage::Generate, &e)),
+            }
+        };
+        let secs = start.elapsed().as_secs_f64();
+        let mut grounded = answer::Grounded::default();
+        let mut asked = Vec::new();
+        let mut answers: Vec<Vec<question::Answered>> = vec![Vec::new(); prep.experiments.len()];
+        let (mut prompt_tokens, mut generated_tokens) = (prep.prefix.len(), 0);
+        let mut cut = false;
+        if let Some(out) = &generated {
+            for (q, seq) in prep.questions.iter().zip(&out.rows.sequences) {
+                prompt_tokens += seq.prompt_tokens;
+                generated_tokens += seq.generated_tokens;
+                cut |= seq.finish == crate::generate::FinishReason::Length;
+                asked.push(record::AskedQuestion {
+                    experiment: q.experiment,
+                    group: q.group.clone(),
+                    prompt: q.text.clone(),
+                    answer: seq.text.clone(),
+                    prompt_tokens: seq.prompt_tokens,
+                    generated_tokens: seq.generated_tokens,
+                    finish: format!("{:?}", seq.finish).to_lowercase(),
+                });
+                let idx = prep
+                    .experiments
+                    .iter()
+                    .position(|e| e.number == q.experiment)
+                    .unwrap_or(0);
+                match question::read_answer(q, &seq.text) {
+                    Ok(a) => answers[idx].extend(a),
+                    // A cut or unreadable answer loses that question only, recorded as such.
+                    Err(e) => grounded.dropped.push(answer::DroppedValue {
+                        experiment: q.experiment,
+                        field: q.group.clone(),
+                        value: String::new(),
+                        quote: String::new(),
+                        reason: answer::DropReason::Unreadable,
+                        detail: Some(format!("{e:#}")),
+                    }),
+                }
+            }
+        }
+        for (exp, a) in prep.experiments.iter().zip(&answers) {
+            question::ground(self.schema, doc, &prep.sentences, exp, a, &mut grounded);
+        }
+        question::inherit_repeated(self.schema, doc, &prep.experiments, &mut grounded);
+        let timing = generated.as_ref().map(|out| Timing {
+            prefill_secs: out.prefix_secs + out.rows.prefill_secs,
+            decode_secs: out.rows.decode_secs,
+            batch_secs: secs,
+            batch_size: 1,
+        });
+        Ok(PaperRecord::new(
+            doc,
+            key.clone(),
+            Outcome::Ok(PaperResult {
+                experiments: grounded.experiments,
+                dropped: grounded.dropped,
+                completeness: if cut {
+                    answer::AnswerCompleteness::Truncated {
+                        experiments_kept: prep.experiments.len(),
+                    }
+                } else {
+                    answer::AnswerCompleteness::Complete
+                },
+                finish: if cut { "length" } else { "constraint" }.into(),
+                prompt_tokens,
+                generated_tokens,
+                prompt_pieces: prep.packed.pieces.clone(),
+                raw_answer: String::new(),
+                questions: asked,
+            }),
+            timing,
+        ))
+    }
+}
+
+/// Marks where the shared paper ends and a question begins in a rendered prompt (a private-use
+/// character that `prompt::sanitize`d paper text and questions never hold... checked: the
+/// split must find it, and the prefix must be the same for every question).
+const SPLIT: &str = "\u{E000}";
+
+/// Tokens kept free when the paper is packed: tokenizing the prefix and a question apart can
+/// differ by a token or two from tokenizing them together.
+const SPLIT_MARGIN_TOKENS: usize = 8;
+
+/// One paper made ready for the model.
+struct Prepared {
+    experiments: Vec<experiments::Experiment>,
+    sentences: Vec<question::Sentence>,
+    questions: Vec<question::Question>,
+    packed: prompt::Packed,
+    prefix: Vec<u32>,
+    suffixes: Vec<Vec<u32>>,
 }
 
 fn error_record(doc: &Document, key: &RecordKey, stage: Stage, e: &anyhow::Error) -> PaperRecord {
@@ -433,7 +523,7 @@ const TITLE_PAGE_HEAD_BYTES: usize = 2500;
 
 /// Bumped whenever the prompt, the answer grammar or grounding change what a run produces, so
 /// that records of an older paramx are redone rather than reused.
-pub const PIPELINE_VERSION: u32 = 2;
+pub const PIPELINE_VERSION: u32 = 3;
 
 fn floor_char_boundary(s: &str, max: usize) -> usize {
     let mut i = max.min(s.len());

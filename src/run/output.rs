@@ -17,6 +17,8 @@ pub struct OutputPaths {
     pub table: PathBuf,
     pub results: PathBuf,
     pub errors: PathBuf,
+    /// Per-field evidence support of the table's values (`run::evidence::EvidenceReport`).
+    pub evidence: PathBuf,
 }
 
 impl OutputPaths {
@@ -25,6 +27,7 @@ impl OutputPaths {
             table: dir.join("table.csv"),
             results: dir.join("results.jsonl"),
             errors: dir.join("errors.jsonl"),
+            evidence: dir.join("evidence.json"),
         }
     }
 }
@@ -54,6 +57,11 @@ pub fn table_of(schema: &Schema, records: &[&PaperRecord], path: &Path) -> Resul
                     }
                     match h.as_str() {
                         "title" | "title_detected" => rec.title.clone().unwrap_or_default(),
+                        "authors" => rec.authors.join(", "),
+                        "year" => rec.year.map(|y| y.to_string()).unwrap_or_default(),
+                        "study_id" => rec
+                            .study_id(exp.experiment, result.experiments.len())
+                            .unwrap_or_default(),
                         "doi_or_url" => rec.doi.as_deref().map(doi_url).unwrap_or_default(),
                         "doi" => rec.doi.clone().unwrap_or_default(),
                         "source_file" => rec.source_file.clone(),
@@ -106,6 +114,9 @@ pub fn write_outputs(schema: &Schema, records: &[PaperRecord], paths: &OutputPat
     }
     write_atomic(&paths.results, &results)?;
     write_atomic(&paths.errors, &errors)?;
+    let evidence = crate::run::evidence::EvidenceReport::of(schema, &recs);
+    let json = serde_json::to_vec_pretty(&evidence).context("serialising the evidence report")?;
+    write_atomic(&paths.evidence, &json)?;
     Ok(())
 }
 
@@ -141,6 +152,7 @@ mod tests {
                         quote: "q".into(),
                         span: Span { start: 0, end: 1 },
                         page: Some(1),
+                        inherited: false,
                     },
                 );
                 GroundedExperiment {
@@ -158,6 +170,8 @@ mod tests {
             source_file: file.into(),
             doi: Some("10.1/x".into()),
             title: Some("A title".into()),
+            authors: vec![],
+            year: None,
             pages: 3,
             outcome: Outcome::Ok(PaperResult {
                 experiments,
@@ -168,6 +182,7 @@ mod tests {
                 generated_tokens: 5,
                 prompt_pieces: vec![],
                 raw_answer: "{}".into(),
+                questions: vec![],
             }),
             timing: None,
         }

@@ -87,7 +87,12 @@ never guess.\n\nParameters:\n",
 /// The paper first, the task after it: small models follow instructions that come last, and
 /// they cannot mistake the parameter descriptions for the paper's text.
 fn user_message(instructions: &str, body: &str) -> String {
-    format!("PAPER (most relevant sections first; some parts may be omitted):\n{body}\n\n{instructions}")
+    format!("{}{instructions}", paper_block(body))
+}
+
+/// The paper part of the user message: what questions on a shared prefix all start with.
+pub fn paper_block(body: &str) -> String {
+    format!("PAPER (most relevant sections first; some parts may be omitted):\n{body}\n\n")
 }
 
 /// Text as the model sees it: whitespace (line breaks included) collapsed to single spaces, and
@@ -141,7 +146,19 @@ pub fn pack(
     max_tokens: usize,
     count: &mut dyn FnMut(&str, &str) -> Result<usize>,
 ) -> Result<Packed> {
-    let instr = instructions(schema);
+    pack_with(&instructions(schema), pieces, max_tokens, count)
+}
+
+/// [`pack`] with `instr` after the paper: the packed prompt plus `instr` fits `max_tokens`.
+/// Questions on a shared prefix pass their longest question, so that the paper and any one
+/// question fit the budget together.
+pub fn pack_with(
+    instr: &str,
+    pieces: &[Piece<'_>],
+    max_tokens: usize,
+    count: &mut dyn FnMut(&str, &str) -> Result<usize>,
+) -> Result<Packed> {
+    let instr = instr.to_string();
     let fixed = count(SYSTEM, &user_message(&instr, ""))?;
     if fixed >= max_tokens {
         bail!(

@@ -33,8 +33,28 @@ pub struct PaperResult {
     pub generated_tokens: usize,
     /// Which parts of the paper the prompt held (and how much of each).
     pub prompt_pieces: Vec<PieceUse>,
-    /// The model's answer, verbatim: the evidence behind every grounded and dropped value.
+    /// The model's answer, verbatim, when one answer covered the paper (older records);
+    /// empty when the paper was asked [`Self::questions`].
+    #[serde(default)]
     pub raw_answer: String,
+    /// Every question asked of the paper, with its prompt and the model's verbatim answer:
+    /// the evidence behind every grounded and dropped value.
+    #[serde(default)]
+    pub questions: Vec<AskedQuestion>,
+}
+
+/// One question asked of a paper and its answer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AskedQuestion {
+    pub experiment: u32,
+    pub group: String,
+    /// The question as the model read it after the paper.
+    pub prompt: String,
+    pub answer: String,
+    pub prompt_tokens: usize,
+    pub generated_tokens: usize,
+    /// `stop`, `constraint` (the JSON was complete) or `length`.
+    pub finish: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -61,6 +81,11 @@ pub struct PaperRecord {
     pub source_file: String,
     pub doi: Option<String>,
     pub title: Option<String>,
+    /// Authors' surnames, in order, and the year, as page 1 gives them.
+    #[serde(default)]
+    pub authors: Vec<String>,
+    #[serde(default)]
+    pub year: Option<u32>,
     pub pages: usize,
     pub outcome: Outcome,
     pub timing: Option<Timing>,
@@ -85,6 +110,8 @@ impl PaperRecord {
             source_file: file_name(&doc.path),
             doi: doc.doi.clone(),
             title: doc.title.clone(),
+            authors: doc.authors.clone(),
+            year: doc.year,
             pages: doc.pages.len(),
             outcome,
             timing,
@@ -106,6 +133,8 @@ impl PaperRecord {
             source_file: file_name(path),
             doi: None,
             title: None,
+            authors: Vec::new(),
+            year: None,
             pages: 0,
             outcome: Outcome::Error {
                 stage: Stage::Text,
@@ -113,6 +142,18 @@ impl PaperRecord {
             },
             timing: None,
         }
+    }
+
+    /// The row id the gold uses: first author's surname and year (`Butcher2018`), plus `EXPn`
+    /// when the paper has several experiments. `None` without a surname and a year.
+    pub fn study_id(&self, experiment: u32, experiments: usize) -> Option<String> {
+        let surname: String = self.authors.first()?.chars().filter(|c| c.is_alphabetic()).collect();
+        let year = self.year?;
+        Some(if experiments > 1 {
+            format!("{surname}{year}EXP{experiment}")
+        } else {
+            format!("{surname}{year}")
+        })
     }
 
     pub fn is_ok(&self) -> bool {

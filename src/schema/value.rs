@@ -98,7 +98,7 @@ pub(crate) fn clean(v: f64) -> f64 {
     }
 }
 
-fn fmt_num(v: f64) -> String {
+pub(crate) fn fmt_num(v: f64) -> String {
     format!("{}", clean(v))
 }
 

@@ -1,0 +1,777 @@
+//! Short questions, each answered from sentences of the paper, each value made of what its
+//! sentence says.
+//!
+//! One long answer for a whole paper lets a small model copy one sentence as the "quote" of
+//! every field and fill the values from memory. Here a paper is asked one question per
+//! experiment and field group (`group` in `configs/schema.toml`). A question shows numbered
+//! sentences retrieved for its fields (by the fields' cue words and their vocabularies' cues,
+//! from the experiment's own text and the shared text) and asks, per field, which sentence
+//! states it and what the value is. The grammar of the answer is built from those sentences:
+//! a field may only point at a sentence that holds a possible value, and the value may only be
+//! made of that sentence's numbers (digits or number words, written as digits) or of the terms
+//! it gives a cue for. The quote of a value is therefore its own sentence, and the value is
+//! supported by construction; [`crate::run::evidence::support`] checks it again.
+//!
+//! The paper itself is the shared prefix of all questions (`Generator::generate_shared`): its
+//! keys and values are computed once per paper.
+
+use crate::pdf::{Document, SectionKind};
+use crate::run::evidence;
+use crate::run::experiments::Experiment;
+use crate::schema::{Field, FieldKind, Schema};
+use anyhow::{bail, Context, Result};
+use serde::{Deserialize, Serialize};
+
+/// Sentences a question shows at most, and per field.
+const MAX_SENTENCES: usize = 8;
+const PER_FIELD: usize = 2;
+/// Longest sentence shown (longer ones are cut at word boundaries into pieces).
+const MAX_SENTENCE_CHARS: usize = 260;
+const MIN_SENTENCE_CHARS: usize = 15;
+/// Items one value may list.
+const MAX_ITEMS: usize = 6;
+
+/// One sentence of the paper, as a question shows it and as evidence.
+#[derive(Debug, Clone)]
+pub struct Sentence {
+    /// Byte range in `Document::text`.
+    pub start: usize,
+    pub end: usize,
+    /// One line, as the model sees it (see `prompt::sanitize`).
+    pub text: String,
+    words: Vec<String>,
+    /// How much the section it stands in is worth for design parameters.
+    weight: i32,
+}
+
+fn section_weight(kind: Option<&SectionKind>) -> Option<i32> {
+    use SectionKind::*;
+    Some(match kind {
+        None => 1, // the title page: abstract, often the sample
+        Some(Methods | Participants | Procedure) => 3,
+        Some(Abstract) => 1,
+        Some(Other(_)) => 1,
+        Some(Results) => 0,
+        Some(Introduction | Discussion | Conclusion) => -2,
+        Some(Acknowledgments | References) => return None,
+    })
+}
+
+const ABBREVIATIONS: [&str; 16] = [
+    "al", "e.g", "i.e", "fig", "figs", "eq", "exp", "vs", "approx", "ca", "cf", "no", "ref",
+    "resp", "dr", "ms",
+];
+
+fn ends_abbreviation(before: &str) -> bool {
+    let word: String = before
+        .chars()
+        .rev()
+        .take_while(|c| c.is_alphanumeric() || *c == '.')
+        .collect::<String>()
+        .chars()
+        .rev()
+        .collect::<String>()
+        .to_lowercase();
+    let word = word.trim_end_matches('.');
+    ABBREVIATIONS.contains(&word) || (word.len() == 1 && word.chars().all(char::is_alphabetic))
+}
+
+/// The paper's sentences, in order, without references and acknowledgements.
+pub fn sentences(doc: &Document) -> Vec<Sentence> {
+    let text = &doc.text;
+    let mut cuts: Vec<(usize, usize)> = Vec::new();
+    let bytes = text.as_bytes();
+    let mut s = 0;
+    let mut i = 0;
+    while i < bytes.len() {
+        let b = bytes[i];
+        let boundary = if matches!(b, b'.' | b'?' | b'!') {
+            let next_ws = bytes.get(i + 1).is_some_and(|c| c.is_ascii_whitespace());
+            let after = text[i + 1..].trim_start();
+            let starts = after
+                .chars()
+                .next()
+                .is_some_and(|c| c.is_uppercase() || c.is_ascii_digit() || c == '(');
+            next_ws && starts && !(b == b'.' && ends_abbreviation(&text[s..i]))
+        } else {
+            b == b'\n' && bytes.get(i + 1) == Some(&b'\n')
+        };
+        if boundary {
+            cuts.push((s, i + 1));
+            s = i + 1;
+        }
+        i += 1;
+    }
+    if s < text.len() {
+        cuts.push((s, text.len()));
+    }
+    let mut out = Vec::new();
+    for (a, b) in cuts {
+        let raw = &text[a..b];
+        let lead = raw.len() - raw.trim_start().len();
+        let (a, raw) = (a + lead, raw.trim());
+        let weight = section_weight(doc.section_at(a).map(|s| &s.kind));
+        let Some(weight) = weight else { continue };
+        for (pa, pb) in pieces(raw, MAX_SENTENCE_CHARS) {
+            let piece = &raw[pa..pb];
+            if piece.chars().count() < MIN_SENTENCE_CHARS {
+                continue;
+            }
+            let shown = crate::run::prompt::sanitize(piece);
+            out.push(Sentence {
+                start: a + pa,
+                end: a + pb,
+                words: evidence::words(piece),
+                text: shown,
+                weight,
+            });
+        }
+    }
+    out
+}
+
+/// `s` cut into pieces of at most `max` characters at spaces (byte ranges).
+fn pieces(s: &str, max: usize) -> Vec<(usize, usize)> {
+    let mut out = Vec::new();
+    let mut start = 0;
+    while start < s.len() {
+        let rest = &s[start..];
+        if rest.chars().count() <= max {
+            out.push((start, s.len()));
+            break;
+        }
+        let limit = rest.char_indices().nth(max).map_or(rest.len(), |(i, _)| i);
+        let cut = rest[..limit].rfind(' ').filter(|&c| c > 0).unwrap_or(limit);
+        out.push((start, start + cut));
+        start += cut;
+        while s[start..].starts_with(' ') {
+            start += 1;
+        }
+    }
+    out
+}
+
+/// What a sentence offers as the value of a field: the alternatives of its answer grammar.
+/// `numbers` are whole items (`500 ms`, `45°`, `8 targets`, `24`), each a number of the
+/// sentence with the unit the sentence writes after it; `terms` are vocabulary terms the
+/// sentence gives a cue for.
+#[derive(Debug, Clone, PartialEq, Default)]
+struct Options {
+    numbers: Vec<String>,
+    /// For locations: counts (`8 targets`) apart from directions (`45°`).
+    counts: Vec<String>,
+    terms: Vec<String>,
+}
+
+impl Options {
+    fn is_empty(&self) -> bool {
+        self.numbers.is_empty() && self.counts.is_empty() && self.terms.is_empty()
+    }
+}
+
+/// Words that make a number a value of `field` when they stand near it.
+fn near_words(field: &Field) -> Vec<&str> {
+    if !field.near.is_empty() {
+        return field.near.iter().map(String::as_str).collect();
+    }
+    let mut out: Vec<&str> = Vec::new();
+    for u in &field.units {
+        out.push(&u.symbol);
+        out.extend(u.aliases.iter().map(String::as_str));
+    }
+    if let FieldKind::Locations { count_words } = &field.kind {
+        out.extend(count_words.iter().map(String::as_str));
+    }
+    if out.is_empty() {
+        out.extend(field.cues.iter().map(String::as_str));
+    }
+    out
+}
+
+/// Words either side of a number within which a `near` word makes it this field's.
+const NEAR_WINDOW: usize = 4;
+
+/// The unit symbol of `field` that the word after a number spells, if any.
+fn unit_after(field: &Field, words: &[String], at: usize) -> Option<String> {
+    let next = words.get(at + 1)?;
+    field.units.iter().find_map(|u| {
+        let hit = std::iter::once(&u.symbol)
+            .chain(&u.aliases)
+            .any(|a| evidence::words(a).first() == Some(next));
+        hit.then(|| {
+            if u.symbol.chars().all(char::is_alphabetic) {
+                format!(" {}", u.symbol)
+            } else {
+                u.symbol.clone()
+            }
+        })
+    })
+}
+
+fn push_new(v: &mut Vec<String>, item: String) {
+    if !v.contains(&item) {
+        v.push(item);
+    }
+}
+
+fn options(field: &Field, s: &Sentence) -> Options {
+    let mut o = Options::default();
+    let has_cue = field.cues.iter().any(|c| evidence::has_phrase(&s.words, c));
+    if !has_cue {
+        return o; // the sentence says nothing of this field
+    }
+    let near: Vec<usize> = near_words(field)
+        .iter()
+        .flat_map(|w| evidence::phrase_positions(&s.words, w))
+        .collect();
+    let is_near = |at: usize| {
+        near.iter()
+            .any(|&p| p != at && p + NEAR_WINDOW >= at && p <= at + NEAR_WINDOW)
+    };
+    for (at, n) in evidence::numbers_at(&s.words) {
+        if !is_near(at) {
+            continue;
+        }
+        match &field.kind {
+            FieldKind::Integer => {
+                if n.value.fract() == 0.0 && n.value > 0.0 {
+                    push_new(&mut o.numbers, n.text);
+                }
+            }
+            FieldKind::Number { .. } => push_new(&mut o.numbers, n.text),
+            FieldKind::NumberSet => {
+                if field.units.is_empty() {
+                    push_new(&mut o.numbers, n.text);
+                } else if let Some(u) = unit_after(field, &s.words, at) {
+                    push_new(&mut o.numbers, format!("{}{u}", n.text));
+                }
+            }
+            FieldKind::Locations { count_words } => {
+                if s.words.get(at + 1).is_some_and(|w| w == "°") {
+                    push_new(&mut o.numbers, format!("{}°", n.text));
+                } else if n.value.fract() == 0.0 && n.value > 0.0 {
+                    let counted = (at + 1..=at + NEAR_WINDOW).any(|j| {
+                        s.words
+                            .get(j)
+                            .is_some_and(|w| count_words.iter().any(|c| c == w))
+                    });
+                    if counted {
+                        let word = count_words.first().map_or("targets", String::as_str);
+                        push_new(&mut o.counts, format!("{} {word}", n.text));
+                    }
+                }
+            }
+            FieldKind::Category | FieldKind::FreeText => {}
+        }
+    }
+    if matches!(field.kind, FieldKind::Category | FieldKind::NumberSet) {
+        o.terms = evidence::cued_terms(field, &s.words)
+            .into_iter()
+            .map(str::to_string)
+            .collect();
+    }
+    o
+}
+
+/// One question: an experiment, a field group, the sentences it shows, and its answer grammar.
+#[derive(Debug, Clone, Serialize)]
+pub struct Question {
+    pub experiment: u32,
+    pub group: String,
+    /// The fields asked, in schema order.
+    pub fields: Vec<String>,
+    /// Indices into the paper's sentences, in the order shown (`[1]` is the first).
+    pub shown: Vec<usize>,
+    /// The question as the model reads it (after the paper).
+    pub text: String,
+    /// The answer's grammar (llguidance Lark).
+    #[serde(skip)]
+    pub grammar: String,
+}
+
+/// Fields of `schema` asked per group, groups in the order their first field appears.
+pub fn groups(schema: &Schema) -> Vec<(String, Vec<&Field>)> {
+    let mut out: Vec<(String, Vec<&Field>)> = Vec::new();
+    for f in schema.parameters().filter(|f| f.scored) {
+        let Some(g) = &f.group else { continue };
+        match out.iter_mut().find(|(name, _)| name == g) {
+            Some((_, fs)) => fs.push(f),
+            None => out.push((g.clone(), vec![f])),
+        }
+    }
+    out
+}
+
+/// Whether sentence `s` may give `field`'s value for experiment `exp`: it is not another
+/// experiment's own text, and a per-experiment count (`merge = "sum"`) is never inherited when
+/// the paper gives its experiments their own text.
+fn eligible(field: &Field, s: &Sentence, exp: &Experiment, others: &[&Experiment]) -> bool {
+    let own = exp.owns(s.start);
+    if own {
+        return true;
+    }
+    if others.iter().any(|o| o.owns(s.start)) {
+        return false;
+    }
+    !(field.merge == crate::schema::Merge::Sum && !exp.spans.is_empty())
+}
+
+/// The sentences worth showing for `field` in experiment `exp` (best first).
+fn retrieve(field: &Field, all: &[Sentence], exp: &Experiment, others: &[&Experiment]) -> Vec<usize> {
+    let mut scored: Vec<(i32, usize)> = Vec::new();
+    for (i, s) in all.iter().enumerate() {
+        if !eligible(field, s, exp, others) {
+            continue;
+        }
+        let opts = options(field, s);
+        if opts.is_empty() {
+            continue;
+        }
+        let cue_hits = field
+            .cues
+            .iter()
+            .filter(|c| evidence::has_phrase(&s.words, c))
+            .count() as i32;
+        let score = 2 * cue_hits.min(3)
+            + if opts.terms.is_empty() { 0 } else { 2 }
+            + s.weight
+            + if exp.owns(s.start) { 3 } else { 0 };
+        scored.push((score, i));
+    }
+    scored.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
+    scored.into_iter().take(PER_FIELD).map(|(_, i)| i).collect()
+}
+
+fn lit(s: &str) -> String {
+    serde_json::to_string(s).unwrap_or_default()
+}
+
+fn alternatives(items: &[String]) -> String {
+    items.iter().map(|s| lit(s)).collect::<Vec<_>>().join(" | ")
+}
+
+/// The value grammar of `field` over one sentence's options (rule `name`), or `None`.
+fn value_rules(field: &Field, opts: &Options, name: &str, g: &mut String) -> Option<()> {
+    let more = MAX_ITEMS - 1;
+    let body = match &field.kind {
+        FieldKind::Integer => {
+            if opts.numbers.is_empty() {
+                return None;
+            }
+            alternatives(&opts.numbers)
+        }
+        FieldKind::Number { .. } => {
+            if opts.numbers.is_empty() {
+                return None;
+            }
+            g.push_str(&format!("{name}_x: {}\n", alternatives(&opts.numbers)));
+            format!("{name}_x ((\"-\" | \", \") {name}_x){{0,{more}}}")
+        }
+        FieldKind::NumberSet => {
+            let items: Vec<String> = opts.numbers.iter().chain(&opts.terms).cloned().collect();
+            if items.is_empty() {
+                return None;
+            }
+            g.push_str(&format!("{name}_i: {}\n", alternatives(&items)));
+            format!("{name}_i (\", \" {name}_i){{0,{more}}}")
+        }
+        FieldKind::Locations { .. } => {
+            let mut alts = Vec::new();
+            if !opts.numbers.is_empty() {
+                g.push_str(&format!("{name}_x: {}\n", alternatives(&opts.numbers)));
+                alts.push(format!("{name}_x (\", \" {name}_x){{0,11}}"));
+            }
+            if !opts.counts.is_empty() {
+                alts.push(alternatives(&opts.counts));
+            }
+            if alts.is_empty() {
+                return None;
+            }
+            alts.join(" | ")
+        }
+        FieldKind::Category => {
+            if opts.terms.is_empty() {
+                return None;
+            }
+            g.push_str(&format!("{name}_t: {}\n", alternatives(&opts.terms)));
+            format!("{name}_t (\", \" {name}_t){{0,2}}")
+        }
+        FieldKind::FreeText => return None,
+    };
+    g.push_str(&format!("{name}: {body}\n"));
+    Some(())
+}
+
+/// Builds the questions of one experiment: one per field group that has any sentence to show.
+pub fn questions_for(
+    schema: &Schema,
+    all: &[Sentence],
+    exp: &Experiment,
+    experiments: &[Experiment],
+) -> Vec<Question> {
+    let others: Vec<&Experiment> = experiments
+        .iter()
+        .filter(|e| e.number != exp.number)
+        .collect();
+    let mut out = Vec::new();
+    for (group, fields) in groups(schema) {
+        let mut shown: Vec<usize> = Vec::new();
+        for f in &fields {
+            for i in retrieve(f, all, exp, &others) {
+                if !shown.contains(&i) && shown.len() < MAX_SENTENCES {
+                    shown.push(i);
+                }
+            }
+        }
+        if shown.is_empty() {
+            continue;
+        }
+        shown.sort_unstable();
+        // Grammar: every field in order; each either null or one shown sentence and a value
+        // made of that sentence's options.
+        let mut g = String::new();
+        let mut top = vec![lit("{")];
+        for (fi, f) in fields.iter().enumerate() {
+            if fi > 0 {
+                top.push(lit(", "));
+            }
+            top.push(format!("f{fi}"));
+            let mut alts: Vec<String> = Vec::new();
+            for (si, &i) in shown.iter().enumerate() {
+                if !eligible(f, &all[i], exp, &others) {
+                    continue;
+                }
+                let name = format!("v{fi}_{si}");
+                let opts = options(f, &all[i]);
+                if value_rules(f, &opts, &name, &mut g).is_some() {
+                    alts.push(format!(
+                        "{} {name} {}",
+                        lit(&format!("{}, \"value\": \"", si + 1)),
+                        lit("\"}")
+                    ));
+                }
+            }
+            let head = lit(&format!("\"{}\": ", f.name));
+            if alts.is_empty() {
+                g.push_str(&format!("f{fi}: {head} \"null\"\n"));
+            } else {
+                g.push_str(&format!(
+                    "f{fi}: {head} (\"null\" | {} ({}))\n",
+                    lit("{\"sentence\": "),
+                    alts.join(" | ")
+                ));
+            }
+        }
+        top.push(lit("}"));
+        let grammar = format!("start: {}\n{g}", top.join(" "));
+        let text = question_text(exp, experiments.len(), &group, &fields, &shown, all);
+        out.push(Question {
+            experiment: exp.number,
+            group,
+            fields: fields.iter().map(|f| f.name.clone()).collect(),
+            shown,
+            text,
+            grammar,
+        });
+    }
+    out
+}
+
+fn question_text(
+    exp: &Experiment,
+    n_exps: usize,
+    group: &str,
+    fields: &[&Field],
+    shown: &[usize],
+    all: &[Sentence],
+) -> String {
+    let mut t = String::new();
+    if n_exps > 1 {
+        let label = if exp.label.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", crate::run::prompt::sanitize(&exp.label))
+        };
+        t.push_str(&format!(
+            "QUESTION about experiment {} of {n_exps}{label}, {group}.\n",
+            exp.number
+        ));
+    } else {
+        t.push_str(&format!("QUESTION about the experiment, {group}.\n"));
+    }
+    t.push_str("Sentences from the paper:\n");
+    for (k, &i) in shown.iter().enumerate() {
+        t.push_str(&format!("[{}] {}\n", k + 1, all[i].text));
+    }
+    t.push_str(
+        "For each parameter, give the number of the sentence that states it for this \
+experiment and the value exactly as that sentence states it; write null if no sentence states \
+it.\n",
+    );
+    for f in fields {
+        t.push_str(&format!("- {}\n", f.prompt_line()));
+    }
+    let example: Vec<String> = fields
+        .iter()
+        .enumerate()
+        .map(|(i, f)| {
+            if i == 0 {
+                format!("\"{}\": {{\"sentence\": 1, \"value\": \"...\"}}", f.name)
+            } else {
+                format!("\"{}\": null", f.name)
+            }
+        })
+        .collect();
+    t.push_str(&format!("Answer as JSON, e.g. {{{}}}", example.join(", ")));
+    t
+}
+
+/// One field of an answer: the sentence (1-based, as shown) and the value.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+struct Cell {
+    sentence: usize,
+    value: String,
+}
+
+/// A value read from an answer, with the paper sentence it points at.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Answered {
+    pub field: String,
+    pub value: String,
+    /// Index into the paper's sentences.
+    pub sentence: usize,
+}
+
+/// Reads an answer to `q` (the grammar makes it parse; a cut answer keeps nothing).
+pub fn read_answer(q: &Question, text: &str) -> Result<Vec<Answered>> {
+    let v: serde_json::Map<String, serde_json::Value> = serde_json::from_str(text)
+        .with_context(|| format!("the answer is not complete JSON: {:?}", preview(text)))?;
+    let mut out = Vec::new();
+    for f in &q.fields {
+        let Some(cell) = v.get(f) else { continue };
+        if cell.is_null() {
+            continue;
+        }
+        let cell: Cell = serde_json::from_value(cell.clone())
+            .with_context(|| format!("field {f}: {cell}"))?;
+        let Some(&sentence) = cell
+            .sentence
+            .checked_sub(1)
+            .and_then(|k| q.shown.get(k))
+        else {
+            bail!("field {f} points at sentence {} of {}", cell.sentence, q.shown.len());
+        };
+        out.push(Answered {
+            field: f.clone(),
+            value: cell.value,
+            sentence,
+        });
+    }
+    Ok(out)
+}
+
+fn preview(text: &str) -> String {
+    text.chars().take(200).collect()
+}
+
+/// The table form of a value: categories through the vocabulary (synonyms to canonical terms);
+/// numbers as written (`500 ms` stays `500 ms`), so the cell still reads as its quote does.
+pub fn table_value(field: &Field, raw: &str) -> String {
+    match field.kind {
+        FieldKind::Category => field.normalize(raw),
+        _ => {
+            if field.parse(raw).is_empty() {
+                String::new()
+            } else {
+                raw.trim().to_string()
+            }
+        }
+    }
+}
+
+/// Grounds the answers of one experiment: each value with its sentence as quote, checked by
+/// the support rule; what fails is dropped with its reason.
+pub fn ground(
+    schema: &Schema,
+    doc: &Document,
+    all: &[Sentence],
+    exp: &Experiment,
+    answers: &[Answered],
+    out: &mut crate::run::answer::Grounded,
+) {
+    use crate::run::answer::{page_of, DropReason, DroppedValue, GroundedExperiment, GroundedValue};
+    use crate::run::locate::Span;
+    let starts: Vec<usize> = doc.pages.iter().map(|p| p.start).collect();
+    let mut values = std::collections::BTreeMap::new();
+    for a in answers {
+        let Some(field) = schema.field(&a.field) else { continue };
+        let s = &all[a.sentence];
+        let value = table_value(field, &a.value);
+        let drop = |reason, detail: Option<String>| DroppedValue {
+            experiment: exp.number,
+            field: a.field.clone(),
+            value: a.value.clone(),
+            quote: s.text.clone(),
+            reason,
+            detail,
+        };
+        if value.is_empty() {
+            out.dropped.push(drop(DropReason::EmptyValue, None));
+            continue;
+        }
+        if let Err(why) = evidence::support(field, &value, &s.text) {
+            out.dropped.push(drop(DropReason::Unsupported, Some(why.to_string())));
+            continue;
+        }
+        values.insert(
+            a.field.clone(),
+            GroundedValue {
+                raw: a.value.clone(),
+                value,
+                quote: s.text.clone(),
+                span: Span {
+                    start: s.start,
+                    end: s.end,
+                },
+                page: page_of(&starts, s.start),
+                inherited: !exp.spans.is_empty() && !exp.owns(s.start),
+            },
+        );
+    }
+    out.experiments.push(GroundedExperiment {
+        experiment: exp.number,
+        label: Some(exp.label.clone()).filter(|l| !l.is_empty()),
+        values,
+    });
+}
+
+/// An experiment whose own text says it repeats an earlier one (`the same as in Experiment
+/// 1`) inherits that experiment's values for the fields it does not state itself, each with
+/// the quote it came from and marked inherited. Per-experiment counts (`merge = "sum"`) are
+/// never inherited.
+pub fn inherit_repeated(
+    schema: &Schema,
+    doc: &Document,
+    experiments: &[Experiment],
+    out: &mut crate::run::answer::Grounded,
+) {
+    for exp in experiments {
+        let Some(k) = crate::run::experiments::repeats(&doc.text, exp, &schema.experiments) else {
+            continue;
+        };
+        let Some(source) = out.experiments.iter().find(|e| e.experiment == k).cloned() else {
+            continue;
+        };
+        let Some(target) = out.experiments.iter_mut().find(|e| e.experiment == exp.number) else {
+            continue;
+        };
+        for (name, v) in source.values {
+            let per_experiment = schema
+                .field(&name)
+                .is_some_and(|f| f.merge == crate::schema::Merge::Sum);
+            if per_experiment || target.values.contains_key(&name) {
+                continue;
+            }
+            let mut v = v;
+            v.inherited = true;
+            target.values.insert(name, v);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pdf::{Page, Section};
+
+    fn doc(text: &str) -> Document {
+        Document {
+            path: "t.pdf".into(),
+            sha256: String::new(),
+            pages: vec![Page {
+                number: 1,
+                start: 0,
+                end: text.len(),
+            }],
+            text: text.to_string(),
+            sections: vec![Section {
+                kind: SectionKind::Methods,
+                heading: "Methods".into(),
+                start: 0,
+                end: text.len(),
+            }],
+            doi: None,
+            title: None,
+            authors: Vec::new(),
+            year: None,
+            page_errors: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn sentences_split_at_ends_not_at_abbreviations() {
+        let d = doc("Methods\nTwenty-four adults (e.g. students) took part, see Fig. 2. The cursor was rotated by 45°. Done here now.");
+        let s = sentences(&d);
+        let texts: Vec<&str> = s.iter().map(|s| s.text.as_str()).collect();
+        assert_eq!(
+            texts,
+            vec![
+                "Methods Twenty-four adults (e.g. students) took part, see Fig. 2.",
+                "The cursor was rotated by 45°.",
+            ]
+        );
+        assert_eq!(&d.text[s[1].start..s[1].end], "The cursor was rotated by 45°.");
+    }
+
+    #[test]
+    fn questions_offer_only_what_their_sentences_hold() -> Result<()> {
+        let schema = Schema::load_default()?;
+        let d = doc("Methods\nTwenty-four right-handed participants took part in the study. Participants moved a stylus on a digitizing tablet to one of 8 targets. The cursor was rotated by 45° after a delay of 500 ms.");
+        let all = sentences(&d);
+        let exps = crate::run::experiments::detect(&d.text, &schema.experiments);
+        let qs = questions_for(&schema, &all, &exps[0], &exps);
+        let part = qs.iter().find(|q| q.group == "participants").expect("participants");
+        assert!(part.text.contains("[1] Methods Twenty-four right-handed participants"));
+        assert!(part.grammar.contains("\"24\""), "{}", part.grammar);
+        assert!(!part.grammar.contains("\"45\""), "no number of another sentence in n_total");
+        let answer = r#"{"n_total": {"sentence": 1, "value": "24"}, "population_type": null, "age_mean": null, "age_sd": null, "handedness": {"sentence": 1, "value": "right"}}"#;
+        let got = read_answer(part, answer)?;
+        assert_eq!(got.len(), 2);
+        assert_eq!(got[0].value, "24");
+        assert_eq!(all[got[0].sentence].start, 0);
+        assert!(read_answer(part, r#"{"n_total": {"sentence": 9, "value": "24"}}"#).is_err());
+        Ok(())
+    }
+
+    #[test]
+    fn a_planted_unsupported_value_is_dropped_with_its_reason() -> Result<()> {
+        use crate::run::answer::{DropReason, Grounded};
+        let schema = Schema::load_default()?;
+        let d = doc("Methods\nA total of 158 right-handed subjects were recruited. Participants moved a stylus on a digitizing tablet.");
+        let all = sentences(&d);
+        let exps = crate::run::experiments::detect(&d.text, &schema.experiments);
+        let planted = [
+            Answered { field: "n_total".into(), value: "80".into(), sentence: 0 },
+            Answered { field: "environment".into(), value: "kinarm".into(), sentence: 1 },
+            Answered { field: "handedness".into(), value: "right".into(), sentence: 0 },
+            Answered { field: "environment".into(), value: "tablet".into(), sentence: 1 },
+        ];
+        let mut g = Grounded::default();
+        ground(&schema, &d, &all, &exps[0], &planted, &mut g);
+        let kept = &g.experiments[0].values;
+        assert_eq!(kept["handedness"].value, "right");
+        assert_eq!(kept["environment"].value, "tablet");
+        assert!(!kept.contains_key("n_total"));
+        let reasons: Vec<(&str, DropReason, Option<&str>)> = g
+            .dropped
+            .iter()
+            .map(|x| (x.field.as_str(), x.reason, x.detail.as_deref()))
+            .collect();
+        assert!(reasons.contains(&("n_total", DropReason::Unsupported, Some("the number 80 is not in the quote"))), "{reasons:?}");
+        assert!(reasons.contains(&("environment", DropReason::Unsupported, Some("the quote does not state `kinarm`"))), "{reasons:?}");
+        // the quote of a kept value is its sentence, at its place in the text
+        let v = &kept["handedness"];
+        assert_eq!(&d.text[v.span.start..v.span.end], "Methods\nA total of 158 right-handed subjects were recruited.");
+        Ok(())
+    }
+}

@@ -105,10 +105,19 @@ fn run_one_paper_with_a_broken_pdf_beside_it() {
         .expect("record of the good paper");
     let outcome = &good["outcome"];
     assert_eq!(outcome["status"], "ok", "{outcome}");
-    assert!(outcome["prompt_tokens"].as_u64().expect("tokens") <= 1500);
-    assert!(outcome["generated_tokens"].as_u64().expect("tokens") <= 160);
+    // Every question: the shared paper plus the question within the input budget, the answer
+    // within max_new_tokens; the prompt and the verbatim answer are recorded.
+    let prefix = outcome["prefix_tokens"].as_u64().expect("prefix tokens");
+    let questions = outcome["questions"].as_array().expect("questions");
+    assert!(questions.len() >= 4, "{outcome}");
+    for q in questions {
+        assert!(prefix + q["prompt_tokens"].as_u64().expect("tokens") <= 1500, "{q}");
+        assert!(q["generated_tokens"].as_u64().expect("tokens") <= 160, "{q}");
+        assert!(q["prompt"].as_str().expect("prompt").contains("Sentences from the paper"));
+        assert!(q["answer"].as_str().expect("answer").starts_with('{'), "{q}");
+    }
     assert_eq!(good["doi"], "10.1038/s41467-018-07941-0");
-    // Every kept value's quote is in the paper's text at the recorded offsets.
+    // Every kept value's quote is in the paper's text at the recorded offsets, and states it.
     let doc: serde_json::Value = {
         let text = Command::new(env!("CARGO_BIN_EXE_paramx"))
             .args(["text", "--json"])
@@ -131,6 +140,15 @@ fn run_one_paper_with_a_broken_pdf_beside_it() {
             );
             let found = text.get(s..t).expect("span inside the text");
             assert!(!found.trim().is_empty(), "{field}: empty evidence");
+            let schema = paramx::schema::Schema::load_default().expect("schema");
+            let f = schema.field(field).expect("a schema field");
+            let value = v["value"].as_str().expect("value");
+            assert!(
+                paramx::run::evidence::support(f, value, v["quote"].as_str().expect("quote"))
+                    .is_ok(),
+                "{field} = {value:?} is not stated by its quote {:?}",
+                v["quote"]
+            );
         }
     }
     // The table is readable by eval and has one row per experiment.
@@ -182,10 +200,11 @@ fn bad_jobs_are_refused_with_clear_errors() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("job.toml"));
 }
 
-/// The prompt the model sees holds the paper's own sentences (the reference project's prompt
-/// template never included the paper), within the token budget, rendered by the model's template.
+/// The model sees the paper's own sentences once (the shared prefix) and, after it, short
+/// questions that show the sentences retrieved for their fields; the paper and any question fit
+/// the token budget together, rendered by the model's own chat template.
 #[test]
-fn rendered_prompt_contains_the_papers_text() {
+fn questions_follow_the_papers_text_within_the_budget() {
     let Some(model_path) = small_model() else {
         eprintln!(
             "SKIP: real 0.5B model not found (run `paramx fetch-model` or set PARAMX_TEST_MODEL)"
@@ -200,24 +219,25 @@ fn rendered_prompt_contains_the_papers_text() {
         paramx::model::load(&model_path, &paramx::model::ModelOptions::cpu()).expect("model");
     let runner = paramx::run::Runner::new(&job, &schema, &model, "test").expect("runner");
     let doc = paramx::pdf::extract_file(&sample_pdf(), &Default::default()).expect("text");
-    let packed = runner.prompt_for(&doc).expect("prompt");
-    assert!(packed.prompt_tokens <= 2000, "{}", packed.prompt_tokens);
-    assert!(
-        packed.was_cut(),
-        "a whole paper does not fit in 2000 tokens"
-    );
-    let rendered = runner.render(&packed.system, &packed.user).expect("render");
-    assert!(
-        rendered.contains("<|im_start|>user"),
-        "Qwen chat template applied"
-    );
-    // A sentence of the paper's opening (title page head ranks first).
+    let prep = runner.prepare(&doc).expect("questions");
+    assert_eq!(prep.experiments.len(), 4, "the sample paper's four experiments");
+    assert!(prep.packed.was_cut(), "a whole paper does not fit in 2000 tokens");
+    for s in &prep.suffixes {
+        assert!(prep.prefix.len() + s.len() <= 2000);
+    }
+    let prefix = model.tokenizer.decode(&prep.prefix).expect("decode");
+    assert!(prefix.contains("<|im_start|>user"), "Qwen chat template applied");
     let title = doc.title.clone().expect("title");
-    assert!(rendered.contains(&title), "title {title:?} not in prompt");
-    // Every field of the schema is asked for.
-    assert!(rendered.contains("- n_total:"));
-    // The paper comes before the task.
-    assert!(rendered.find(&title) < rendered.find("For EVERY experiment"));
+    assert!(prefix.contains(&title), "title {title:?} not in the shared prefix");
+    let part = prep
+        .questions
+        .iter()
+        .find(|q| q.group == "participants")
+        .expect("a participants question");
+    assert!(part.text.contains("- n_total:"));
+    assert!(part.text.contains("[1] "), "numbered sentences shown");
+    let suffix = model.tokenizer.decode(&prep.suffixes[0]).expect("decode");
+    assert!(suffix.contains("QUESTION") && suffix.contains("<|im_start|>assistant"));
 }
 
 /// A GPU job that cannot fit is refused by the memory plan before anything is loaded, with each

@@ -77,8 +77,9 @@ impl GrammarEnv {
         })
     }
 
-    /// A fresh constraint for a grammar in llguidance's Lark dialect (used for the answer: JSON
-    /// whose quotes can only be substrings of the paper, see `answer::answer_grammar`).
+    /// A fresh constraint for a grammar in llguidance's Lark dialect (used for the answers to
+    /// questions: JSON whose values can only be made of their sentences, see
+    /// `question::questions_for`).
     pub fn lark_constraint(&self, grammar: &str) -> Result<Constraint> {
         let parser = self
             .factory
@@ -252,61 +253,67 @@ mod tests {
         Ok(())
     }
 
+    /// Random logits under a question's grammar: every answer parses, and every value is made
+    /// of what the sentence it points at offers (support by construction).
     #[test]
-    fn answer_grammar_only_lets_quotes_come_from_the_paper() -> Result<()> {
-        use crate::run::answer::{answer_grammar, parse_answer};
+    fn question_grammars_only_let_values_come_from_their_sentences() -> Result<()> {
+        use crate::run::question::{questions_for, read_answer, sentences, table_value};
         let tk = byte_tokenizer();
         let eos = tk.token_to_id("<|end|>").expect("end token");
         let vocab = tk.get_vocab_size(true);
         let env = GrammarEnv::new(&tk, vocab, eos)?;
         let schema = crate::schema::Schema::load_default()?;
-        let paper =
-            "Twenty-four right-handed adults took part. The cursor was rotated by 45 degrees \
-on every trial. Feedback was shown at the end of each reach.";
-        let grammar = answer_grammar(&schema, paper);
-        for seed in 1..=4u64 {
-            let mut c = env.lark_constraint(&grammar)?;
-            let mut state = seed.wrapping_mul(0x2545_F491_4F6C_DD1D);
-            let mut out: Vec<u32> = Vec::new();
-            for _ in 0..3000 {
-                let mut logits: Vec<f32> = (0..vocab).map(|_| xorshift(&mut state)).collect();
-                // nudge towards closing structures so random walks finish in bounded length
-                for b in [b'}', b']', b'"'] {
-                    if let Some(id) = tk.token_to_id(
-                        &ByteLevel::alphabet()
-                            .into_iter()
-                            .nth(b as usize)
-                            .map(|c| c.to_string())
-                            .unwrap_or_default(),
-                    ) {
-                        logits[id as usize] += 3.0;
+        let text = "Methods\nTwenty-four right-handed participants (N = 24, aged 18-30 years) took \
+part. Participants moved a stylus on a digitizing tablet to 8 targets at 0°, 45° and 90°. The \
+cursor was rotated by 45° or 30° after a delay of 500 ms, with endpoint feedback.";
+        let doc = crate::pdf::Document {
+            path: "t.pdf".into(),
+            sha256: String::new(),
+            pages: vec![crate::pdf::Page { number: 1, start: 0, end: text.len() }],
+            text: text.into(),
+            sections: crate::pdf::sections::find(text),
+            doi: None,
+            title: None,
+            authors: Vec::new(),
+            year: None,
+            page_errors: Vec::new(),
+        };
+        let all = sentences(&doc);
+        let exps = crate::run::experiments::detect(text, &schema.experiments);
+        let questions = questions_for(&schema, &all, &exps[0], &exps);
+        assert!(questions.len() >= 3, "{questions:?}");
+        let mut values = 0;
+        for (qi, q) in questions.iter().enumerate() {
+            for seed in 1..=3u64 {
+                let mut c = env.lark_constraint(&q.grammar)?;
+                let mut state = (seed + 10 * qi as u64).wrapping_mul(0x2545_F491_4F6C_DD1D);
+                let mut out: Vec<u32> = Vec::new();
+                for _ in 0..2000 {
+                    let mut logits: Vec<f32> = (0..vocab).map(|_| xorshift(&mut state)).collect();
+                    c.mask_logits(&mut logits)?;
+                    let tok = argmax_index(&logits);
+                    if tok == eos {
+                        break;
+                    }
+                    c.commit(tok)?;
+                    out.push(tok);
+                    if c.is_finished() {
+                        break;
                     }
                 }
-                c.mask_logits(&mut logits)?;
-                let tok = argmax_index(&logits);
-                if tok == eos {
-                    break;
-                }
-                c.commit(tok)?;
-                out.push(tok);
-                if c.is_finished() {
-                    break;
-                }
-            }
-            let text = tk.decode(&out, true).map_err(|e| anyhow!("{e}"))?;
-            let (answer, _) =
-                parse_answer(&text).with_context(|| format!("seed {seed}: {text}"))?;
-            for e in &answer.experiments {
-                for (field, cell) in &e.cells {
-                    assert!(schema.field(field).is_some(), "{field}");
-                    assert!(
-                        paper.contains(&cell.quote),
-                        "seed {seed}: quote {:?} not in paper",
-                        cell.quote
-                    );
+                let text = tk.decode(&out, true).map_err(|e| anyhow!("{e}"))?;
+                for a in read_answer(q, &text).with_context(|| format!("{}: {text}", q.group))? {
+                    let field = schema.field(&a.field).expect("field");
+                    let value = table_value(field, &a.value);
+                    let quote = &all[a.sentence].text;
+                    crate::run::evidence::support(field, &value, quote).map_err(|e| {
+                        anyhow!("{}: {value:?} from {quote:?}: {e}", a.field)
+                    })?;
+                    values += 1;
                 }
             }
         }
+        assert!(values > 0, "the random walks gave no value at all");
         Ok(())
     }
 

@@ -152,12 +152,10 @@ fn sha256_hex(bytes: &[u8]) -> String {
     crate::pdf::sha256_hex(bytes)
 }
 
-/// sha256 of the prompt text that does not depend on the paper.
+/// sha256 of the prompt text that does not depend on the paper (the same text the job hash
+/// covers: `run::question::template`).
 pub fn prompt_hash(schema: &Schema) -> String {
-    let mut s = String::from(crate::run::prompt::SYSTEM);
-    s.push('\0');
-    s.push_str(&crate::run::prompt::instructions(schema));
-    sha256_hex(s.as_bytes())
+    sha256_hex(crate::run::question::template(schema).as_bytes())
 }
 
 /// sha256 of the tokenizer's canonical JSON.

@@ -236,6 +236,7 @@ mod tests {
                 finish: "constraint".into(),
                 prompt_tokens: 1,
                 generated_tokens: 1,
+                prefix_tokens: 0,
                 prompt_pieces: vec![],
                 raw_answer: "{}".into(),
                 questions: vec![],

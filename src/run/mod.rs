@@ -1,10 +1,13 @@
-//! `paramx run`: PDFs -> prompts -> constrained generation -> grounded, normalized rows.
+//! `paramx run`: PDFs -> questions on a shared paper prefix -> supported, grounded rows.
 //!
-//! Flow: [`job::JobConfig`] -> discover PDFs -> `crate::pdf` text (in parallel) -> for each
-//! batch of papers: [`prompt::pack`] under the token budget -> `crate::generate` with a
-//! [`constrain::Constraint`] per paper -> [`answer::parse_answer`] -> [`answer::ground`] ->
-//! one [`record::PaperRecord`] saved atomically by [`store::RecordStore`] -> at the end the
-//! table, JSONL and manifest are derived from the records ([`output`]).
+//! Flow: [`job::JobConfig`] -> discover PDFs -> `crate::pdf` text (in parallel) -> per paper:
+//! [`experiments::detect`] and [`question::sentences`] -> [`question::questions_for`] each
+//! experiment and field group -> [`prompt::pack`] the paper under the token budget (room kept
+//! for the longest question) -> `Generator::generate_shared` with a [`constrain::Constraint`]
+//! per question -> [`question::read_answer`] -> [`question::ground`] (each value checked by
+//! [`evidence::support`]) -> one [`record::PaperRecord`] saved atomically by
+//! [`store::RecordStore`] -> at the end the table, JSONL, evidence report and manifest are
+//! derived from the records ([`output`]).
 
 pub mod answer;
 pub mod constrain;
@@ -164,8 +167,7 @@ pub fn job_hash(job: &job::JobConfig, schema: &Schema, model_hash: &str) -> Resu
     h.update(job.output_hash());
     h.update(model_hash);
     h.update(schema_hash(schema)?);
-    h.update(prompt::instructions(schema));
-    h.update(prompt::SYSTEM);
+    h.update(question::template(schema));
     h.update(PIPELINE_VERSION.to_le_bytes());
     Ok(hex::encode(h.finalize()))
 }
@@ -235,17 +237,6 @@ impl<'a> Runner<'a> {
         )
     }
 
-    /// The prompt for one paper: its sections by relevance, under the token budget.
-    pub fn prompt_for(&self, doc: &Document) -> Result<prompt::Packed> {
-        let pieces = pieces_of(doc);
-        prompt::pack(
-            self.schema,
-            &pieces,
-            self.job.limits.max_input_tokens,
-            &mut |s, u| self.count_tokens(s, u),
-        )
-    }
-
     fn params(&self) -> GenerateParams {
         let d = &self.job.decoding;
         GenerateParams {
@@ -289,7 +280,7 @@ impl<'a> Runner<'a> {
     }
 
     /// The questions of one paper, the prefix they share, and their token ids.
-    fn prepare(&self, doc: &Document) -> Result<Prepared> {
+    pub fn prepare(&self, doc: &Document) -> Result<Prepared> {
         let experiments = experiments::detect(&doc.text, &self.schema.experiments);
         let all = question::sentences(doc);
         let questions: Vec<question::Question> = experiments
@@ -302,7 +293,7 @@ impl<'a> Runner<'a> {
             .max_by_key(|t| t.len())
             .unwrap_or("");
         let pieces = pieces_of(doc);
-        let packed = prompt::pack_with(
+        let packed = prompt::pack(
             longest,
             &pieces,
             self.job.limits.max_input_tokens.saturating_sub(SPLIT_MARGIN_TOKENS),
@@ -441,6 +432,7 @@ impl<'a> Runner<'a> {
                 finish: if cut { "length" } else { "constraint" }.into(),
                 prompt_tokens,
                 generated_tokens,
+                prefix_tokens: prep.prefix.len(),
                 prompt_pieces: prep.packed.pieces.clone(),
                 raw_answer: String::new(),
                 questions: asked,
@@ -460,13 +452,15 @@ const SPLIT: &str = "\u{E000}";
 const SPLIT_MARGIN_TOKENS: usize = 8;
 
 /// One paper made ready for the model.
-struct Prepared {
-    experiments: Vec<experiments::Experiment>,
-    sentences: Vec<question::Sentence>,
-    questions: Vec<question::Question>,
-    packed: prompt::Packed,
-    prefix: Vec<u32>,
-    suffixes: Vec<Vec<u32>>,
+pub struct Prepared {
+    pub experiments: Vec<experiments::Experiment>,
+    pub sentences: Vec<question::Sentence>,
+    pub questions: Vec<question::Question>,
+    /// The paper as the prefix shows it.
+    pub packed: prompt::Packed,
+    /// The shared prefix (system message, the paper) and each question's own tokens.
+    pub prefix: Vec<u32>,
+    pub suffixes: Vec<Vec<u32>>,
 }
 
 fn error_record(doc: &Document, key: &RecordKey, stage: Stage, e: &anyhow::Error) -> PaperRecord {

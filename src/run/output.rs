@@ -180,6 +180,7 @@ mod tests {
                 finish: "constraint".into(),
                 prompt_tokens: 10,
                 generated_tokens: 5,
+                prefix_tokens: 0,
                 prompt_pieces: vec![],
                 raw_answer: "{}".into(),
                 questions: vec![],

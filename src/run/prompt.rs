@@ -1,11 +1,9 @@
-//! The extraction prompt: instructions from the schema, then the paper's most relevant sections,
-//! packed under the job's `max_input_tokens` as counted by the model's own tokenizer and chat
-//! template.
+//! The paper as the model reads it: its most relevant sections, packed with a question under
+//! the job's `max_input_tokens` as counted by the model's own tokenizer and chat template.
 //!
 //! Invariant (checked at the end of [`pack`], not assumed): the rendered prompt's token count is
 //! at most the budget. What did not fit is reported section by section, never silently lost.
 
-use crate::schema::Schema;
 use anyhow::{bail, Result};
 use serde::Serialize;
 
@@ -63,27 +61,6 @@ pub const SYSTEM: &str = "You are a meticulous research assistant. You read scie
 motor adaptation and record their experimental design parameters exactly as the paper states \
 them. You answer with JSON only.";
 
-/// The instructions part of the user message (everything except the paper's text).
-pub fn instructions(schema: &Schema) -> String {
-    let mut s = String::from(
-        "Read the paper below. For EVERY experiment it reports (numbered as the paper numbers \
-them; a paper with a single experiment has experiment 1), give the parameters listed here. \
-For each parameter you give, write its value and a quote: one sentence copied word for word \
-from the paper that states the value. Leave a parameter out if the paper does not state it; \
-never guess.\n\nParameters:\n",
-    );
-    for f in crate::run::answer::asked_fields(schema) {
-        s.push_str("- ");
-        s.push_str(&f.prompt_line());
-        s.push('\n');
-    }
-    s.push_str(
-        "\nAnswer as JSON: {\"experiments\": [{\"experiment\": 1, \"label\": \"...\", \
-\"<parameter>\": {\"value\": \"...\", \"quote\": \"...\"}, ...}, ...]}\n",
-    );
-    s
-}
-
 /// The paper first, the task after it: small models follow instructions that come last, and
 /// they cannot mistake the parameter descriptions for the paper's text.
 fn user_message(instructions: &str, body: &str) -> String {
@@ -138,21 +115,11 @@ fn cut_at_boundary(text: &str, max_chars: usize) -> &str {
     }
 }
 
-/// Packs `pieces` under `max_tokens`. `count` renders a complete user message through the chat
-/// template (system message included) and returns its token count.
+/// Packs `pieces` under `max_tokens` with `instr` after the paper: the packed paper plus
+/// `instr` fits. `count` renders a complete user message through the chat template (system
+/// message included) and returns its token count. Questions on a shared prefix pass their
+/// longest question, so that the paper and any one question fit the budget together.
 pub fn pack(
-    schema: &Schema,
-    pieces: &[Piece<'_>],
-    max_tokens: usize,
-    count: &mut dyn FnMut(&str, &str) -> Result<usize>,
-) -> Result<Packed> {
-    pack_with(&instructions(schema), pieces, max_tokens, count)
-}
-
-/// [`pack`] with `instr` after the paper: the packed prompt plus `instr` fits `max_tokens`.
-/// Questions on a shared prefix pass their longest question, so that the paper and any one
-/// question fit the budget together.
-pub fn pack_with(
     instr: &str,
     pieces: &[Piece<'_>],
     max_tokens: usize,
@@ -239,9 +206,8 @@ mod tests {
         Ok(system.split_whitespace().count() + user.split_whitespace().count() + 5)
     }
 
-    fn schema() -> Schema {
-        Schema::load_default().expect("schema")
-    }
+    /// Stands for a question after the paper.
+    const TASK: &str = "QUESTION about the experiment. For EVERY parameter, answer.";
 
     #[test]
     fn relevant_sections_come_first_and_references_are_skipped_by_caller() -> Result<()> {
@@ -259,8 +225,9 @@ mod tests {
                 priority: 0,
             },
         ];
-        let p = pack(&schema(), &pieces, 100_000, &mut words)?;
+        let p = pack(TASK, &pieces, 100_000, &mut words)?;
         let m = p.user.find("### Methods").expect("methods in prompt");
+        assert!(p.user.ends_with(TASK), "the question comes after the paper");
         let i = p.user.find("### Introduction").expect("intro in prompt");
         assert!(m < i, "methods first");
         assert!(p
@@ -286,9 +253,9 @@ mod tests {
                 priority: 4,
             },
         ];
-        let fixed = words(SYSTEM, &instructions(&schema()))?;
+        let fixed = words(SYSTEM, TASK)?;
         let budget = fixed + 900;
-        let p = pack(&schema(), &pieces, budget, &mut words)?;
+        let p = pack(TASK, &pieces, budget, &mut words)?;
         assert!(p.prompt_tokens <= budget);
         assert_eq!(p.prompt_tokens, words(&p.system, &p.user)?);
         assert!(p.was_cut());
@@ -299,7 +266,7 @@ mod tests {
         );
         // the cut ends at a sentence boundary
         let body = &p.user[p.user.find("### Methods").expect("methods")..];
-        let body = &body[..body.find("For EVERY experiment").unwrap_or(body.len())];
+        let body = &body[..body.find("QUESTION").unwrap_or(body.len())];
         assert!(
             body.trim_end().ends_with('.'),
             "{}",
@@ -315,7 +282,7 @@ mod tests {
             text: "x",
             priority: 0,
         }];
-        let err = pack(&schema(), &pieces, 10, &mut words).expect_err("too small");
+        let err = pack(TASK, &pieces, 10, &mut words).expect_err("too small");
         assert!(format!("{err:#}").contains("max_input_tokens"));
     }
 
@@ -323,14 +290,5 @@ mod tests {
     fn sanitized_text_is_json_safe_single_line() {
         let s = sanitize("A \"quoted\"  word\nand a back\\slash\t end");
         assert_eq!(s, "A 'quoted' word and a back/slash end");
-    }
-
-    #[test]
-    fn instructions_name_every_asked_field() {
-        let s = schema();
-        let text = instructions(&s);
-        for f in crate::run::answer::asked_fields(&s) {
-            assert!(text.contains(&format!("- {}:", f.name)), "{}", f.name);
-        }
     }
 }

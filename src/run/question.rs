@@ -526,6 +526,22 @@ it.\n",
     t
 }
 
+/// The text of every question that does not depend on the paper: each group's fixed
+/// sentences and field lines (what the job hash and the manifest's prompt hash cover).
+pub fn template(schema: &Schema) -> String {
+    let exp = Experiment {
+        number: 1,
+        label: String::new(),
+        spans: Vec::new(),
+    };
+    let mut t = String::from(crate::run::prompt::SYSTEM);
+    for (group, fields) in groups(schema) {
+        t.push('\n');
+        t.push_str(&question_text(&exp, 1, &group, &fields, &[], &[]));
+    }
+    t
+}
+
 /// One field of an answer: the sentence (1-based, as shown) and the value.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 struct Cell {

@@ -29,8 +29,13 @@ pub struct PaperResult {
     pub completeness: AnswerCompleteness,
     /// Why generation ended: `stop`, `constraint` (the JSON was complete) or `length`.
     pub finish: String,
+    /// Tokens the model read (the shared prefix once, plus every question) and wrote.
     pub prompt_tokens: usize,
     pub generated_tokens: usize,
+    /// Tokens of the shared prefix (the paper): each question's prompt is the prefix plus its
+    /// own `prompt_tokens`.
+    #[serde(default)]
+    pub prefix_tokens: usize,
     /// Which parts of the paper the prompt held (and how much of each).
     pub prompt_pieces: Vec<PieceUse>,
     /// The model's answer, verbatim, when one answer covered the paper (older records);

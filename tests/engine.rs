@@ -444,6 +444,37 @@ fn real_0_5b_answers_a_chat_prompt() {
     // In a batch beside a longer prompt (so left-padded), or alone: the same greedy tokens.
     let alone = gen.chat(&[conv], &params, None).unwrap();
     assert_eq!(out.sequences[0].tokens, alone.sequences[0].tokens);
+    // Questions on a shared prefix, together (ragged) and one by one: each gives the greedy
+    // tokens of its whole prompt run alone.
+    let prefix = tok
+        .encode("<|im_start|>system\nYou answer briefly.<|im_end|>\n<|im_start|>user\nThe capital of France is Paris. The capital of Italy is Rome. The capital of Spain is Madrid.\n")
+        .unwrap();
+    let questions: Vec<Vec<u32>> = [
+        "Which is the capital of Italy?",
+        "Name the capital of Spain, in one word, please.",
+        "France?",
+    ]
+    .iter()
+    .map(|q| {
+        tok.encode(&format!("{q}<|im_end|>\n<|im_start|>assistant\n"))
+            .unwrap()
+    })
+    .collect();
+    for rows in [1, 3] {
+        let shared = gen
+            .generate_shared(&prefix, &questions, rows, &params, None)
+            .unwrap();
+        for (i, q) in questions.iter().enumerate() {
+            let whole: Vec<u32> = prefix.iter().chain(q).copied().collect();
+            let alone = gen.generate(&[whole], &params, None).unwrap();
+            assert_eq!(
+                shared.rows.sequences[i].tokens, alone.sequences[0].tokens,
+                "0.5B, {rows} rows, question {i}: {:?} vs {:?}",
+                shared.rows.sequences[i].text, alone.sequences[0].text
+            );
+        }
+        assert!(shared.rows.sequences[0].text.contains("Rome"), "{:?}", shared.rows.sequences[0].text);
+    }
 }
 
 #[test]

@@ -161,13 +161,19 @@ fn two_ranks_generate_the_same_tokens_on_gguf() {
             ..Default::default()
         };
         let prompts = vec![vec![5u32, 6, 7, 8, 9], vec![100u32, 3]];
-        let out = Generator::new(model, &tok)
-            .generate(&prompts, &params, None)
+        let gen = Generator::new(model, &tok);
+        let out = gen.generate(&prompts, &params, None).unwrap();
+        // Questions on a shared prefix, two at a time (cascade attention on each rank's heads).
+        let prefix: Vec<u32> = (0..17u32).map(|i| (i * 13 + 1) % 250).collect();
+        let questions = vec![vec![5u32, 6, 7], vec![100u32, 3], vec![9u32, 9, 9, 9]];
+        let shared = gen
+            .generate_shared(&prefix, &questions, 2, &params, None)
             .unwrap();
         (
             logits_and_greedy(model).0,
             out.sequences
                 .iter()
+                .chain(&shared.rows.sequences)
                 .map(|s| s.tokens.clone())
                 .collect::<Vec<_>>(),
         )

@@ -206,21 +206,53 @@ pub fn authors(page1: &str, title: &str) -> Vec<String> {
     out
 }
 
-/// The publication year: the year page 1 names most often (journal line, dates, copyright),
-/// the latest on a tie; else the year the file was made (`/CreationDate`).
+/// Words after which a year dates the paper itself (not a cited work).
+const DATING: [&str; 8] = [
+    "©", "copyright", "published", "accepted", "received", "revised", "online", "issue",
+];
+
+/// The publication year. Page 1 also cites other works, so only years that date the paper
+/// count: those in its first lines (the journal's header) and those right after a dating word
+/// (`Received`, `Accepted`, `©`…); the latest of them wins (a paper is published after it is
+/// received). Without one, the year the file was made (`/CreationDate`).
 pub fn year(page1: &str, doc: &lopdf::Document) -> Option<u32> {
-    let b = page1.as_bytes();
-    let mut counts: std::collections::BTreeMap<u32, usize> = Default::default();
+    let lower = page1.to_lowercase();
+    let head_end = page1
+        .char_indices()
+        .nth(HEADER_CHARS)
+        .map_or(page1.len(), |(i, _)| i);
+    let mut best: Option<u32> = None;
+    for (at, y) in years(page1) {
+        let dated = at < head_end
+            || DATING.iter().any(|w| {
+                let from = at.saturating_sub(60);
+                lower.get(from..at).is_some_and(|before| before.contains(w))
+            });
+        if dated {
+            best = best.max(Some(y));
+        }
+    }
+    best.or_else(|| info_year(doc))
+}
+
+/// Characters at the top of page 1 whose years are the journal header's.
+const HEADER_CHARS: usize = 300;
+
+/// Four-digit years (1950..=2100) of `text` with their byte offsets, not inside a longer number
+/// or a DOI (`.2017`, `/2017`, `-2017`).
+fn years(text: &str) -> Vec<(usize, u32)> {
+    let b = text.as_bytes();
+    let mut out = Vec::new();
     let mut i = 0;
     while i + 4 <= b.len() {
         let is_digit = |k: usize| b.get(k).is_some_and(u8::is_ascii_digit);
-        if (0..4).all(|k| is_digit(i + k)) && !is_digit(i + 4) && (i == 0 || !is_digit(i - 1)) {
-            // not part of a DOI or a number with a decimal point
+        let bounded = !is_digit(i + 4) && (i == 0 || !is_digit(i - 1));
+        if (0..4).all(|k| is_digit(i + k)) && bounded {
             let prev = if i > 0 { b[i - 1] } else { b' ' };
-            if prev != b'.' && prev != b'/' && prev != b'-' {
-                if let Ok(y) = page1[i..i + 4].parse::<u32>() {
+            if !matches!(prev, b'.' | b'/' | b'-') {
+                if let Some(y) = text.get(i..i + 4).and_then(|s| s.parse::<u32>().ok()) {
                     if (1950..=2100).contains(&y) {
-                        *counts.entry(y).or_default() += 1;
+                        out.push((i, y));
                     }
                 }
             }
@@ -229,11 +261,7 @@ pub fn year(page1: &str, doc: &lopdf::Document) -> Option<u32> {
             i += 1;
         }
     }
-    let best = counts
-        .iter()
-        .max_by(|a, b| a.1.cmp(b.1).then(a.0.cmp(b.0)))
-        .map(|(y, _)| *y);
-    best.or_else(|| info_year(doc))
+    out
 }
 
 fn info_year(doc: &lopdf::Document) -> Option<u32> {
@@ -281,6 +309,18 @@ mod tests {
             vec!["Schween", "Langsdorf", "Taylor", "Hegele"]
         );
         assert!(authors("no title here", "Something else entirely").is_empty());
+    }
+
+    #[test]
+    fn years_that_date_the_paper_not_its_citations() {
+        let page = format!(
+            "The Journal of Neuroscience, February 19, 2014 • 34(8):3023–3032\n\nTitle\n{}as shown before (Smith, 2011; Jones, 2011; Lee, 2011).\nReceived Sept. 2, 2013; accepted Jan. 5, 2014. doi:10.1523/JNEUROSCI.2019-13.2014",
+            "x ".repeat(200)
+        );
+        let doc = lopdf::Document::with_version("1.5");
+        assert_eq!(year(&page, &doc), Some(2014));
+        assert_eq!(years("10.1152/jn.00451.2018 and 1999"), vec![(26, 1999)]);
+        assert_eq!(year(&format!("{}cited 2011, 2011, 2011", "y ".repeat(200)), &doc), None);
     }
 
     #[test]

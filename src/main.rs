@@ -37,10 +37,20 @@ enum Command {
     Merge(paramx::cmd::merge::Args),
     /// GPU benchmark: rank-0 workload of Qwen2.5-72B TP=2 from random bf16 weights, memory vs plan
     BenchGpu(paramx::cmd::bench_gpu::Args),
+    /// Internal: read one PDF in this process and reply on stdout (see `pdf::isolate`)
+    #[command(hide = true)]
+    PdfWorker(paramx::cmd::text::WorkerArgs),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Command::PdfWorker(a) = &cli.command {
+        return paramx::cmd::text::worker(a);
+    }
+    // Every PDF is read in a worker process of this binary, under limits (`pdf::isolate`).
+    if let Ok(exe) = std::env::current_exe() {
+        paramx::pdf::isolate::use_worker(exe, Default::default());
+    }
     let result: anyhow::Result<ExitCode> = match cli.command {
         Command::Run(args) => paramx::cmd::run::run(args),
         Command::Eval(args) => paramx::cmd::eval::run(args),
@@ -52,6 +62,7 @@ fn main() -> ExitCode {
         Command::FetchModel(a) => paramx::cmd::fetch_model::run(a),
         Command::Merge(a) => paramx::cmd::merge::run(a),
         Command::BenchGpu(a) => paramx::cmd::bench_gpu::run(a),
+        Command::PdfWorker(_) => unreachable!("handled above"),
     };
     match result {
         Ok(code) => code,

@@ -132,3 +132,21 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         ExitCode::from(1)
     })
 }
+
+/// `paramx pdf-worker`: one PDF, read in this process, replied on stdout (`pdf::isolate`).
+#[derive(clap::Args, Debug)]
+pub struct WorkerArgs {
+    #[arg(long, default_value_t = 20_000)]
+    pub page_timeout_ms: u64,
+    #[arg(long)]
+    pub cache: Option<PathBuf>,
+    pub path: PathBuf,
+}
+
+pub fn worker(args: &WorkerArgs) -> ExitCode {
+    let opts = pdf::ExtractOptions {
+        cache_dir: args.cache.clone(),
+        page_timeout: std::time::Duration::from_millis(args.page_timeout_ms),
+    };
+    pdf::isolate::worker_main(&args.path, &opts)
+}

@@ -75,11 +75,7 @@ fn blocked(
         outs.push(out.reshape((b, kv_heads, group, n, d))?);
         q0 += n;
     }
-    let out = match outs.len() {
-        1 => outs.swap_remove(0),
-        _ => Tensor::cat(&outs, 3)?,
-    };
-    out.reshape((b, heads, t, d))
+    stitch(outs, (b, heads, t, d))
 }
 
 /// The same attention as [`attention`] with the score work in one kernel per block
@@ -232,11 +228,16 @@ pub fn attention_shared(
         outs.push(out.reshape((b, kv_heads, g, n, d))?);
         q0 += n;
     }
+    stitch(outs, (b, heads, t, d))
+}
+
+/// Query blocks `(b, kv_heads, group, n, d)` back into one `(b, heads, t, d)` output.
+fn stitch(mut outs: Vec<Tensor>, shape: (usize, usize, usize, usize)) -> Result<Tensor> {
     let out = match outs.len() {
         1 => outs.swap_remove(0),
         _ => Tensor::cat(&outs, 3)?,
     };
-    out.reshape((b, heads, t, d))
+    out.reshape(shape)
 }
 
 /// The additive mask `(b, 1, 1, n, keys)` of one query block (broadcast over KV heads and the
@@ -271,6 +272,10 @@ fn block_mask(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn max_diff(a: &Tensor, b: &Tensor) -> Result<f32> {
+        (a - b)?.abs()?.flatten_all()?.max(0)?.to_scalar::<f32>()
+    }
 
     /// Plain attention with repeated KV heads and a full score matrix, for comparison.
     fn naive(q: &Tensor, k: &Tensor, v: &Tensor, pad: &[usize], q_slot0: usize) -> Result<Tensor> {
@@ -336,11 +341,7 @@ mod tests {
                 let qr = q.narrow(0, r, 1)?.narrow(2, skip, t - skip)?;
                 let want = naive(&qr, &kr, &vr, &[0], plen + q_slot0 + skip - p)?;
                 let got_r = got.narrow(0, r, 1)?.narrow(2, skip, t - skip)?;
-                let diff = (got_r - &want)?
-                    .abs()?
-                    .flatten_all()?
-                    .max(0)?
-                    .to_scalar::<f32>()?;
+                let diff = max_diff(&got_r, &want)?;
                 assert!(diff < 1e-5, "block {block}, row {r}: max diff {diff}");
             }
         }
@@ -371,11 +372,7 @@ mod tests {
                     block,
                 },
             )?;
-            let diff = (got - &want)?
-                .abs()?
-                .flatten_all()?
-                .max(0)?
-                .to_scalar::<f32>()?;
+            let diff = max_diff(&got, &want)?;
             assert!(diff < 1e-5, "block {block}: max diff {diff}");
         }
         Ok(())

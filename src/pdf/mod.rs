@@ -21,6 +21,7 @@ pub mod layout;
 pub mod lexer;
 pub mod meta;
 pub mod metrics;
+pub mod isolate;
 pub mod sections;
 
 use content::{Env, Interpreter, Limits, Matrix, XObject};
@@ -133,6 +134,13 @@ pub enum PdfError {
     NoTextLayer { path: PathBuf, pages: usize },
     #[error("{path}: internal error while extracting: {message}")]
     Internal { path: PathBuf, message: String },
+    /// The worker process reading the file failed (crash, memory or time limit): see
+    /// [`isolate`].
+    #[error("{path}: {message}")]
+    Worker { path: PathBuf, message: String },
+    /// An error the worker process reported (its message names the file).
+    #[error("{message}")]
+    Reported { path: PathBuf, message: String },
 }
 
 /// sha256 of bytes, lowercase hex.
@@ -176,13 +184,21 @@ pub fn extract_file(path: &Path, opts: &ExtractOptions) -> Result<Document, PdfE
 }
 
 /// Extracts many PDFs in parallel on the current rayon pool; results keep the input order.
+/// With a registered worker ([`isolate::use_worker`], as the `paramx` binary does) each file is
+/// read in its own worker process under memory and time limits.
 pub fn extract_many(
     paths: &[PathBuf],
     opts: &ExtractOptions,
 ) -> Vec<(PathBuf, Result<Document, PdfError>)> {
     paths
         .par_iter()
-        .map(|p| (p.clone(), extract_file(p, opts)))
+        .map(|p| {
+            let r = match isolate::worker() {
+                Some((exe, limits)) => isolate::extract_in_worker(exe, p, opts, *limits).0,
+                None => extract_file(p, opts),
+            };
+            (p.clone(), r)
+        })
         .collect()
 }
 
@@ -285,6 +301,19 @@ fn extract_bytes(
     }
     if glyphs == 0 {
         let _ = images;
+        // Pages that failed to read are the reason, not a missing text layer: say so.
+        if let Some(first) = page_errors.first() {
+            return Err(PdfError::Parse {
+                path: path.to_path_buf(),
+                message: format!(
+                    "no text could be read: {} of {} page(s) failed (page {}: {})",
+                    page_errors.len(),
+                    pages.len(),
+                    first.page,
+                    first.message
+                ),
+            });
+        }
         return Err(PdfError::NoTextLayer {
             path: path.to_path_buf(),
             pages: pages.len(),

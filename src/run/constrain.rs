@@ -216,31 +216,7 @@ mod tests {
         for seed in 1..=5u64 {
             let mut c = env.json_constraint(&schema)?;
             let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15);
-            let mut out: Vec<u32> = Vec::new();
-            for _ in 0..200 {
-                let mut logits: Vec<f32> = (0..vocab).map(|_| xorshift(&mut state)).collect();
-                c.mask_logits(&mut logits)?;
-                let (tok, _) =
-                    logits
-                        .iter()
-                        .enumerate()
-                        .fold((0usize, f32::NEG_INFINITY), |best, (i, &l)| {
-                            if l > best.1 {
-                                (i, l)
-                            } else {
-                                best
-                            }
-                        });
-                let tok = tok as u32;
-                if tok == eos {
-                    break;
-                }
-                c.commit(tok)?;
-                out.push(tok);
-                if c.is_finished() {
-                    break;
-                }
-            }
+            let out = walk(&mut c, vocab, eos, &mut state, 200)?;
             let text = tk.decode(&out, true).map_err(|e| anyhow!("{e}"))?;
             let v: serde_json::Value = serde_json::from_str(&text)
                 .with_context(|| format!("seed {seed}: not JSON: {text:?}"))?;
@@ -287,20 +263,7 @@ cursor was rotated by 45° or 30° after a delay of 500 ms, with endpoint feedba
             for seed in 1..=3u64 {
                 let mut c = env.lark_constraint(&q.grammar)?;
                 let mut state = (seed + 10 * qi as u64).wrapping_mul(0x2545_F491_4F6C_DD1D);
-                let mut out: Vec<u32> = Vec::new();
-                for _ in 0..2000 {
-                    let mut logits: Vec<f32> = (0..vocab).map(|_| xorshift(&mut state)).collect();
-                    c.mask_logits(&mut logits)?;
-                    let tok = argmax_index(&logits);
-                    if tok == eos {
-                        break;
-                    }
-                    c.commit(tok)?;
-                    out.push(tok);
-                    if c.is_finished() {
-                        break;
-                    }
-                }
+                let out = walk(&mut c, vocab, eos, &mut state, 2000)?;
                 let text = tk.decode(&out, true).map_err(|e| anyhow!("{e}"))?;
                 for a in read_answer(q, &text).with_context(|| format!("{}: {text}", q.group))? {
                     let field = schema.field(&a.field).expect("field");
@@ -315,6 +278,26 @@ cursor was rotated by 45° or 30° after a delay of 500 ms, with endpoint feedba
         }
         assert!(values > 0, "the random walks gave no value at all");
         Ok(())
+    }
+
+    /// Greedy over random logits under the constraint, until the end token, the end of the
+    /// grammar or `steps` tokens.
+    fn walk(c: &mut Constraint, vocab: usize, eos: u32, state: &mut u64, steps: usize) -> Result<Vec<u32>> {
+        let mut out = Vec::new();
+        for _ in 0..steps {
+            let mut logits: Vec<f32> = (0..vocab).map(|_| xorshift(state)).collect();
+            c.mask_logits(&mut logits)?;
+            let tok = argmax_index(&logits);
+            if tok == eos {
+                break;
+            }
+            c.commit(tok)?;
+            out.push(tok);
+            if c.is_finished() {
+                break;
+            }
+        }
+        Ok(out)
     }
 
     fn argmax_index(v: &[f32]) -> u32 {

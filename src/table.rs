@@ -145,7 +145,22 @@ impl Table {
                 }
             }
             match &headers {
-                None => headers = Some(cells.into_iter().map(|h| h.trim().to_string()).collect()),
+                None => {
+                    let h: Vec<String> = cells.into_iter().map(|h| h.trim().to_string()).collect();
+                    // A column named twice would be read from one place and scored from the
+                    // other: refuse it, naming the column.
+                    for (i, name) in h.iter().enumerate() {
+                        if !name.is_empty() && h[..i].contains(name) {
+                            return Err(TableError::Malformed {
+                                file,
+                                line,
+                                column: i + 1,
+                                reason: format!("the column `{name}` appears twice in the header"),
+                            });
+                        }
+                    }
+                    headers = Some(h);
+                }
                 Some(h) => {
                     if cells.len() != h.len() {
                         // A trailing all-empty remainder (`a,b,,`) is tolerated; anything else is not.
@@ -352,6 +367,13 @@ mod tests {
             eprintln!("SKIP: {} not found", p.display());
             None
         }
+    }
+
+    #[test]
+    fn a_column_named_twice_is_refused() {
+        let err = Table::from_bytes("g.csv", b"study_id,n_total,n_total\nA2020,1,2\n")
+            .expect_err("duplicate column");
+        assert!(err.to_string().contains("`n_total` appears twice"), "{err}");
     }
 
     #[test]

@@ -59,8 +59,29 @@ gold = {gold:?}
     p
 }
 
-/// One good paper and one broken PDF in one run: the broken one becomes exactly one error
-/// record, the good one a full set of rows whose values all carry quotes found in the paper,
+/// A one-page PDF whose content stream is `content`, flate-compressed.
+fn hostile_pdf(path: &Path, content: &[u8]) {
+    use lopdf::{dictionary, Document, Object, Stream};
+    let mut doc = Document::with_version("1.5");
+    let pages_id = doc.new_object_id();
+    let mut stream = Stream::new(dictionary! {}, content.to_vec());
+    stream.compress().expect("compress");
+    let content_id = doc.add_object(stream);
+    let page_id = doc.add_object(dictionary! {
+        "Type" => "Page", "Parent" => pages_id, "Contents" => content_id,
+        "MediaBox" => vec![0.into(), 0.into(), 612.into(), 792.into()],
+    });
+    doc.objects.insert(
+        pages_id,
+        Object::Dictionary(dictionary! { "Type" => "Pages", "Kids" => vec![page_id.into()], "Count" => 1 }),
+    );
+    let catalog_id = doc.add_object(dictionary! { "Type" => "Catalog", "Pages" => pages_id });
+    doc.trailer.set("Root", catalog_id);
+    doc.save(path).expect("save hostile pdf");
+}
+
+/// One good paper, one broken PDF and two hostile ones in one run: each bad one becomes exactly
+/// one error record, the good one a full set of rows whose values all carry quotes found in the paper,
 /// the exit code says something failed, and a rerun reuses the finished paper.
 #[test]
 fn run_one_paper_with_a_broken_pdf_beside_it() {
@@ -79,6 +100,9 @@ fn run_one_paper_with_a_broken_pdf_beside_it() {
         b"%PDF-1.7\n1 0 obj\n<< /Type /Catalog",
     )
     .expect("write broken");
+    // Two hostile files: a content stream of two million `[`, and a decompression bomb.
+    hostile_pdf(&papers.join("nested.pdf"), &b"[".repeat(2_000_000));
+    hostile_pdf(&papers.join("bomb.pdf"), &vec![b' '; 300 << 20]);
     let job = write_job(d.path(), &model, &[&papers], 1500, 160);
     let out = paramx_run(&job);
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -94,8 +118,10 @@ fn run_one_paper_with_a_broken_pdf_beside_it() {
 
     let out_dir = d.path().join("out");
     let errors = std::fs::read_to_string(out_dir.join("errors.jsonl")).expect("errors.jsonl");
-    assert_eq!(errors.lines().count(), 1, "{errors}");
-    assert!(errors.contains("broken.pdf"));
+    assert_eq!(errors.lines().count(), 3, "{errors}");
+    for bad in ["broken.pdf", "nested.pdf", "bomb.pdf"] {
+        assert!(errors.contains(bad), "{bad}: {errors}");
+    }
 
     let results = std::fs::read_to_string(out_dir.join("results.jsonl")).expect("results.jsonl");
     let good: serde_json::Value = results

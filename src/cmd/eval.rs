@@ -9,6 +9,7 @@ use crate::eval::report::{BootstrapInfo, Report, Scored};
 use crate::eval::{baseline, legacy, strict, Scorer};
 use crate::schema::Schema;
 use crate::table::Table;
+use std::io::Write;
 use anyhow::{Context, Result};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -85,6 +86,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
         None => Schema::load_default()?,
     };
     let gold = Table::read(&args.gold).context("cannot read the gold table")?;
+    crate::eval::check_gold(&gold)?;
     let pred = Table::read(&args.pred).context("cannot read the prediction table")?;
     // A table with none of the schema's parameter columns is a wrong file, not a score of 0.
     if !schema
@@ -98,10 +100,18 @@ pub fn run(args: Args) -> Result<ExitCode> {
         );
     }
     let report = build_report(args.scorer, &schema, &gold, &pred)?;
-    print!("{}", report.to_text());
-    if args.mismatches {
-        print!("\n{}", report.misses_text());
-    }
+    // A closed or full stdout ends the command with an error, never a panic.
+    let mut out = std::io::stdout().lock();
+    out.write_all(report.to_text().as_bytes())
+        .and_then(|()| {
+            if args.mismatches {
+                out.write_all(format!("\n{}", report.misses_text()).as_bytes())
+            } else {
+                Ok(())
+            }
+        })
+        .and_then(|()| out.flush())
+        .context("cannot write the report to standard output")?;
     if let Some(p) = &args.json {
         write(p, &report.to_json()?, "JSON")?;
         eprintln!("wrote {}", p.display());

@@ -130,6 +130,19 @@ fn model_hash(path: &std::path::Path, out_dir: &std::path::Path) -> Result<Strin
         vec![path.to_path_buf()]
     };
     files.sort();
+    // A model is regular files of some size: `/dev/zero` or a FIFO would be hashed forever.
+    for f in &files {
+        let md = std::fs::metadata(f).with_context(|| format!("cannot stat {}", f.display()))?;
+        if !md.is_file() {
+            bail!("model {}: not a regular file", f.display());
+        }
+    }
+    if !files.iter().any(|f| std::fs::metadata(f).is_ok_and(|m| m.len() >= 1 << 20)) {
+        bail!(
+            "model {}: no file of at least 1 MiB: not a model's weights",
+            path.display()
+        );
+    }
     let cache_path = out_dir.join("model-hashes.json");
     let mut cache: std::collections::BTreeMap<String, String> = std::fs::read(&cache_path)
         .ok()
@@ -343,6 +356,12 @@ pub fn run(args: Args) -> Result<ExitCode> {
     }
     let user_facing = !matches!(launch, Launch::Rank(_));
     let schema = Schema::load(&job.io.schema)?;
+    // The gold is read at the end; a missing or malformed one must not wait for the papers.
+    if let Some(gold) = &job.io.gold {
+        let g = crate::table::Table::read(gold)
+            .with_context(|| format!("io.gold {}: cannot read the gold table", gold.display()))?;
+        crate::eval::check_gold(&g).with_context(|| format!("io.gold {}", gold.display()))?;
+    }
     let all_pdfs = crate::run::discover(&job.io.inputs)?;
     let shard = crate::run::shard::resolve(args.shard.as_deref(), |k| std::env::var(k).ok())?;
     let pdfs = shard.select(&all_pdfs);

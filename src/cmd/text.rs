@@ -26,20 +26,26 @@ pub struct Args {
 }
 
 /// Expands directories into their PDFs (sorted); a directory without PDFs is an input error.
+/// Only regular files are read: a FIFO or a device given as input would block or never end.
 fn expand(inputs: &[PathBuf]) -> (Vec<PathBuf>, Vec<String>) {
     let mut files = Vec::new();
     let mut errors = Vec::new();
+    let regular = |p: &Path| std::fs::metadata(p).map(|m| m.is_file()).unwrap_or(false);
     for p in inputs {
         if p.is_dir() {
             match std::fs::read_dir(p) {
                 Ok(rd) => {
-                    let mut v: Vec<PathBuf> = rd
-                        .filter_map(|e| e.ok().map(|e| e.path()))
-                        .filter(|f| {
-                            f.is_file()
-                                && f.extension().is_some_and(|x| x.eq_ignore_ascii_case("pdf"))
-                        })
-                        .collect();
+                    let mut v: Vec<PathBuf> = Vec::new();
+                    for f in rd.filter_map(|e| e.ok().map(|e| e.path())) {
+                        if !f.extension().is_some_and(|x| x.eq_ignore_ascii_case("pdf")) {
+                            continue;
+                        }
+                        if regular(&f) {
+                            v.push(f);
+                        } else if !f.is_dir() {
+                            errors.push(format!("{}: not a regular file; skipped", f.display()));
+                        }
+                    }
                     if v.is_empty() {
                         errors.push(format!("{}: directory contains no .pdf files", p.display()));
                     }
@@ -48,8 +54,12 @@ fn expand(inputs: &[PathBuf]) -> (Vec<PathBuf>, Vec<String>) {
                 }
                 Err(e) => errors.push(format!("{}: cannot read directory: {e}", p.display())),
             }
-        } else {
+        } else if !p.exists() {
+            errors.push(format!("{}: no such file", p.display()));
+        } else if regular(p) {
             files.push(p.clone());
+        } else {
+            errors.push(format!("{}: not a regular file (a FIFO or device cannot be read as a PDF)", p.display()));
         }
     }
     (files, errors)
@@ -63,8 +73,50 @@ fn out_name(dir: &Path, pdf: &Path, json: bool) -> PathBuf {
     dir.join(format!("{stem}.{}", if json { "json" } else { "txt" }))
 }
 
+/// Where each file's output goes under `--out`, or why it gets none: two inputs with the same
+/// name (`a/paper.pdf`, `b/paper.pdf`) would overwrite each other, and an output must never
+/// replace an input.
+fn plan_outputs(dir: &Path, files: &[PathBuf], json: bool) -> Vec<Result<PathBuf, String>> {
+    let canonical: Vec<PathBuf> = files
+        .iter()
+        .map(|f| std::fs::canonicalize(f).unwrap_or_else(|_| f.clone()))
+        .collect();
+    let mut taken: std::collections::HashMap<PathBuf, usize> = Default::default();
+    files
+        .iter()
+        .enumerate()
+        .map(|(i, f)| {
+            let target = out_name(dir, f, json);
+            if let Some(&first) = taken.get(&target) {
+                return Err(format!(
+                    "{}: its output {} would overwrite that of {}; not written (give the files distinct names)",
+                    f.display(),
+                    target.display(),
+                    files[first].display()
+                ));
+            }
+            let resolved = std::fs::canonicalize(&target).unwrap_or_else(|_| target.clone());
+            if canonical.contains(&resolved) {
+                return Err(format!(
+                    "{}: its output {} is an input; not written",
+                    f.display(),
+                    target.display()
+                ));
+            }
+            taken.insert(target.clone(), i);
+            Ok(target)
+        })
+        .collect()
+}
+
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let (files, mut failures) = expand(&args.inputs);
+    // SIGUSR1/SIGTERM, and SIGINT too here: finish the files in flight, keep them, stop.
+    crate::cmd::install_stop_handlers();
+    let _ = signal_hook::flag::register(
+        signal_hook::consts::SIGINT,
+        crate::run::STOP_REQUESTED.clone(),
+    );
+    let (files, failures) = expand(&args.inputs);
     for f in &failures {
         eprintln!("paramx: error: {f}");
     }
@@ -78,23 +130,14 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         builder = builder.num_threads(n);
     }
     let pool = builder.build().context("cannot start worker threads")?;
-    if let Some(dir) = &args.out {
-        std::fs::create_dir_all(dir)
-            .with_context(|| format!("cannot create output directory {}", dir.display()))?;
-    }
-    let results = pool.install(|| pdf::extract_many(&files, &opts));
-    let stdout = std::io::stdout();
-    let mut out = stdout.lock();
-    let many = results.len() > 1;
-    for (path, r) in results {
-        let doc = match r {
-            Ok(d) => d,
-            Err(e) => {
-                eprintln!("paramx: error: {e}");
-                failures.push(e.to_string());
-                continue;
-            }
-        };
+    let failures = std::sync::Mutex::new(failures);
+    let fail = |msg: String| {
+        eprintln!("paramx: error: {msg}");
+        if let Ok(mut f) = failures.lock() {
+            f.push(msg);
+        }
+    };
+    let warn_pages = |path: &Path, doc: &pdf::Document| {
         for pe in &doc.page_errors {
             eprintln!(
                 "paramx: warning: {}: page {}: {}",
@@ -103,33 +146,85 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 pe.message
             );
         }
-        let body = if args.json {
-            serde_json::to_string(&doc)?
+    };
+    let body_of = |doc: &pdf::Document| -> anyhow::Result<String> {
+        Ok(if args.json {
+            serde_json::to_string(doc)?
         } else {
             doc.text.clone()
-        };
-        match &args.out {
-            Some(dir) => {
-                let target = out_name(dir, &path, args.json);
-                if let Err(e) = std::fs::write(&target, body.as_bytes()) {
-                    let msg = format!("{}: cannot write {}: {e}", path.display(), target.display());
-                    eprintln!("paramx: error: {msg}");
-                    failures.push(msg);
-                }
-            }
-            None => {
+        })
+    };
+    let mut stopped = false;
+    match &args.out {
+        Some(dir) => {
+            std::fs::create_dir_all(dir)
+                .with_context(|| format!("cannot create output directory {}", dir.display()))?;
+            let targets = plan_outputs(dir, &files, args.json);
+            // Each file is written (atomically) as soon as it is read, so a stop signal keeps
+            // every finished one.
+            pool.install(|| {
+                use rayon::prelude::*;
+                files.par_iter().zip(&targets).for_each(|(path, target)| {
+                    if crate::run::stop_requested() {
+                        return;
+                    }
+                    let target = match target {
+                        Ok(t) => t,
+                        Err(msg) => return fail(msg.clone()),
+                    };
+                    let one = [path.clone()];
+                    let Some((_, r)) = pdf::extract_many(&one, &opts).pop() else {
+                        return;
+                    };
+                    match r.map_err(|e| e.to_string()).and_then(|doc| {
+                        warn_pages(path, &doc);
+                        body_of(&doc).map_err(|e| format!("{}: {e:#}", path.display()))
+                    }) {
+                        Ok(body) => {
+                            if let Err(e) = crate::run::store::write_atomic(target, body.as_bytes()) {
+                                fail(format!("{}: cannot write {}: {e:#}", path.display(), target.display()));
+                            }
+                        }
+                        Err(msg) => fail(msg),
+                    }
+                });
+            });
+            stopped = crate::run::stop_requested();
+        }
+        None => {
+            let results = pool.install(|| pdf::extract_many(&files, &opts));
+            let stdout = std::io::stdout();
+            let mut out = stdout.lock();
+            let many = results.len() > 1;
+            for (path, r) in results {
+                let doc = match r {
+                    Ok(d) => d,
+                    Err(e) => {
+                        fail(e.to_string());
+                        continue;
+                    }
+                };
+                warn_pages(&path, &doc);
+                let body = body_of(&doc)?;
+                // A closed or full stdout ends the command with an error, never a panic.
                 if many && !args.json {
-                    writeln!(out, "==> {} <==", path.display())?;
+                    writeln!(out, "==> {} <==", path.display())
+                        .context("cannot write to standard output")?;
                 }
-                writeln!(out, "{body}")?;
+                writeln!(out, "{body}").context("cannot write to standard output")?;
             }
+            out.flush().context("cannot write to standard output")?;
         }
     }
-    out.flush()?;
-    Ok(if failures.is_empty() {
-        ExitCode::SUCCESS
-    } else {
+    if stopped {
+        eprintln!("paramx: stopped by signal; finished files are written, rerun to continue");
+        return Ok(ExitCode::from(crate::cmd::run::EXIT_REQUEUE));
+    }
+    let failed = failures.lock().map(|f| !f.is_empty()).unwrap_or(true);
+    Ok(if failed {
         ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
     })
 }
 

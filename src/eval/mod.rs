@@ -13,6 +13,32 @@ pub mod legacy;
 pub mod report;
 pub mod strict;
 
+/// Checks a gold table before it is scored: it has rows, and no `study_id` names two rows (two
+/// rows for one experiment cannot both be right, and the scorer would silently use one).
+pub fn check_gold(gold: &crate::table::Table) -> anyhow::Result<()> {
+    if gold.rows().is_empty() {
+        anyhow::bail!("{}: the gold table has no rows", gold.path.display());
+    }
+    let Some(col) = gold.column("study_id") else {
+        return Ok(());
+    };
+    let mut seen: std::collections::HashMap<String, u64> = Default::default();
+    for r in gold.rows() {
+        let id = r.cells.get(col).map(|c| c.trim()).unwrap_or("");
+        if id.is_empty() {
+            continue;
+        }
+        if let Some(first) = seen.insert(id.to_lowercase(), r.line) {
+            anyhow::bail!(
+                "{}: study_id `{id}` names two rows (lines {first} and {}); each experiment needs its own id",
+                gold.path.display(),
+                r.line
+            );
+        }
+    }
+    Ok(())
+}
+
 use serde::Serialize;
 
 /// Which rule set scored an outcome.

@@ -34,7 +34,26 @@ pub enum ShapeError {
     },
     #[error("model_type {0:?} is not supported: paramx runs Qwen2 models (model_type \"qwen2\")")]
     ModelType(String),
+    #[error("{field} = {value} is beyond any real model (at most {max}): the config is damaged")]
+    Absurd {
+        field: &'static str,
+        value: u64,
+        max: u64,
+    },
 }
+
+/// Upper bounds far beyond any real transformer (the largest published models are ~20x below
+/// each): they keep every byte count of the plan within u64, so a damaged config is refused
+/// with its reason instead of overflowing into "fits".
+const LIMITS: [(&str, u64); 7] = [
+    ("hidden_size", 1 << 20),
+    ("intermediate_size", 1 << 22),
+    ("num_hidden_layers", 1 << 12),
+    ("num_attention_heads", 1 << 12),
+    ("num_key_value_heads", 1 << 12),
+    ("vocab_size", 1 << 24),
+    ("max_position_embeddings", 1 << 24),
+];
 
 /// Element type of weights, KV cache and activations.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
@@ -139,6 +158,15 @@ impl ModelShape {
         ] {
             if v == 0 {
                 return Err(ShapeError::Zero { field });
+            }
+            if let Some(&(_, max)) = LIMITS.iter().find(|(f, _)| *f == field) {
+                if v > max {
+                    return Err(ShapeError::Absurd {
+                        field,
+                        value: v,
+                        max,
+                    });
+                }
             }
         }
         let head_dim = raw
@@ -396,5 +424,12 @@ mod tests {
         let missing = Q72.replace("\"vocab_size\": 152064", "\"vocab\": 1");
         let e = ModelShape::from_config_json("x", &missing).unwrap_err();
         assert!(e.to_string().contains("vocab_size"), "{e}");
+        // 2^62 layers would overflow every byte count into a plan that "fits".
+        let huge = Q72.replace(
+            "\"num_hidden_layers\": 80",
+            "\"num_hidden_layers\": 4611686018427387904",
+        );
+        let e = ModelShape::from_config_json("x", &huge).unwrap_err();
+        assert!(e.to_string().contains("num_hidden_layers = 4611686018427387904 is beyond"), "{e}");
     }
 }

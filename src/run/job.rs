@@ -157,8 +157,13 @@ impl JobConfig {
             bail!("hardware.tp must be >= 1");
         }
         let t = self.decoding.temperature;
-        if t.is_nan() || t < 0.0 {
-            bail!("decoding.temperature must be >= 0 (got {t})");
+        if !t.is_finite() || t < 0.0 {
+            bail!("decoding.temperature must be a finite number >= 0 (got {t})");
+        }
+        if let Some(p) = self.decoding.top_p {
+            if !(p > 0.0 && p <= 1.0) {
+                bail!("decoding.top_p must be within (0, 1] (got {p})");
+            }
         }
         if self.io.inputs.is_empty() {
             bail!("io.inputs is empty: name at least one PDF or folder");
@@ -211,6 +216,19 @@ schema = "schema.toml"
         assert_eq!(job.limits.batch, 1);
         assert_eq!(job.limits.prefill_chunk, 512);
         assert_eq!(job.decoding.temperature, 0.0);
+        for (bad, why) in [
+            ("temperature = inf", "temperature"),
+            ("temperature = -1.0", "temperature"),
+            ("top_p = 7.5", "top_p"),
+            ("top_p = 0.0", "top_p"),
+        ] {
+            let text = format!("{JOB}\n[decoding]\n{bad}\n");
+            let err = match JobConfig::load(&write(d.path(), &text)) {
+                Ok(_) => panic!("{bad} accepted"),
+                Err(e) => format!("{e:#}"),
+            };
+            assert!(err.contains(why), "{bad}: {err}");
+        }
         assert_eq!(job.io.schema, d.path().join("schema.toml"));
         Ok(())
     }

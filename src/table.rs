@@ -103,6 +103,7 @@ impl Table {
             .has_headers(false)
             .flexible(true)
             .from_reader(bytes);
+        let lines = LineIndex::new(bytes);
         let mut headers: Option<Vec<String>> = None;
         let mut rows = Vec::new();
         let mut record = csv::ByteRecord::new();
@@ -113,7 +114,7 @@ impl Table {
                 Err(e) => {
                     let line = e
                         .position()
-                        .map(|p| record_line(bytes, p.byte() as usize))
+                        .map(|p| lines.record_line(p.byte() as usize))
                         .unwrap_or(0);
                     return Err(TableError::Malformed {
                         file,
@@ -125,7 +126,7 @@ impl Table {
             }
             let line = record
                 .position()
-                .map(|p| record_line(bytes, p.byte() as usize))
+                .map(|p| lines.record_line(p.byte() as usize))
                 .unwrap_or(0);
             let mut cells = Vec::with_capacity(record.len());
             for (i, cell) in record.iter().enumerate() {
@@ -339,11 +340,32 @@ fn check_quotes(file: &Path, bytes: &[u8]) -> Result<(), TableError> {
 
 /// Line where a record starts: the csv reader's record offset can sit on the line break left
 /// over from a `\r\r\n` ending, so skip line-break bytes first.
-fn record_line(bytes: &[u8], mut offset: usize) -> u64 {
-    while offset < bytes.len() && matches!(bytes[offset], b'\r' | b'\n') {
-        offset += 1;
+/// Line numbers of byte offsets, from the separators' offsets found once: a table of a
+/// million rows must not rescan the file for every row (that made `eval` quadratic).
+struct LineIndex<'b> {
+    bytes: &'b [u8],
+    breaks: Vec<usize>,
+}
+
+impl<'b> LineIndex<'b> {
+    fn new(bytes: &'b [u8]) -> Self {
+        let sep = if bytes.contains(&b'\n') { b'\n' } else { b'\r' };
+        let breaks = bytes
+            .iter()
+            .enumerate()
+            .filter(|(_, &b)| b == sep)
+            .map(|(i, _)| i)
+            .collect();
+        LineIndex { bytes, breaks }
     }
-    line_at(bytes, offset)
+
+    /// The line a record starting at `offset` is on (its leading line breaks skipped).
+    fn record_line(&self, mut offset: usize) -> u64 {
+        while offset < self.bytes.len() && matches!(self.bytes[offset], b'\r' | b'\n') {
+            offset += 1;
+        }
+        1 + self.breaks.partition_point(|&b| b < offset) as u64
+    }
 }
 
 /// 1-based line of a byte offset, counting `\n` as editors do (so a `\r\r\n` ending is one

@@ -251,7 +251,9 @@ fn questions_follow_the_papers_text_within_the_budget() {
     for s in &prep.suffixes {
         assert!(prep.prefix.len() + s.len() <= 2000);
     }
-    let prefix = model.tokenizer.decode(&prep.prefix).expect("decode");
+    // Decoded with the special tokens, to see the chat template's markers.
+    let decode = |ids: &[u32]| model.tokenizer.inner().decode(ids, false).expect("decode");
+    let prefix = decode(&prep.prefix);
     assert!(prefix.contains("<|im_start|>user"), "Qwen chat template applied");
     let title = doc.title.clone().expect("title");
     assert!(prefix.contains(&title), "title {title:?} not in the shared prefix");
@@ -262,7 +264,7 @@ fn questions_follow_the_papers_text_within_the_budget() {
         .expect("a participants question");
     assert!(part.text.contains("- n_total:"));
     assert!(part.text.contains("[1] "), "numbered sentences shown");
-    let suffix = model.tokenizer.decode(&prep.suffixes[0]).expect("decode");
+    let suffix = decode(&prep.suffixes[0]);
     assert!(suffix.contains("QUESTION") && suffix.contains("<|im_start|>assistant"));
 }
 

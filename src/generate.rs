@@ -10,8 +10,8 @@
 //! (constrained decoding) plugs in.
 
 use crate::model::chat::ChatMessage;
-use crate::model::tokenizer::Tokenizer;
 use crate::model::kv_cache::KvCache;
+use crate::model::tokenizer::Tokenizer;
 use crate::model::Qwen2;
 use anyhow::{bail, Context, Result};
 use candle_core::Tensor;
@@ -271,7 +271,13 @@ impl<'m> Generator<'m> {
         }
         let start = Instant::now();
         let mut shared = self.model.new_cache(vec![0], prefix.len())?;
-        self.prefill(&mut shared, None, &[prefix.to_vec()], &[0], params.prefill_chunk)?;
+        self.prefill(
+            &mut shared,
+            None,
+            &[prefix.to_vec()],
+            &[0],
+            params.prefill_chunk,
+        )?;
         let prefix_secs = start.elapsed().as_secs_f64();
         let mut state = DecodeState::new(suffixes.len(), params);
         let (mut prefill_secs, mut decode_secs) = (0.0, 0.0);
@@ -285,8 +291,13 @@ impl<'m> Generator<'m> {
                 .new_cache(pad.clone(), longest + params.max_new_tokens)?
                 .continue_after(prefix.len());
             let t0 = Instant::now();
-            let last =
-                self.prefill(&mut cache, Some(&shared), &prompts, &pad, params.prefill_chunk)?;
+            let last = self.prefill(
+                &mut cache,
+                Some(&shared),
+                &prompts,
+                &pad,
+                params.prefill_chunk,
+            )?;
             let (p, d) = self.decode(
                 &mut cache,
                 Some(&shared),

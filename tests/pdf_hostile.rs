@@ -54,7 +54,11 @@ fn raw_pdf(page_tree: &[u8], page: &[u8], content: &[u8], extra: &[Vec<u8>]) -> 
 fn deflate(data: &[u8]) -> (Vec<u8>, &'static str) {
     let mut z = lopdf::Stream::new(lopdf::Dictionary::new(), data.to_vec());
     z.compress().expect("compress");
-    let filter = if z.dict.has(b"Filter") { "/Filter /FlateDecode " } else { "" };
+    let filter = if z.dict.has(b"Filter") {
+        "/Filter /FlateDecode "
+    } else {
+        ""
+    };
     (z.content, filter)
 }
 
@@ -78,14 +82,83 @@ fn cases() -> Vec<(&'static str, Vec<u8>)> {
     let text = b"BT /F1 12 Tf 72 700 Td (Twenty-four adults took part.) Tj ET";
     let plain_form = form(text);
     let mut v = vec![
-        ("nested-arrays", raw_pdf(PAGES, PAGE, &b"[".repeat(2_000_000), &[FONT.to_vec(), plain_form.clone()])),
-        ("nested-dicts", raw_pdf(PAGES, PAGE, &b"<< /A ".repeat(500_000), &[FONT.to_vec(), plain_form.clone()])),
-        ("unclosed-brackets", raw_pdf(PAGES, PAGE, &[b"BT /F1 12 Tf ".as_slice(), &b"[ (a) ".repeat(400_000)].concat(), &[FONT.to_vec(), plain_form.clone()])),
-        ("decompression-bomb", raw_pdf(PAGES, PAGE, &[text.as_slice(), &vec![b' '; 300 << 20]].concat(), &[FONT.to_vec(), plain_form.clone()])),
-        ("form-drawn-many-times", raw_pdf(PAGES, PAGE, &b"/X1 Do ".repeat(200_000), &[FONT.to_vec(), form(&b"/X1 Do ".repeat(50))])),
-        ("huge-page-count", raw_pdf(b"<< /Type /Pages /Kids [3 0 R] /Count 2000000000 >>", PAGE, text, &[FONT.to_vec(), plain_form.clone()])),
-        ("cyclic-page-tree", raw_pdf(b"<< /Type /Pages /Kids [2 0 R 3 0 R] /Count 2 >>", PAGE, text, &[FONT.to_vec(), plain_form.clone()])),
-        ("huge-operand-count", raw_pdf(PAGES, PAGE, &[b"BT /F1 12 Tf ".as_slice(), &b"1 ".repeat(3_000_000), b"Td (x) Tj ET"].concat(), &[FONT.to_vec(), plain_form])),
+        (
+            "nested-arrays",
+            raw_pdf(
+                PAGES,
+                PAGE,
+                &b"[".repeat(2_000_000),
+                &[FONT.to_vec(), plain_form.clone()],
+            ),
+        ),
+        (
+            "nested-dicts",
+            raw_pdf(
+                PAGES,
+                PAGE,
+                &b"<< /A ".repeat(500_000),
+                &[FONT.to_vec(), plain_form.clone()],
+            ),
+        ),
+        (
+            "unclosed-brackets",
+            raw_pdf(
+                PAGES,
+                PAGE,
+                &[b"BT /F1 12 Tf ".as_slice(), &b"[ (a) ".repeat(400_000)].concat(),
+                &[FONT.to_vec(), plain_form.clone()],
+            ),
+        ),
+        (
+            "decompression-bomb",
+            raw_pdf(
+                PAGES,
+                PAGE,
+                &[text.as_slice(), &vec![b' '; 300 << 20]].concat(),
+                &[FONT.to_vec(), plain_form.clone()],
+            ),
+        ),
+        (
+            "form-drawn-many-times",
+            raw_pdf(
+                PAGES,
+                PAGE,
+                &b"/X1 Do ".repeat(200_000),
+                &[FONT.to_vec(), form(&b"/X1 Do ".repeat(50))],
+            ),
+        ),
+        (
+            "huge-page-count",
+            raw_pdf(
+                b"<< /Type /Pages /Kids [3 0 R] /Count 2000000000 >>",
+                PAGE,
+                text,
+                &[FONT.to_vec(), plain_form.clone()],
+            ),
+        ),
+        (
+            "cyclic-page-tree",
+            raw_pdf(
+                b"<< /Type /Pages /Kids [2 0 R 3 0 R] /Count 2 >>",
+                PAGE,
+                text,
+                &[FONT.to_vec(), plain_form.clone()],
+            ),
+        ),
+        (
+            "huge-operand-count",
+            raw_pdf(
+                PAGES,
+                PAGE,
+                &[
+                    b"BT /F1 12 Tf ".as_slice(),
+                    &b"1 ".repeat(3_000_000),
+                    b"Td (x) Tj ET",
+                ]
+                .concat(),
+                &[FONT.to_vec(), plain_form],
+            ),
+        ),
     ];
     v.push(("not-a-pdf", b"hello".to_vec()));
     v
@@ -133,7 +206,10 @@ fn every_hostile_case_is_contained_in_its_worker() {
         assert!(secs < 70.0, "{name}: {secs} s");
         assert!(peak < 2048.0, "{name}: {peak} MiB");
         if let Err(e) = &result {
-            assert!(e.to_string().contains(name), "{name}: the error names the file: {e}");
+            assert!(
+                e.to_string().contains(name),
+                "{name}: the error names the file: {e}"
+            );
         }
     }
 }
@@ -163,13 +239,22 @@ fn crashing_hanging_and_greedy_workers_become_errors() {
     let (r, _) = extract_in_worker(&crash, &pdf, &opts, limits);
     let e = r.expect_err("a crash is an error");
     assert!(matches!(e, PdfError::Worker { .. }), "{e}");
-    assert!(e.to_string().contains("paper.pdf") && e.to_string().contains("signal 11"), "{e}");
+    assert!(
+        e.to_string().contains("paper.pdf") && e.to_string().contains("signal 11"),
+        "{e}"
+    );
 
     let hang = script("hang.sh", "sleep 30");
     let t = Instant::now();
     let (r, _) = extract_in_worker(&hang, &pdf, &opts, limits);
-    assert!(t.elapsed() < Duration::from_secs(10), "killed at the deadline");
-    assert!(r.expect_err("a hang is an error").to_string().contains("longer than 2 s"));
+    assert!(
+        t.elapsed() < Duration::from_secs(10),
+        "killed at the deadline"
+    );
+    assert!(r
+        .expect_err("a hang is an error")
+        .to_string()
+        .contains("longer than 2 s"));
 
     // Over the address-space limit: the allocation fails inside the worker alone.
     let greedy = script("greedy.sh", "exec python3 -c 'bytearray(1 << 31)'");
@@ -212,7 +297,13 @@ fn text_over_a_hostile_folder_keeps_the_good_paper() {
     let errors: Vec<&str> = stderr.lines().filter(|l| l.contains("error")).collect();
     for name in names {
         let written = out.join(format!("{name}.txt")).exists();
-        let reported = errors.iter().filter(|l| l.contains(&format!("{name}.pdf"))).count();
-        assert!(written || reported == 1, "{name}: written {written}, error lines {reported}\n{stderr}");
+        let reported = errors
+            .iter()
+            .filter(|l| l.contains(&format!("{name}.pdf")))
+            .count();
+        assert!(
+            written || reported == 1,
+            "{name}: written {written}, error lines {reported}\n{stderr}"
+        );
     }
 }

@@ -73,7 +73,9 @@ fn hostile_pdf(path: &Path, content: &[u8]) {
     });
     doc.objects.insert(
         pages_id,
-        Object::Dictionary(dictionary! { "Type" => "Pages", "Kids" => vec![page_id.into()], "Count" => 1 }),
+        Object::Dictionary(
+            dictionary! { "Type" => "Pages", "Kids" => vec![page_id.into()], "Count" => 1 },
+        ),
     );
     let catalog_id = doc.add_object(dictionary! { "Type" => "Catalog", "Pages" => pages_id });
     doc.trailer.set("Root", catalog_id);
@@ -137,10 +139,22 @@ fn run_one_paper_with_a_broken_pdf_beside_it() {
     let questions = outcome["questions"].as_array().expect("questions");
     assert!(questions.len() >= 4, "{outcome}");
     for q in questions {
-        assert!(prefix + q["prompt_tokens"].as_u64().expect("tokens") <= 1500, "{q}");
-        assert!(q["generated_tokens"].as_u64().expect("tokens") <= 160, "{q}");
-        assert!(q["prompt"].as_str().expect("prompt").contains("Sentences from the paper"));
-        assert!(q["answer"].as_str().expect("answer").starts_with('{'), "{q}");
+        assert!(
+            prefix + q["prompt_tokens"].as_u64().expect("tokens") <= 1500,
+            "{q}"
+        );
+        assert!(
+            q["generated_tokens"].as_u64().expect("tokens") <= 160,
+            "{q}"
+        );
+        assert!(q["prompt"]
+            .as_str()
+            .expect("prompt")
+            .contains("Sentences from the paper"));
+        assert!(
+            q["answer"].as_str().expect("answer").starts_with('{'),
+            "{q}"
+        );
     }
     assert_eq!(good["doi"], "10.1038/s41467-018-07941-0");
     // Every kept value's quote is in the paper's text at the recorded offsets, and states it.
@@ -246,17 +260,30 @@ fn questions_follow_the_papers_text_within_the_budget() {
     let runner = paramx::run::Runner::new(&job, &schema, &model, "test").expect("runner");
     let doc = paramx::pdf::extract_file(&sample_pdf(), &Default::default()).expect("text");
     let prep = runner.prepare(&doc).expect("questions");
-    assert_eq!(prep.experiments.len(), 4, "the sample paper's four experiments");
-    assert!(prep.packed.was_cut(), "a whole paper does not fit in 2000 tokens");
+    assert_eq!(
+        prep.experiments.len(),
+        4,
+        "the sample paper's four experiments"
+    );
+    assert!(
+        prep.packed.was_cut(),
+        "a whole paper does not fit in 2000 tokens"
+    );
     for s in &prep.suffixes {
         assert!(prep.prefix.len() + s.len() <= 2000);
     }
     // Decoded with the special tokens, to see the chat template's markers.
     let decode = |ids: &[u32]| model.tokenizer.inner().decode(ids, false).expect("decode");
     let prefix = decode(&prep.prefix);
-    assert!(prefix.contains("<|im_start|>user"), "Qwen chat template applied");
+    assert!(
+        prefix.contains("<|im_start|>user"),
+        "Qwen chat template applied"
+    );
     let title = doc.title.clone().expect("title");
-    assert!(prefix.contains(&title), "title {title:?} not in the shared prefix");
+    assert!(
+        prefix.contains(&title),
+        "title {title:?} not in the shared prefix"
+    );
     let part = prep
         .questions
         .iter()

@@ -56,7 +56,12 @@ pub fn workload(text_tokens: &[u32], shape: &Shape) -> Result<(Vec<u32>, Vec<Vec
 }
 
 /// Runs both ways, shared first.
-pub fn run(gen: &Generator<'_>, prefix: &[u32], questions: &[Vec<u32>], shape: Shape) -> Result<Outcome> {
+pub fn run(
+    gen: &Generator<'_>,
+    prefix: &[u32],
+    questions: &[Vec<u32>],
+    shape: Shape,
+) -> Result<Outcome> {
     let params = GenerateParams {
         max_new_tokens: shape.answer_tokens,
         prefill_chunk: shape.prefill_chunk,
@@ -136,8 +141,18 @@ mod tests {
         };
         let (p, q) = workload(&text, &shape)?;
         assert_eq!(p.len(), 40);
-        assert_eq!(q, vec![(40..45).collect::<Vec<u32>>(), (45..50).collect(), (50..55).collect()]);
-        let big = Shape { prefix_tokens: 99, ..shape };
+        assert_eq!(
+            q,
+            vec![
+                (40..45).collect::<Vec<u32>>(),
+                (45..50).collect(),
+                (50..55).collect()
+            ]
+        );
+        let big = Shape {
+            prefix_tokens: 99,
+            ..shape
+        };
         assert!(workload(&text, &big).is_err());
         Ok(())
     }

@@ -59,7 +59,12 @@ pub fn run(args: Args) -> Result<ExitCode> {
     };
     let (p, q) = prefix::workload(&text_tokens, &shape)?;
     let out = prefix::run(&loaded.generator(), &p, &q, shape)?;
-    let machine = format!("{}, {} thread(s), {}", args.machine, args.threads, path.display());
+    let machine = format!(
+        "{}, {} thread(s), {}",
+        args.machine,
+        args.threads,
+        path.display()
+    );
     print!("{}", out.to_text(&machine));
     let json = serde_json::json!({"machine": machine, "result": out});
     if let Some(dir) = args.json.parent() {

@@ -9,8 +9,8 @@ use crate::eval::report::{BootstrapInfo, Report, Scored};
 use crate::eval::{baseline, legacy, strict, Scorer};
 use crate::schema::Schema;
 use crate::table::Table;
-use std::io::Write;
 use anyhow::{Context, Result};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 

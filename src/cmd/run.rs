@@ -137,8 +137,14 @@ fn model_hash(path: &std::path::Path, out_dir: &std::path::Path) -> Result<Strin
             bail!("model {}: not a regular file", f.display());
         }
     }
-    if !files.iter().any(|f| std::fs::metadata(f).is_ok_and(|m| m.len() > 0)) {
-        bail!("model {}: every file is empty: not a model's weights", path.display());
+    if !files
+        .iter()
+        .any(|f| std::fs::metadata(f).is_ok_and(|m| m.len() > 0))
+    {
+        bail!(
+            "model {}: every file is empty: not a model's weights",
+            path.display()
+        );
     }
     let cache_path = out_dir.join("model-hashes.json");
     let mut cache: std::collections::BTreeMap<String, String> = std::fs::read(&cache_path)
@@ -541,7 +547,10 @@ fn run_rank(prep: &Prepared, opts: &ModelOptions, role: Role<'_>) -> Result<Exit
         summary.counts.generated_tokens,
     );
     let recs: Vec<&PaperRecord> = all.iter().collect();
-    eprint!("{}", crate::run::evidence::EvidenceReport::of(schema, &recs).to_text());
+    eprint!(
+        "{}",
+        crate::run::evidence::EvidenceReport::of(schema, &recs).to_text()
+    );
     eprintln!(
         "paramx: wrote {}, {}, {}, {}",
         paths.table.display(),

@@ -59,7 +59,10 @@ fn expand(inputs: &[PathBuf]) -> (Vec<PathBuf>, Vec<String>) {
         } else if regular(p) {
             files.push(p.clone());
         } else {
-            errors.push(format!("{}: not a regular file (a FIFO or device cannot be read as a PDF)", p.display()));
+            errors.push(format!(
+                "{}: not a regular file (a FIFO or device cannot be read as a PDF)",
+                p.display()
+            ));
         }
     }
     (files, errors)
@@ -181,8 +184,13 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                         body_of(&doc).map_err(|e| format!("{}: {e:#}", path.display()))
                     }) {
                         Ok(body) => {
-                            if let Err(e) = crate::run::store::write_atomic(target, body.as_bytes()) {
-                                fail(format!("{}: cannot write {}: {e:#}", path.display(), target.display()));
+                            if let Err(e) = crate::run::store::write_atomic(target, body.as_bytes())
+                            {
+                                fail(format!(
+                                    "{}: cannot write {}: {e:#}",
+                                    path.display(),
+                                    target.display()
+                                ));
                             }
                         }
                         Err(msg) => fail(msg),

@@ -188,7 +188,7 @@ pub fn attention_shared(
     while q0 < t {
         let n = block.min(t - q0);
         let qb = q5.narrow(3, q0, n)?.contiguous()?; // (b, kv, g, n, d)
-        // The prefix: all rows' queries as one row.
+                                                     // The prefix: all rows' queries as one row.
         let qp = qb
             .permute((1, 0, 2, 3, 4))?
             .contiguous()?

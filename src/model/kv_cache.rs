@@ -202,7 +202,11 @@ mod tests {
         assert_eq!((c.batch(), c.pad(), c.len()), (1, &[2usize][..], 4));
         assert_eq!(c.positions(0), Vec::<u32>::new());
         let c = KvCache::new(1, 1, 2, vec![0, 2], 4, DType::F32, &dev)?.continue_after(10);
-        assert_eq!(c.positions(3), vec![10, 11, 12, 10, 10, 10], "rows after a 10-token prefix");
+        assert_eq!(
+            c.positions(3),
+            vec![10, 11, 12, 10, 10, 10],
+            "rows after a 10-token prefix"
+        );
         Ok(())
     }
 }

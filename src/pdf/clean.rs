@@ -34,7 +34,11 @@ pub fn normalize_line(s: &str) -> String {
             '\u{200B}'..='\u{200D}' | '\u{FEFF}' | '\u{FFFD}' => {}
             // Bidirectional controls reorder how text displays (a U+202E in a title shows it
             // reversed): never text of the paper, and a way to disguise a value.
-            '\u{200E}' | '\u{200F}' | '\u{061C}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}' => {}
+            '\u{200E}'
+            | '\u{200F}'
+            | '\u{061C}'
+            | '\u{202A}'..='\u{202E}'
+            | '\u{2066}'..='\u{2069}' => {}
             c if c.is_control() => {}
             c if ('\u{E000}'..='\u{F8FF}').contains(&c) => {}
             c => out.push(c),

@@ -92,7 +92,12 @@ pub fn extract_in_worker(
     set_limits(&mut cmd, limits);
     let mut child = match cmd.spawn() {
         Ok(c) => c,
-        Err(e) => return (Err(crashed(format!("cannot start the PDF worker: {e}"))), None),
+        Err(e) => {
+            return (
+                Err(crashed(format!("cannot start the PDF worker: {e}"))),
+                None,
+            )
+        }
     };
     // Drain both pipes on threads so a large document cannot block the worker on a full pipe.
     let mut out = child.stdout.take();

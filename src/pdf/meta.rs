@@ -129,8 +129,18 @@ pub fn title_from_top(page1: &str) -> Option<String> {
 
 /// Words that mark a line as an affiliation or front matter, not a byline.
 const NOT_BYLINE: [&str; 12] = [
-    "department", "university", "institute", "school", "college", "laborator", "correspond",
-    "@", "received", "abstract", "hospital", "centre",
+    "department",
+    "university",
+    "institute",
+    "school",
+    "college",
+    "laborator",
+    "correspond",
+    "@",
+    "received",
+    "abstract",
+    "hospital",
+    "centre",
 ];
 
 /// The authors' surnames, in order, from the byline that follows the title on page 1
@@ -174,7 +184,9 @@ pub fn authors(page1: &str, title: &str) -> Vec<String> {
         }
         let lower = l.to_lowercase();
         let affiliation = l.chars().next().is_some_and(|c| c.is_ascii_digit())
-            && l.split_whitespace().nth(1).is_some_and(|w| w.chars().next().is_some_and(char::is_uppercase));
+            && l.split_whitespace()
+                .nth(1)
+                .is_some_and(|w| w.chars().next().is_some_and(char::is_uppercase));
         if affiliation || NOT_BYLINE.iter().any(|w| lower.contains(w)) || byline.len() > 400 {
             break;
         }
@@ -199,7 +211,10 @@ pub fn authors(page1: &str, title: &str) -> Vec<String> {
         }
         let mut surname: String = last.to_string();
         if let Some(first) = surname.chars().next() {
-            surname = first.to_uppercase().chain(surname.chars().skip(1)).collect();
+            surname = first
+                .to_uppercase()
+                .chain(surname.chars().skip(1))
+                .collect();
         }
         out.push(surname);
     }
@@ -208,7 +223,14 @@ pub fn authors(page1: &str, title: &str) -> Vec<String> {
 
 /// Words after which a year dates the paper itself (not a cited work).
 const DATING: [&str; 8] = [
-    "©", "copyright", "published", "accepted", "received", "revised", "online", "issue",
+    "©",
+    "copyright",
+    "published",
+    "accepted",
+    "received",
+    "revised",
+    "online",
+    "issue",
 ];
 
 /// The publication year. Page 1 also cites other works, so only years that date the paper
@@ -300,7 +322,10 @@ mod tests {
         assert_eq!(authors(p, t), vec!["Schween", "Taylor", "Hegele"]);
         let p2 = "OPEN\n\nDissociable cognitive strategies for sensorimotor\n\nlearning\n\nSamuel D. McDougle\n\n1 & Jordan A. Taylor 2,3\n\nMotor learning is driven by";
         assert_eq!(
-            authors(p2, "Dissociable cognitive strategies for sensorimotor learning"),
+            authors(
+                p2,
+                "Dissociable cognitive strategies for sensorimotor learning"
+            ),
             vec!["McDougle", "Taylor"]
         );
         let p3 = "How different effectors\nand action effects\nRaphael Schween 1* , Lisa Langsdorf 1,2 , Jordan A. taylor 3 & Mathias Hegele 1,2\n\nHumans can";
@@ -320,7 +345,10 @@ mod tests {
         let doc = lopdf::Document::with_version("1.5");
         assert_eq!(year(&page, &doc), Some(2014));
         assert_eq!(years("10.1152/jn.00451.2018 and 1999"), vec![(26, 1999)]);
-        assert_eq!(year(&format!("{}cited 2011, 2011, 2011", "y ".repeat(200)), &doc), None);
+        assert_eq!(
+            year(&format!("{}cited 2011, 2011, 2011", "y ".repeat(200)), &doc),
+            None
+        );
     }
 
     #[test]

@@ -17,11 +17,11 @@ pub mod cmap;
 pub mod content;
 pub mod font;
 pub mod glyphs;
+pub mod isolate;
 pub mod layout;
 pub mod lexer;
 pub mod meta;
 pub mod metrics;
-pub mod isolate;
 pub mod sections;
 
 use content::{Env, Interpreter, Limits, Matrix, XObject};

@@ -430,6 +430,10 @@ mod tests {
             "\"num_hidden_layers\": 4611686018427387904",
         );
         let e = ModelShape::from_config_json("x", &huge).unwrap_err();
-        assert!(e.to_string().contains("num_hidden_layers = 4611686018427387904 is beyond"), "{e}");
+        assert!(
+            e.to_string()
+                .contains("num_hidden_layers = 4611686018427387904 is beyond"),
+            "{e}"
+        );
     }
 }

@@ -239,13 +239,18 @@ mod tests {
         let vocab = tk.get_vocab_size(true);
         let env = GrammarEnv::new(&tk, vocab, eos)?;
         let schema = crate::schema::Schema::load_default()?;
-        let text = "Methods\nTwenty-four right-handed participants (N = 24, aged 18-30 years) took \
+        let text =
+            "Methods\nTwenty-four right-handed participants (N = 24, aged 18-30 years) took \
 part. Participants moved a stylus on a digitizing tablet to 8 targets at 0°, 45° and 90°. The \
 cursor was rotated by 45° or 30° after a delay of 500 ms, with endpoint feedback.";
         let doc = crate::pdf::Document {
             path: "t.pdf".into(),
             sha256: String::new(),
-            pages: vec![crate::pdf::Page { number: 1, start: 0, end: text.len() }],
+            pages: vec![crate::pdf::Page {
+                number: 1,
+                start: 0,
+                end: text.len(),
+            }],
             text: text.into(),
             sections: crate::pdf::sections::find(text),
             doi: None,
@@ -269,9 +274,8 @@ cursor was rotated by 45° or 30° after a delay of 500 ms, with endpoint feedba
                     let field = schema.field(&a.field).expect("field");
                     let value = table_value(field, &a.value);
                     let quote = &all[a.sentence].text;
-                    crate::run::evidence::support(field, &value, quote).map_err(|e| {
-                        anyhow!("{}: {value:?} from {quote:?}: {e}", a.field)
-                    })?;
+                    crate::run::evidence::support(field, &value, quote)
+                        .map_err(|e| anyhow!("{}: {value:?} from {quote:?}: {e}", a.field))?;
                     values += 1;
                 }
             }
@@ -282,7 +286,13 @@ cursor was rotated by 45° or 30° after a delay of 500 ms, with endpoint feedba
 
     /// Greedy over random logits under the constraint, until the end token, the end of the
     /// grammar or `steps` tokens.
-    fn walk(c: &mut Constraint, vocab: usize, eos: u32, state: &mut u64, steps: usize) -> Result<Vec<u32>> {
+    fn walk(
+        c: &mut Constraint,
+        vocab: usize,
+        eos: u32,
+        state: &mut u64,
+        steps: usize,
+    ) -> Result<Vec<u32>> {
         let mut out = Vec::new();
         for _ in 0..steps {
             let mut logits: Vec<f32> = (0..vocab).map(|_| xorshift(state)).collect();

@@ -44,9 +44,7 @@ pub fn words(text: &str) -> Vec<String> {
 fn word_matches(text_word: &str, cue_word: &str) -> bool {
     match text_word.strip_prefix(cue_word) {
         Some("") => true,
-        Some(rest) => {
-            cue_word.len() >= 3 && matches!(rest, "s" | "es" | "d" | "ed" | "ing" | "ly")
-        }
+        Some(rest) => cue_word.len() >= 3 && matches!(rest, "s" | "es" | "d" | "ed" | "ing" | "ly"),
         None => false,
     }
 }
@@ -70,8 +68,16 @@ pub fn term_phrases<'f>(field: &'f Field, canonical: &str) -> Vec<std::borrow::C
         return Vec::new();
     };
     let mut out = vec![std::borrow::Cow::Owned(term.canonical.replace('_', " "))];
-    out.extend(term.synonyms.iter().map(|s| std::borrow::Cow::Borrowed(s.as_str())));
-    out.extend(term.cues.iter().map(|s| std::borrow::Cow::Borrowed(s.as_str())));
+    out.extend(
+        term.synonyms
+            .iter()
+            .map(|s| std::borrow::Cow::Borrowed(s.as_str())),
+    );
+    out.extend(
+        term.cues
+            .iter()
+            .map(|s| std::borrow::Cow::Borrowed(s.as_str())),
+    );
     out
 }
 
@@ -90,8 +96,25 @@ pub fn cued_terms<'f>(field: &'f Field, text_words: &[String]) -> Vec<&'f str> {
 }
 
 const UNITS: [&str; 19] = [
-    "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten", "eleven",
-    "twelve", "thirteen", "fourteen", "fifteen", "sixteen", "seventeen", "eighteen", "nineteen",
+    "one",
+    "two",
+    "three",
+    "four",
+    "five",
+    "six",
+    "seven",
+    "eight",
+    "nine",
+    "ten",
+    "eleven",
+    "twelve",
+    "thirteen",
+    "fourteen",
+    "fifteen",
+    "sixteen",
+    "seventeen",
+    "eighteen",
+    "nineteen",
 ];
 const TENS: [&str; 8] = [
     "twenty", "thirty", "forty", "fifty", "sixty", "seventy", "eighty", "ninety",
@@ -102,7 +125,9 @@ fn unit_word(w: &str) -> Option<f64> {
 }
 
 fn tens_word(w: &str) -> Option<f64> {
-    TENS.iter().position(|u| *u == w).map(|i| ((i + 2) * 10) as f64)
+    TENS.iter()
+        .position(|u| *u == w)
+        .map(|i| ((i + 2) * 10) as f64)
 }
 
 /// One number as a text states it: its value, and how a cell writes it (`24` for
@@ -200,7 +225,11 @@ pub fn numbers_at(words: &[String]) -> Vec<(usize, Number)> {
                 out.push((i, number(v)));
             }
         } else if let Some(t) = tens_word(w) {
-            match words.get(i + 1).and_then(|n| unit_word(n)).filter(|u| *u < 10.0) {
+            match words
+                .get(i + 1)
+                .and_then(|n| unit_word(n))
+                .filter(|u| *u < 10.0)
+            {
                 Some(u) => {
                     out.push((i, number(t + u)));
                     i += 1;
@@ -320,7 +349,10 @@ pub struct EvidenceReport {
 
 impl EvidenceReport {
     /// Checks every kept value of `records` against its quote.
-    pub fn of(schema: &crate::schema::Schema, records: &[&crate::run::record::PaperRecord]) -> Self {
+    pub fn of(
+        schema: &crate::schema::Schema,
+        records: &[&crate::run::record::PaperRecord],
+    ) -> Self {
         use crate::run::answer::DropReason;
         use crate::run::record::Outcome;
         let mut fields: Vec<FieldEvidence> = schema
@@ -333,7 +365,9 @@ impl EvidenceReport {
             .collect();
         let mut rep = EvidenceReport::default();
         for rec in records {
-            let Outcome::Ok(r) = &rec.outcome else { continue };
+            let Outcome::Ok(r) = &rec.outcome else {
+                continue;
+            };
             rep.papers += 1;
             rep.experiments += r.experiments.len();
             for e in &r.experiments {
@@ -430,14 +464,18 @@ mod tests {
 
     #[test]
     fn numbers_read_digits_decimals_and_words() {
-        let got: Vec<f64> = numbers("Twenty-four adults (aged 18-30, mean 22.5, SD .5) and twelve children, 2 s")
-            .iter()
-            .map(|n| n.value)
-            .collect();
+        let got: Vec<f64> =
+            numbers("Twenty-four adults (aged 18-30, mean 22.5, SD .5) and twelve children, 2 s")
+                .iter()
+                .map(|n| n.value)
+                .collect();
         assert_eq!(got, vec![24.0, 18.0, 30.0, 22.5, 0.5, 12.0, 2.0]);
         assert_eq!(numbers("twenty four")[0].text, "24");
         assert_eq!(numbers("thirty")[0].value, 30.0);
-        assert!(numbers("someone, anyone, often").is_empty(), "no number words inside words");
+        assert!(
+            numbers("someone, anyone, often").is_empty(),
+            "no number words inside words"
+        );
     }
 
     #[test]
@@ -445,7 +483,11 @@ mod tests {
         let f = field("n_total");
         assert!(support(&f, "24", "Twenty-four right-handed adults took part.").is_ok());
         assert_eq!(
-            support(&f, "80", "A total of 158 right-handed subjects were recruited."),
+            support(
+                &f,
+                "80",
+                "A total of 158 right-handed subjects were recruited."
+            ),
             Err(Unsupported::NumberNotInQuote("80".into()))
         );
         // never a substring: 8 is not in 180
@@ -456,14 +498,31 @@ mod tests {
     #[test]
     fn categories_need_a_cue_or_their_words_in_the_quote() {
         let f = field("environment");
-        assert!(support(&f, "tablet", "They moved a stylus over a digitizing tablet.").is_ok());
-        assert!(support(&f, "tablet", "Movements were made with a stylus.").is_ok(), "synonym");
+        assert!(support(
+            &f,
+            "tablet",
+            "They moved a stylus over a digitizing tablet."
+        )
+        .is_ok());
+        assert!(
+            support(&f, "tablet", "Movements were made with a stylus.").is_ok(),
+            "synonym"
+        );
         assert_eq!(
-            support(&f, "tablet", "A total of 158 right-handed subjects were recruited."),
+            support(
+                &f,
+                "tablet",
+                "A total of 158 right-handed subjects were recruited."
+            ),
             Err(Unsupported::NoCueInQuote("tablet".into()))
         );
         let fb = field("feedback_type");
-        assert!(support(&fb, "endpoint, continuous", "Feedback was continuous or shown at the end point only.").is_ok());
+        assert!(support(
+            &fb,
+            "endpoint, continuous",
+            "Feedback was continuous or shown at the end point only."
+        )
+        .is_ok());
         assert!(support(&fb, "endpoint, continuous", "Feedback was continuous.").is_err());
         // inflections of cue words count, other words do not
         let eff = field("effector");
@@ -474,8 +533,14 @@ mod tests {
     #[test]
     fn numbers_at_word_positions() {
         let w = words("Twenty-four adults aged 18–34 (N = 24), rotated 45˚");
-        let got: Vec<(usize, f64)> = numbers_at(&w).into_iter().map(|(i, n)| (i, n.value)).collect();
-        assert_eq!(got, vec![(0, 24.0), (4, 18.0), (5, 34.0), (7, 24.0), (9, 45.0)]);
+        let got: Vec<(usize, f64)> = numbers_at(&w)
+            .into_iter()
+            .map(|(i, n)| (i, n.value))
+            .collect();
+        assert_eq!(
+            got,
+            vec![(0, 24.0), (4, 18.0), (5, 34.0), (7, 24.0), (9, 45.0)]
+        );
         assert_eq!(w[10], "°");
         assert_eq!(phrase_positions(&w, "aged"), vec![3]);
     }

@@ -121,7 +121,10 @@ fn heading_of(line: &str, naming: &Naming) -> Option<Heading> {
             .all(|c| c.is_alphabetic() || c == '-' || c == ' ' || c == '\'');
         if (1..=3).contains(&words) && capital && plain {
             let key = name.to_lowercase();
-            if !matches!(key.as_str(), "this" | "the" | "each" | "every" | "our" | "that") {
+            if !matches!(
+                key.as_str(),
+                "this" | "the" | "each" | "every" | "our" | "that"
+            ) {
                 return Some(Heading::Named(format!("{name} {w}")));
             }
         }
@@ -231,7 +234,13 @@ pub fn detect(text: &str, naming: &Naming) -> Vec<Experiment> {
 }
 
 /// Phrases by which an experiment's own text says it repeats an earlier one's methods.
-const SAME_AS: [&str; 5] = ["same as", "identical to", "as in", "similar to", "as described for"];
+const SAME_AS: [&str; 5] = [
+    "same as",
+    "identical to",
+    "as in",
+    "similar to",
+    "as described for",
+];
 
 /// The earlier experiment whose methods `exp` says it repeats (`The apparatus and procedures
 /// were the same as in Experiment 1`), found in its own text: the first mention of a lower

@@ -271,7 +271,12 @@ impl<'a> Runner<'a> {
         let mut out = Vec::with_capacity(docs.len());
         for (doc, key) in docs.iter().zip(keys) {
             if self.lockstep.stopped() {
-                out.push(error_record(doc, key, Stage::Generate, &anyhow::anyhow!("stopped by signal")));
+                out.push(error_record(
+                    doc,
+                    key,
+                    Stage::Generate,
+                    &anyhow::anyhow!("stopped by signal"),
+                ));
                 continue;
             }
             out.push(self.extract_paper(doc, key)?);
@@ -296,7 +301,10 @@ impl<'a> Runner<'a> {
         let packed = prompt::pack(
             longest,
             &pieces,
-            self.job.limits.max_input_tokens.saturating_sub(SPLIT_MARGIN_TOKENS),
+            self.job
+                .limits
+                .max_input_tokens
+                .saturating_sub(SPLIT_MARGIN_TOKENS),
             &mut |s, u| self.count_tokens(s, u),
         )?;
         let block = prompt::paper_block(&packed.paper);
@@ -308,7 +316,9 @@ impl<'a> Runner<'a> {
                 .split_once(SPLIT)
                 .context("the chat template altered the question marker")?;
             match &prefix_text {
-                Some(p) if p != pre => anyhow::bail!("the chat template renders the paper differently per question"),
+                Some(p) if p != pre => {
+                    anyhow::bail!("the chat template renders the paper differently per question")
+                }
                 _ => prefix_text = Some(pre.to_string()),
             }
             suffixes.push(self.model.tokenizer.encode(suf)?);
@@ -360,9 +370,9 @@ impl<'a> Runner<'a> {
             ) {
                 Ok(out) => Some(out),
                 Err(e) if self.lockstep.world_size() > 1 && !self.lockstep.stopped() => {
-                    return Err(e.context(
-                        "generation failed (with tensor parallelism this ends the run)",
-                    ));
+                    return Err(
+                        e.context("generation failed (with tensor parallelism this ends the run)")
+                    );
                 }
                 Err(e) => return Ok(error_record(doc, key, Stage::Generate, &e)),
             }

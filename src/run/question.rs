@@ -317,7 +317,12 @@ fn eligible(field: &Field, s: &Sentence, exp: &Experiment, others: &[&Experiment
 }
 
 /// The sentences worth showing for `field` in experiment `exp` (best first).
-fn retrieve(field: &Field, all: &[Sentence], exp: &Experiment, others: &[&Experiment]) -> Vec<usize> {
+fn retrieve(
+    field: &Field,
+    all: &[Sentence],
+    exp: &Experiment,
+    others: &[&Experiment],
+) -> Vec<usize> {
     let mut scored: Vec<(i32, usize)> = Vec::new();
     for (i, s) in all.iter().enumerate() {
         if !eligible(field, s, exp, others) {
@@ -568,14 +573,14 @@ pub fn read_answer(q: &Question, text: &str) -> Result<Vec<Answered>> {
         if cell.is_null() {
             continue;
         }
-        let cell: Cell = serde_json::from_value(cell.clone())
-            .with_context(|| format!("field {f}: {cell}"))?;
-        let Some(&sentence) = cell
-            .sentence
-            .checked_sub(1)
-            .and_then(|k| q.shown.get(k))
-        else {
-            bail!("field {f} points at sentence {} of {}", cell.sentence, q.shown.len());
+        let cell: Cell =
+            serde_json::from_value(cell.clone()).with_context(|| format!("field {f}: {cell}"))?;
+        let Some(&sentence) = cell.sentence.checked_sub(1).and_then(|k| q.shown.get(k)) else {
+            bail!(
+                "field {f} points at sentence {} of {}",
+                cell.sentence,
+                q.shown.len()
+            );
         };
         out.push(Answered {
             field: f.clone(),
@@ -615,12 +620,16 @@ pub fn ground(
     answers: &[Answered],
     out: &mut crate::run::answer::Grounded,
 ) {
-    use crate::run::answer::{page_of, DropReason, DroppedValue, GroundedExperiment, GroundedValue};
+    use crate::run::answer::{
+        page_of, DropReason, DroppedValue, GroundedExperiment, GroundedValue,
+    };
     use crate::run::locate::Span;
     let starts: Vec<usize> = doc.pages.iter().map(|p| p.start).collect();
     let mut values = std::collections::BTreeMap::new();
     for a in answers {
-        let Some(field) = schema.field(&a.field) else { continue };
+        let Some(field) = schema.field(&a.field) else {
+            continue;
+        };
         let s = &all[a.sentence];
         let value = table_value(field, &a.value);
         let drop = |reason, detail: Option<String>| DroppedValue {
@@ -636,7 +645,8 @@ pub fn ground(
             continue;
         }
         if let Err(why) = evidence::support(field, &value, &s.text) {
-            out.dropped.push(drop(DropReason::Unsupported, Some(why.to_string())));
+            out.dropped
+                .push(drop(DropReason::Unsupported, Some(why.to_string())));
             continue;
         }
         values.insert(
@@ -678,7 +688,11 @@ pub fn inherit_repeated(
         let Some(source) = out.experiments.iter().find(|e| e.experiment == k).cloned() else {
             continue;
         };
-        let Some(target) = out.experiments.iter_mut().find(|e| e.experiment == exp.number) else {
+        let Some(target) = out
+            .experiments
+            .iter_mut()
+            .find(|e| e.experiment == exp.number)
+        else {
             continue;
         };
         for (name, v) in source.values {
@@ -736,7 +750,10 @@ mod tests {
                 "The cursor was rotated by 45°.",
             ]
         );
-        assert_eq!(&d.text[s[1].start..s[1].end], "The cursor was rotated by 45°.");
+        assert_eq!(
+            &d.text[s[1].start..s[1].end],
+            "The cursor was rotated by 45°."
+        );
     }
 
     #[test]
@@ -746,10 +763,18 @@ mod tests {
         let all = sentences(&d);
         let exps = crate::run::experiments::detect(&d.text, &schema.experiments);
         let qs = questions_for(&schema, &all, &exps[0], &exps);
-        let part = qs.iter().find(|q| q.group == "participants").expect("participants");
-        assert!(part.text.contains("[1] Methods Twenty-four right-handed participants"));
+        let part = qs
+            .iter()
+            .find(|q| q.group == "participants")
+            .expect("participants");
+        assert!(part
+            .text
+            .contains("[1] Methods Twenty-four right-handed participants"));
         assert!(part.grammar.contains("\"24\""), "{}", part.grammar);
-        assert!(!part.grammar.contains("\"45\""), "no number of another sentence in n_total");
+        assert!(
+            !part.grammar.contains("\"45\""),
+            "no number of another sentence in n_total"
+        );
         let answer = r#"{"n_total": {"sentence": 1, "value": "24"}, "population_type": null, "age_mean": null, "age_sd": null, "handedness": {"sentence": 1, "value": "right"}}"#;
         let got = read_answer(part, answer)?;
         assert_eq!(got.len(), 2);
@@ -767,10 +792,26 @@ mod tests {
         let all = sentences(&d);
         let exps = crate::run::experiments::detect(&d.text, &schema.experiments);
         let planted = [
-            Answered { field: "n_total".into(), value: "80".into(), sentence: 0 },
-            Answered { field: "environment".into(), value: "kinarm".into(), sentence: 1 },
-            Answered { field: "handedness".into(), value: "right".into(), sentence: 0 },
-            Answered { field: "environment".into(), value: "tablet".into(), sentence: 1 },
+            Answered {
+                field: "n_total".into(),
+                value: "80".into(),
+                sentence: 0,
+            },
+            Answered {
+                field: "environment".into(),
+                value: "kinarm".into(),
+                sentence: 1,
+            },
+            Answered {
+                field: "handedness".into(),
+                value: "right".into(),
+                sentence: 0,
+            },
+            Answered {
+                field: "environment".into(),
+                value: "tablet".into(),
+                sentence: 1,
+            },
         ];
         let mut g = Grounded::default();
         ground(&schema, &d, &all, &exps[0], &planted, &mut g);
@@ -783,11 +824,28 @@ mod tests {
             .iter()
             .map(|x| (x.field.as_str(), x.reason, x.detail.as_deref()))
             .collect();
-        assert!(reasons.contains(&("n_total", DropReason::Unsupported, Some("the number 80 is not in the quote"))), "{reasons:?}");
-        assert!(reasons.contains(&("environment", DropReason::Unsupported, Some("the quote does not state `kinarm`"))), "{reasons:?}");
+        assert!(
+            reasons.contains(&(
+                "n_total",
+                DropReason::Unsupported,
+                Some("the number 80 is not in the quote")
+            )),
+            "{reasons:?}"
+        );
+        assert!(
+            reasons.contains(&(
+                "environment",
+                DropReason::Unsupported,
+                Some("the quote does not state `kinarm`")
+            )),
+            "{reasons:?}"
+        );
         // the quote of a kept value is its sentence, at its place in the text
         let v = &kept["handedness"];
-        assert_eq!(&d.text[v.span.start..v.span.end], "Methods\nA total of 158 right-handed subjects were recruited.");
+        assert_eq!(
+            &d.text[v.span.start..v.span.end],
+            "Methods\nA total of 158 right-handed subjects were recruited."
+        );
         Ok(())
     }
 }

@@ -152,7 +152,12 @@ impl PaperRecord {
     /// The row id the gold uses: first author's surname and year (`Butcher2018`), plus `EXPn`
     /// when the paper has several experiments. `None` without a surname and a year.
     pub fn study_id(&self, experiment: u32, experiments: usize) -> Option<String> {
-        let surname: String = self.authors.first()?.chars().filter(|c| c.is_alphabetic()).collect();
+        let surname: String = self
+            .authors
+            .first()?
+            .chars()
+            .filter(|c| c.is_alphabetic())
+            .collect();
         let year = self.year?;
         Some(if experiments > 1 {
             format!("{surname}{year}EXP{experiment}")

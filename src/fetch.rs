@@ -212,10 +212,19 @@ pub fn resolve_model(spec: &str, dir: &Path) -> Result<PathBuf> {
 
 /// sha256 of a file, streamed.
 pub fn sha256_file(path: &Path) -> Result<String> {
+    sha256_file_unless(path, &|| false)
+}
+
+/// [`sha256_file`], giving up (with an error) as soon as `stop()` says so between 1 MiB reads:
+/// hashing a 40 GB checkpoint takes minutes, and a stop signal must not wait for it.
+pub fn sha256_file_unless(path: &Path, stop: &dyn Fn() -> bool) -> Result<String> {
     let mut f = File::open(path).with_context(|| format!("opening {}", path.display()))?;
     let mut h = Sha256::new();
     let mut buf = vec![0u8; 1 << 20];
     loop {
+        if stop() {
+            anyhow::bail!("stopped while hashing {}", path.display());
+        }
         let n = f
             .read(&mut buf)
             .with_context(|| format!("reading {}", path.display()))?;

@@ -307,3 +307,28 @@ fn text_over_a_hostile_folder_keeps_the_good_paper() {
         );
     }
 }
+
+/// A file name that is not UTF-8 (Latin-1 `café.pdf`, common on old shares) is read like any
+/// other: the worker's JSON reply cannot carry such a path, so the parent restores it.
+#[cfg(unix)]
+#[test]
+fn a_non_utf8_file_name_is_read_and_written() {
+    use std::os::unix::ffi::OsStrExt;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let input = dir.path().join("in");
+    std::fs::create_dir_all(&input).expect("mkdir");
+    let name = std::ffi::OsStr::from_bytes(b"caf\xe9.pdf");
+    std::fs::write(input.join(name), good_pdf()).expect("write");
+    std::fs::write(input.join("plain.pdf"), good_pdf()).expect("write");
+    let out = dir.path().join("out");
+    let o = Command::new(paramx())
+        .args(["text", "--out"])
+        .arg(&out)
+        .arg(&input)
+        .output()
+        .expect("run paramx text");
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(0), "{stderr}");
+    let written = std::fs::read_dir(&out).expect("out").count();
+    assert_eq!(written, 2, "{stderr}");
+}

@@ -170,7 +170,7 @@ fn model_hash(path: &std::path::Path, out_dir: &std::path::Path) -> Result<Strin
         let h = match cache.get(&key) {
             Some(h) => h.clone(),
             None => {
-                let h = crate::fetch::sha256_file(f)?;
+                let h = crate::fetch::sha256_file_unless(f, &crate::run::stop_requested)?;
                 cache.insert(key, h.clone());
                 h
             }
@@ -402,7 +402,15 @@ pub fn run(args: Args) -> Result<ExitCode> {
     };
     match launch {
         Launch::Single => {
-            let mhash = model_hash(&prep.model_path, &prep.job.io.out_dir)?;
+            let mhash = match model_hash(&prep.model_path, &prep.job.io.out_dir) {
+                Err(_) if crate::run::stop_requested() => {
+                    eprintln!(
+                        "paramx: stopped by signal while hashing the model; rerun to continue"
+                    );
+                    return Ok(ExitCode::from(EXIT_REQUEUE));
+                }
+                r => r?,
+            };
             let opts = model_options(&prep.job)?;
             run_rank(&prep, &opts, Role::Leader { model_hash: &mhash })
         }
@@ -421,13 +429,14 @@ pub fn run(args: Args) -> Result<ExitCode> {
         Launch::Launcher(n) => {
             // Hash the weights here, once, while no rank waits on a collective: rank 0 then finds
             // the hash in the cache beside the outputs.
-            model_hash(&prep.model_path, &prep.job.io.out_dir)?;
+            let hashed = model_hash(&prep.model_path, &prep.job.io.out_dir);
             if crate::run::stop_requested() {
                 // Asked to stop while planning or hashing: starting N ranks that each load
                 // their slice only to stop at once would waste the time left.
                 eprintln!("paramx: stopped by signal before the ranks started; rerun to continue");
                 return Ok(ExitCode::from(EXIT_REQUEUE));
             }
+            hashed?;
             launch_ranks(n)
         }
         Launch::Rank(env) => rank_process(&prep, &env),
@@ -638,7 +647,7 @@ mod tests {
         let job_path = dir.path().join("job.toml");
         std::fs::write(
             &job_path,
-            "[model]\npath = \"m.gguf\"\n[hardware]\n[limits]\nmax_input_tokens = 100\nmax_new_tokens = 10\n[io]\ninputs = [\"p\"]\nout_dir = \"out\"\nschema = \"s.toml\"\n",
+            "[model]\npath = \"m.gguf\"\n[hardware]\n[limits]\nmax_input_tokens = 2000\nmax_new_tokens = 10\n[io]\ninputs = [\"p\"]\nout_dir = \"out\"\nschema = \"s.toml\"\n",
         )
         .unwrap();
         let mut job = JobConfig::load(&job_path).unwrap();

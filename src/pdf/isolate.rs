@@ -151,7 +151,11 @@ pub fn extract_in_worker(
         return (Err(crashed(why)), stats);
     }
     let result = match serde_json::from_slice::<Reply>(&stdout) {
-        Ok(Reply::Ok(doc)) => Ok(*doc),
+        Ok(Reply::Ok(mut doc)) => {
+            // The worker leaves the path out (JSON cannot carry a non-UTF-8 file name).
+            doc.path = path.to_path_buf();
+            Ok(*doc)
+        }
         Ok(Reply::Err(message)) => Err(PdfError::Reported {
             path: path.to_path_buf(),
             message,
@@ -254,7 +258,11 @@ pub fn worker_main(path: &Path, opts: &ExtractOptions) -> std::process::ExitCode
         }),
     };
     let reply = match result {
-        Ok(d) => Reply::Ok(Box::new(d)),
+        Ok(mut d) => {
+            // The parent knows the path it asked for; a non-UTF-8 one cannot go through JSON.
+            d.path = PathBuf::new();
+            Reply::Ok(Box::new(d))
+        }
         Err(e) => Reply::Err(e.to_string()),
     };
     let stats = WorkerStats {

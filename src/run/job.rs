@@ -101,6 +101,11 @@ pub struct JobConfig {
     pub io: IoSection,
 }
 
+/// The smallest prompt budget a job may set: below it every paper would fail after the model
+/// is loaded (the system prompt and a question take several hundred tokens), so the job is
+/// refused before loading instead.
+pub const MIN_INPUT_TOKENS: usize = 1024;
+
 fn one() -> usize {
     1
 }
@@ -146,6 +151,13 @@ impl JobConfig {
         let l = &self.limits;
         if l.max_input_tokens == 0 || l.max_new_tokens == 0 {
             bail!("limits.max_input_tokens and limits.max_new_tokens must be > 0");
+        }
+        if l.max_input_tokens < MIN_INPUT_TOKENS {
+            bail!(
+                "limits.max_input_tokens = {} cannot hold the instructions and one question with \
+any of the paper (they alone take several hundred tokens); use at least {MIN_INPUT_TOKENS}",
+                l.max_input_tokens
+            );
         }
         if l.batch == 0 || l.prefill_chunk == 0 {
             bail!("limits.batch and limits.prefill_chunk must be > 0");
@@ -249,6 +261,22 @@ schema = "schema.toml"
         let bad = JOB.replace("max_input_tokens = 6000", "max_input_tokens = 0");
         let err = JobConfig::load(&write(d.path(), &bad)).expect_err("must fail");
         assert!(format!("{err:#}").contains("max_input_tokens"));
+    }
+
+    #[test]
+    fn a_budget_too_small_for_one_question_is_refused_before_loading() -> Result<()> {
+        let d = tempfile::tempdir()?;
+        let err = JobConfig::load(&write(
+            d.path(),
+            &JOB.replace("max_input_tokens = 6000", "max_input_tokens = 10"),
+        ))
+        .unwrap_err();
+        let msg = format!("{err:#}");
+        assert!(
+            msg.contains("max_input_tokens = 10") && msg.contains("1024"),
+            "{msg}"
+        );
+        Ok(())
     }
 
     #[test]

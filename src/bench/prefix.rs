@@ -3,8 +3,10 @@
 //! as separate prompts (`prefix ++ question`, each prefilled from scratch), in the same process,
 //! with the answers compared token for token. A benchmark, not a test: nothing asserts a speed.
 
+use crate::bench::peak;
 use crate::generate::{GenerateParams, Generator};
 use anyhow::{bail, Result};
+use candle_core::Device;
 use serde::Serialize;
 use std::time::Instant;
 
@@ -18,21 +20,6 @@ pub struct Shape {
     pub prefill_chunk: usize,
     /// Questions run together on the shared prefix.
     pub rows: usize,
-}
-
-/// One run's figures.
-#[derive(Debug, Clone, Serialize)]
-pub struct Outcome {
-    pub shape: Shape,
-    pub shared_secs: f64,
-    pub shared_prefix_secs: f64,
-    pub separate_secs: f64,
-    /// `separate_secs / shared_secs`.
-    pub speedup: f64,
-    /// Questions whose greedy answer is the same token for token both ways.
-    pub same_answers: usize,
-    pub shared_prompt_tokens: usize,
-    pub separate_prompt_tokens: usize,
 }
 
 /// Cuts `text_tokens` into a prefix and `questions` distinct question windows taken from after
@@ -55,12 +42,59 @@ pub fn workload(text_tokens: &[u32], shape: &Shape) -> Result<(Vec<u32>, Vec<Vec
     Ok((prefix, questions))
 }
 
-/// Runs both ways, shared first.
+/// A workload of pseudo-random token ids in `0..vocab` (for random weights, where text means
+/// nothing): a prefix and distinct questions, deterministic for a seed.
+pub fn random_workload(
+    vocab: usize,
+    shape: &Shape,
+    seed: u64,
+) -> Result<(Vec<u32>, Vec<Vec<u32>>)> {
+    let n = shape.prefix_tokens + shape.questions * shape.question_tokens;
+    workload(&crate::bench::random::token_ids(n, vocab, seed), shape)
+}
+
+/// One way of answering the questions, measured.
+#[derive(Debug, Clone, Serialize)]
+pub struct Way {
+    pub secs: f64,
+    /// Prompt tokens the way prefills (the shared prefix once, or once per question).
+    pub prompt_tokens: usize,
+    /// Decode milliseconds per step (the batch's step for a batched way; for separate prompts,
+    /// the median over the questions of one row's step).
+    pub decode_ms_per_step: f64,
+    /// Peak device memory in use during the way (`None` on the CPU).
+    pub peak_bytes: Option<u64>,
+    /// Questions whose greedy answer equals the shared way's, token for token.
+    pub same_answers: usize,
+}
+
+/// One run's figures.
+#[derive(Debug, Clone, Serialize)]
+pub struct Outcome {
+    pub shape: Shape,
+    /// The questions on one shared prefix, `rows` at a time.
+    pub shared: Way,
+    pub shared_prefix_secs: f64,
+    /// Each question as its own prompt (`prefix ++ question`), one after another.
+    pub separate: Way,
+    /// All questions as one batch of whole prompts: the prefix's K/V copied once per row.
+    pub copies: Option<Way>,
+    /// Why that way failed (e.g. out of device memory: the point of not copying).
+    pub copies_error: Option<String>,
+    /// `separate.secs / shared.secs`.
+    pub speedup: f64,
+}
+
+/// Runs the ways in the order shared, separate, copies (each later one uses more memory, so a
+/// pool that keeps freed blocks does not inflate an earlier peak). `device` is the model's
+/// (for synchronising and peak memory); `copies` adds the batch of whole prompts.
 pub fn run(
     gen: &Generator<'_>,
+    device: &Device,
     prefix: &[u32],
     questions: &[Vec<u32>],
     shape: Shape,
+    copies: bool,
 ) -> Result<Outcome> {
     let params = GenerateParams {
         max_new_tokens: shape.answer_tokens,
@@ -68,59 +102,132 @@ pub fn run(
         stop_tokens: Some(Vec::new()),
         ..Default::default()
     };
+    let per_step = |secs: f64, steps: usize| 1e3 * secs / steps.max(1) as f64;
+    device.synchronize()?;
     let t = Instant::now();
-    let shared = gen.generate_shared(prefix, questions, shape.rows, &params, None)?;
-    let shared_secs = t.elapsed().as_secs_f64();
+    let (out, peak_bytes) = peak::with_peak(device, || {
+        gen.generate_shared(prefix, questions, shape.rows, &params, None)
+    })?;
+    let shared_answers: Vec<Vec<u32>> = out
+        .rows
+        .sequences
+        .iter()
+        .map(|s| s.tokens.clone())
+        .collect();
+    let shared = Way {
+        secs: t.elapsed().as_secs_f64(),
+        prompt_tokens: prefix.len() + questions.iter().map(Vec::len).sum::<usize>(),
+        decode_ms_per_step: per_step(out.rows.decode_secs, out.rows.decode_steps),
+        peak_bytes,
+        same_answers: questions.len(),
+    };
+    let wholes: Vec<Vec<u32>> = questions
+        .iter()
+        .map(|q| prefix.iter().chain(q).copied().collect())
+        .collect();
     let t = Instant::now();
-    let mut same = 0;
-    let mut separate_prompt_tokens = 0;
-    for (i, q) in questions.iter().enumerate() {
-        let whole: Vec<u32> = prefix.iter().chain(q).copied().collect();
-        separate_prompt_tokens += whole.len();
-        let alone = gen.generate(&[whole], &params, None)?;
-        if alone.sequences[0].tokens == shared.rows.sequences[i].tokens {
-            same += 1;
+    let (alone, peak_bytes) = peak::with_peak(device, || {
+        wholes
+            .iter()
+            .map(|w| gen.generate(std::slice::from_ref(w), &params, None))
+            .collect::<Result<Vec<_>>>()
+    })?;
+    let mut steps: Vec<f64> = alone
+        .iter()
+        .map(|o| per_step(o.decode_secs, o.decode_steps))
+        .collect();
+    steps.sort_by(f64::total_cmp);
+    let separate = Way {
+        secs: t.elapsed().as_secs_f64(),
+        prompt_tokens: wholes.iter().map(Vec::len).sum(),
+        decode_ms_per_step: steps.get(steps.len() / 2).copied().unwrap_or(0.0),
+        peak_bytes,
+        same_answers: alone
+            .iter()
+            .zip(&shared_answers)
+            .filter(|(o, s)| o.sequences[0].tokens == **s)
+            .count(),
+    };
+    let mut copies_error = None;
+    let copies = if copies {
+        let t = Instant::now();
+        match peak::with_peak(device, || gen.generate(&wholes, &params, None)) {
+            Err(e) => {
+                copies_error = Some(format!("{e:#}"));
+                None
+            }
+            Ok((out, peak_bytes)) => Some(Way {
+                secs: t.elapsed().as_secs_f64(),
+                prompt_tokens: wholes.iter().map(Vec::len).sum(),
+                decode_ms_per_step: per_step(out.decode_secs, out.decode_steps),
+                peak_bytes,
+                same_answers: out
+                    .sequences
+                    .iter()
+                    .zip(&shared_answers)
+                    .filter(|(o, s)| o.tokens == **s)
+                    .count(),
+            }),
         }
-    }
-    let separate_secs = t.elapsed().as_secs_f64();
+    } else {
+        None
+    };
     Ok(Outcome {
-        shared_secs,
-        shared_prefix_secs: shared.prefix_secs,
-        separate_secs,
-        speedup: separate_secs / shared_secs.max(1e-9),
-        same_answers: same,
-        shared_prompt_tokens: prefix.len() + questions.iter().map(Vec::len).sum::<usize>(),
-        separate_prompt_tokens,
+        speedup: separate.secs / shared.secs.max(1e-9),
+        shared_prefix_secs: out.prefix_secs,
+        shared,
+        separate,
+        copies,
+        copies_error,
         shape,
+    })
+}
+
+fn gib(b: Option<u64>) -> String {
+    b.map_or("n/a".into(), |b| {
+        format!("{:.2} GiB", b as f64 / (1u64 << 30) as f64)
     })
 }
 
 impl Outcome {
     pub fn to_text(&self, machine: &str) -> String {
-        format!(
+        let s = &self.shape;
+        let mut t = format!(
             "shared prefix vs separate prompts ({machine})\n\
-prefix {} tokens, {} questions of {} tokens ({} at a time), {} answer tokens each\n\
-{:<22} {:>10} {:>14}\n{:<22} {:>10.1} {:>14}\n{:<22} {:>10.1} {:>14}\n\
-speedup {:.2}x, same greedy answers {}/{} (prefix prefill {:.1} s)\n",
-            self.shape.prefix_tokens,
-            self.shape.questions,
-            self.shape.question_tokens,
-            self.shape.rows,
-            self.shape.answer_tokens,
-            "way",
-            "wall s",
-            "prompt tokens",
-            "shared prefix",
-            self.shared_secs,
-            self.shared_prompt_tokens,
-            "separate prompts",
-            self.separate_secs,
-            self.separate_prompt_tokens,
+prefix {} tokens, {} questions of {} tokens ({} at a time), {} answer tokens each\n\n\
+| way | wall s | prompt tokens | decode ms/step | peak memory | same answers |\n\
+|---|---|---|---|---|---|\n",
+            s.prefix_tokens, s.questions, s.question_tokens, s.rows, s.answer_tokens
+        );
+        let mut row = |name: &str, w: &Way| {
+            t.push_str(&format!(
+                "| {name} | {:.2} | {} | {:.2} | {} | {}/{} |\n",
+                w.secs,
+                w.prompt_tokens,
+                w.decode_ms_per_step,
+                gib(w.peak_bytes),
+                w.same_answers,
+                s.questions
+            ));
+        };
+        row("shared prefix", &self.shared);
+        row("separate prompts", &self.separate);
+        if let Some(c) = &self.copies {
+            row("one batch, K/V copied per row", c);
+        }
+        if let Some(e) = &self.copies_error {
+            t.push_str(&format!(
+                "| one batch, K/V copied per row | failed: {e} | | | | |\n"
+            ));
+        }
+        t.push_str(&format!(
+            "\nspeedup over separate prompts {:.2}x (prefix prefill {:.2} s); shared decode step \
+{:.2}x the batch-1 step at the same context\n",
             self.speedup,
-            self.same_answers,
-            self.shape.questions,
             self.shared_prefix_secs,
-        )
+            self.shared.decode_ms_per_step / self.separate.decode_ms_per_step.max(1e-9)
+        ));
+        t
     }
 }
 

@@ -196,18 +196,7 @@ fn median(v: &[f64]) -> f64 {
     s[s.len() / 2]
 }
 
-/// Deterministic pseudo-random token ids in `0..vocab` (never all-equal, never zeros).
-fn token_ids(n: usize, vocab: usize, seed: u64) -> Vec<u32> {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..n)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x % vocab as u64) as u32
-        })
-        .collect()
-}
+use crate::bench::random::token_ids;
 
 fn time_median(dev: &Device, reps: usize, mut f: impl FnMut() -> Result<()>) -> Result<f64> {
     f()?;
@@ -791,6 +780,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
             query_block: args.query_block as u64,
             activation_headroom: None,
             dtype: crate::plan::DType::Bf16,
+            question_tokens: None,
         };
         let plan = PlanRequest::new(model_shape.clone(), gpu.clone(), tp, job)?.plan();
         let b = &plan.budget;

@@ -31,6 +31,11 @@ pub struct Args {
     /// Sequences processed together.
     #[arg(long, default_value_t = JobLimits::default().batch)]
     pub batch: u64,
+    /// Plan a shared-prefix job: `batch` questions of at most this many tokens at a time on
+    /// one prefix of `--max-input-tokens` (the paper's K/V stored once). `paramx run` plans
+    /// this way, with 2048.
+    #[arg(long)]
+    pub question_tokens: Option<u64>,
     /// Prompt tokens per prefill step.
     #[arg(long, default_value_t = JobLimits::default().prefill_chunk)]
     pub prefill_chunk: u64,
@@ -95,6 +100,7 @@ pub fn request(args: &Args) -> anyhow::Result<PlanRequest> {
         query_block: args.query_block,
         activation_headroom: headroom,
         dtype: args.dtype,
+        question_tokens: args.question_tokens,
     };
     PlanRequest::new(model, gpu, args.tp, job)
         .with_context(|| format!("cannot plan {}", args.model_config.display()))

@@ -242,6 +242,8 @@ fn check_plan(job: &JobConfig, model_path: &std::path::Path) -> Result<Option<cr
         query_block: ModelOptions::cpu().attention_block as u64,
         activation_headroom: Some((l.activation_headroom_gib * (1u64 << 30) as f64) as u64),
         dtype: crate::plan::DType::Bf16,
+        // Every paper is a shared prefix with its questions on top (`generate_shared`).
+        question_tokens: Some(crate::run::question::MAX_QUESTION_TOKENS as u64),
     };
     let plan = PlanRequest::new(shape, gpu, job.hardware.tp as u64, limits)?.plan();
     if let Err(infeasible) = plan.check() {

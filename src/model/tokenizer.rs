@@ -200,6 +200,24 @@ impl Tokenizer {
         })
     }
 
+    /// A stand-in vocabulary of `vocab` tokens named `t0`, `t1`, ... with no stop tokens and
+    /// no chat template: what a model with random weights is run with by the benchmarks, where
+    /// the ids are the workload and their text means nothing.
+    pub fn placeholder(vocab: usize) -> Result<Self> {
+        let words: std::collections::HashMap<String, u32> =
+            (0..vocab as u32).map(|i| (format!("t{i}"), i)).collect();
+        let model = tokenizers::models::wordlevel::WordLevel::builder()
+            .vocab(words.into_iter().collect())
+            .unk_token("t0".into())
+            .build()
+            .map_err(|e| anyhow::anyhow!("placeholder tokenizer: {e}"))?;
+        Ok(Self {
+            inner: tokenizers::Tokenizer::new(model),
+            stop_tokens: Vec::new(),
+            chat: None,
+        })
+    }
+
     /// Token ids of `text`. Special tokens written in the text (`<|im_start|>`) are recognised;
     /// nothing is prepended (Qwen uses no BOS).
     pub fn encode(&self, text: &str) -> Result<Vec<u32>> {

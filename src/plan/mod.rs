@@ -36,6 +36,11 @@ pub struct JobLimits {
     /// Bytes reserved per GPU for activations. `None`: reserve exactly the computed peak.
     pub activation_headroom: Option<u64>,
     pub dtype: DType,
+    /// `Some(q)`: the job asks questions of at most `q` tokens on one shared prefix (the
+    /// paper, up to `max_input_tokens`), `batch` questions at a time
+    /// ([`crate::generate::Generator::generate_shared`]): the prefix's K/V is stored once and
+    /// each row holds only its question and answer. `None`: every sequence is a whole prompt.
+    pub question_tokens: Option<u64>,
 }
 
 impl Default for JobLimits {
@@ -50,6 +55,7 @@ impl Default for JobLimits {
             query_block: 512,
             activation_headroom: Some(4 << 30),
             dtype: DType::Bf16,
+            question_tokens: None,
         }
     }
 }
@@ -88,6 +94,7 @@ impl PlanRequest {
             ("prefill_chunk", job.prefill_chunk),
             ("query_block", job.query_block),
             ("GPU memory", gpu.usable_bytes),
+            ("question_tokens", job.question_tokens.unwrap_or(1)),
         ] {
             if v == 0 {
                 return Err(PlanError::Zero(name));
@@ -230,31 +237,60 @@ impl Budget {
         let s = job.dtype.bytes();
         let params = rank.params();
         let weights = params.total() * s;
-        let context = job.max_input_tokens + job.max_new_tokens;
-        let kv_cache = memory::kv_cache_bytes(rank, job.dtype, job.batch, context);
-        let rope_tables =
-            memory::rope_table_bytes(rank, job.dtype, req.model.max_position_embeddings);
-        // Prefill: the last chunk of the longest prompt sees every prompt token.
-        let prefill = Step {
-            seqs: job.batch,
-            new_tokens: job.prefill_chunk.min(job.max_input_tokens),
-            keys: job.max_input_tokens,
-            query_block: job.query_block,
-        };
-        // Decode: one new token per sequence against the full context.
+        // A question continues the prefix: its positions come after the prefix's.
+        let context = job.max_input_tokens + job.question_tokens.unwrap_or(0) + job.max_new_tokens;
         let decode = Step {
             seqs: job.batch,
             new_tokens: 1,
             keys: context,
             query_block: job.query_block,
         };
-        let pt = ActivationTerms::of(rank, job.dtype, prefill);
-        let dt = ActivationTerms::of(rank, job.dtype, decode);
-        let (peak_phase, peak_step, peak_terms) = if pt.peak() >= dt.peak() {
-            (Phase::Prefill, prefill, pt)
-        } else {
-            (Phase::Decode, decode, dt)
+        // Prefill: the last chunk of the longest prompt sees every prompt token. With a shared
+        // prefix, the prefix is prefilled once as one sequence, then the questions' own tokens
+        // for the whole batch, attending to the prefix and themselves.
+        let (kv_cache, prefills) = match job.question_tokens {
+            None => (
+                memory::kv_cache_bytes(rank, job.dtype, job.batch, context),
+                vec![Step {
+                    seqs: job.batch,
+                    new_tokens: job.prefill_chunk.min(job.max_input_tokens),
+                    keys: job.max_input_tokens,
+                    query_block: job.query_block,
+                }],
+            ),
+            Some(q) => (
+                memory::kv_cache_bytes(rank, job.dtype, 1, job.max_input_tokens)
+                    + memory::kv_cache_bytes(rank, job.dtype, job.batch, q + job.max_new_tokens),
+                vec![
+                    Step {
+                        seqs: 1,
+                        new_tokens: job.prefill_chunk.min(job.max_input_tokens),
+                        keys: job.max_input_tokens,
+                        query_block: job.query_block,
+                    },
+                    Step {
+                        seqs: job.batch,
+                        new_tokens: job.prefill_chunk.min(q),
+                        keys: job.max_input_tokens + q,
+                        query_block: job.query_block,
+                    },
+                ],
+            ),
         };
+        let rope_tables =
+            memory::rope_table_bytes(rank, job.dtype, req.model.max_position_embeddings);
+        let mut peak = (
+            Phase::Decode,
+            decode,
+            ActivationTerms::of(rank, job.dtype, decode),
+        );
+        for step in prefills {
+            let t = ActivationTerms::of(rank, job.dtype, step);
+            if t.peak() >= peak.2.peak() {
+                peak = (Phase::Prefill, step, t);
+            }
+        }
+        let (peak_phase, peak_step, peak_terms) = peak;
         let activation_peak = peak_terms.peak();
         let activation_reserved = job.activation_headroom.unwrap_or(activation_peak);
         let allocator_slack = o.slack_for(kv_cache + activation_reserved);
@@ -620,6 +656,7 @@ mod tests {
             query_block: 4096,
             activation_headroom: Some(2 * GIB),
             dtype: DType::Bf16,
+            question_tokens: None,
         };
         let p = plan(GpuPreset::A100_80gb, job);
         let err = p.check().unwrap_err();
@@ -651,6 +688,32 @@ mod tests {
         assert!(
             msg.contains("42000 tokens exceeds the model's max_position_embeddings 32768 by 9232")
         );
+    }
+
+    #[test]
+    fn a_shared_prefix_is_stored_once() {
+        let copies = JobLimits {
+            max_input_tokens: 16384,
+            max_new_tokens: 64,
+            batch: 16,
+            ..JobLimits::default()
+        };
+        let shared = JobLimits {
+            question_tokens: Some(128),
+            ..copies
+        };
+        let (c, s) = (
+            plan(GpuPreset::H200, copies).budget,
+            plan(GpuPreset::H200, shared).budget,
+        );
+        let per_token = 160 * 1024; // 72B rank 0 of TP=2, bf16 (memory.md)
+        assert_eq!(c.kv_cache, 16 * (16384 + 64) * per_token);
+        assert_eq!(s.kv_cache, (16384 + 16 * (128 + 64)) * per_token);
+        assert_eq!(s.context, 16384 + 128 + 64);
+        // The questions' prefill (16 rows x 128 tokens against 16k keys) and the prefix's
+        // (one row, a 2k chunk) are both counted; the larger sets the peak.
+        assert!(s.activation_peak > 0 && s.activation_peak < c.activation_peak);
+        assert!(plan(GpuPreset::H200, shared).check().is_ok());
     }
 
     #[test]

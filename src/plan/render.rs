@@ -65,12 +65,21 @@ pub(super) fn table(plan: &Plan) -> String {
     row(
         &mut out,
         0,
-        &format!(
-            "KV cache ({} seq x {} tok x {:.1} KiB)",
-            job.batch,
-            b.context,
-            per_token as f64 / 1024.0
-        ),
+        &match job.question_tokens {
+            None => format!(
+                "KV cache ({} seq x {} tok x {:.1} KiB)",
+                job.batch,
+                b.context,
+                per_token as f64 / 1024.0
+            ),
+            Some(q) => format!(
+                "KV cache (prefix {} + {} x {} tok, x {:.1} KiB)",
+                job.max_input_tokens,
+                job.batch,
+                q + job.max_new_tokens,
+                per_token as f64 / 1024.0
+            ),
+        },
         b.kv_cache,
     );
     let reserved = if job.activation_headroom.is_some() {

@@ -321,7 +321,18 @@ impl<'a> Runner<'a> {
                 }
                 _ => prefix_text = Some(pre.to_string()),
             }
-            suffixes.push(self.model.tokenizer.encode(suf)?);
+            let suffix = self.model.tokenizer.encode(suf)?;
+            if suffix.len() > question::MAX_QUESTION_TOKENS {
+                anyhow::bail!(
+                    "the {} question of experiment {} has {} tokens, over the {} that the memory \
+plan counts per question",
+                    q.group,
+                    q.experiment,
+                    suffix.len(),
+                    question::MAX_QUESTION_TOKENS
+                );
+            }
+            suffixes.push(suffix);
         }
         let prefix = match prefix_text {
             Some(p) => self.model.tokenizer.encode(&p)?,

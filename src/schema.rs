@@ -76,6 +76,11 @@ pub struct Term {
     /// (`"stylus"` for a tablet): evidence for the term, never read as a cell's value.
     #[serde(default)]
     pub cues: Vec<String>,
+    /// Spellings (synonyms, or the canonical name itself) that read a gold cell but are too
+    /// common in running text to show the term (`old` in `18-32 years old`, `both` in `both
+    /// groups`): a question never offers the term on their strength.
+    #[serde(default)]
+    pub not_evidence: Vec<String>,
 }
 
 /// A unit: `factor` converts a value in this unit to the field's first (base) unit.
@@ -132,6 +137,13 @@ pub struct Field {
     /// to be a value of this field (`N`, `participants` for a sample size; `age`, `years` for an
     /// age). Empty: the field's units and count words, else its cues.
     pub near: Vec<String>,
+    /// Like `near`, but the word must stand *before* the number with no other number between
+    /// (`n = 20`, `a total of 94`).
+    pub near_before: Vec<String>,
+    /// Like `near`, but the word must stand *after* the number with no other number between:
+    /// a count attaches to the noun that follows it (`80 human subjects`), so `Experiment 1,
+    /// and 26 subjects` offers 26, never 1.
+    pub near_after: Vec<String>,
     lexicon: Arc<Lexicon>,
     /// Normalized spelling -> index into `vocabulary`.
     term_index: HashMap<String, usize>,
@@ -237,6 +249,10 @@ struct RawField {
     cues: Vec<String>,
     #[serde(default)]
     near: Vec<String>,
+    #[serde(default)]
+    near_before: Vec<String>,
+    #[serde(default)]
+    near_after: Vec<String>,
 }
 
 impl Schema {
@@ -358,6 +374,12 @@ impl Schema {
 }
 
 impl Field {
+    /// Whether `word` (lower-cased) is a function word of the schema's lexicon (`of`, `over`):
+    /// what breaks the bond between a number and a `near_before`/`near_after` word.
+    pub fn is_stopword(&self, word: &str) -> bool {
+        self.lexicon.stopwords.contains(word)
+    }
+
     fn build(rf: RawField, lexicon: &Arc<Lexicon>) -> Result<Field> {
         let kind = match rf.kind.as_str() {
             "integer" => FieldKind::Integer,
@@ -418,6 +440,16 @@ impl Field {
             group: rf.group.filter(|g| !g.trim().is_empty()),
             cues: rf.cues.iter().map(|c| c.trim().to_lowercase()).collect(),
             near: rf.near.iter().map(|c| c.trim().to_lowercase()).collect(),
+            near_before: rf
+                .near_before
+                .iter()
+                .map(|c| c.trim().to_lowercase())
+                .collect(),
+            near_after: rf
+                .near_after
+                .iter()
+                .map(|c| c.trim().to_lowercase())
+                .collect(),
             lexicon: Arc::clone(lexicon),
             term_index: HashMap::new(),
             unit_index: HashMap::new(),
@@ -438,6 +470,18 @@ impl Field {
                     }
                 }
                 field.term_index.insert(key, i);
+            }
+            for weak in &term.not_evidence {
+                let known = std::iter::once(&term.canonical)
+                    .chain(&term.synonyms)
+                    .chain(&term.cues)
+                    .any(|s| s.eq_ignore_ascii_case(weak));
+                if !known {
+                    bail!(
+                        "term `{}`: not_evidence `{weak}` is none of its spellings or cues",
+                        term.canonical
+                    );
+                }
             }
         }
         for unit in &field.units {

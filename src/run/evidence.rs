@@ -81,15 +81,20 @@ pub fn term_phrases<'f>(field: &'f Field, canonical: &str) -> Vec<std::borrow::C
     out
 }
 
-/// The canonical terms of `field` that `text_words` gives evidence for, in vocabulary order.
+/// The canonical terms of `field` that `text_words` gives evidence for, in vocabulary order,
+/// leaving out spellings the schema marks `not_evidence` (too common in running text): what a
+/// question may offer as the field's value for a sentence.
 pub fn cued_terms<'f>(field: &'f Field, text_words: &[String]) -> Vec<&'f str> {
     field
         .vocabulary
         .iter()
         .filter(|t| {
-            term_phrases(field, &t.canonical)
-                .iter()
-                .any(|p| has_phrase(text_words, p))
+            term_phrases(field, &t.canonical).iter().any(|p| {
+                !t.not_evidence
+                    .iter()
+                    .any(|w| w.replace('_', " ").eq_ignore_ascii_case(p))
+                    && has_phrase(text_words, p)
+            })
         })
         .map(|t| t.canonical.as_str())
         .collect()

@@ -28,6 +28,11 @@ const PER_FIELD: usize = 2;
 /// Longest sentence shown (longer ones are cut at word boundaries into pieces).
 const MAX_SENTENCE_CHARS: usize = 260;
 const MIN_SENTENCE_CHARS: usize = 15;
+/// The most tokens a question may take (its sentences, field lines and chat markup): at most
+/// `MAX_SENTENCES` pieces of `MAX_SENTENCE_CHARS` plus one line per field of a group stay well
+/// under it. `paramx plan` counts each question row's K/V at this length, and the run refuses
+/// a question over it rather than overrun the plan.
+pub const MAX_QUESTION_TOKENS: usize = 2048;
 /// Items one value may list.
 const MAX_ITEMS: usize = 6;
 
@@ -44,7 +49,12 @@ pub struct Sentence {
     weight: i32,
 }
 
-fn section_weight(kind: Option<&SectionKind>) -> Option<i32> {
+/// How much a sentence of a section of `kind` is worth for design parameters; `None`: never
+/// shown. `has_methods`: the paper has a detected methods section, so the introduction and
+/// discussion, which describe other studies ("a computer mouse, where hand movements are
+/// transformed..."), are left out; without one, section detection may have failed, and they
+/// are kept at a low weight rather than losing the paper's text.
+fn section_weight(kind: Option<&SectionKind>, has_methods: bool) -> Option<i32> {
     use SectionKind::*;
     Some(match kind {
         None => 1, // the title page: abstract, often the sample
@@ -52,6 +62,7 @@ fn section_weight(kind: Option<&SectionKind>) -> Option<i32> {
         Some(Abstract) => 1,
         Some(Other(_)) => 1,
         Some(Results) => 0,
+        Some(Introduction | Discussion | Conclusion) if has_methods => return None,
         Some(Introduction | Discussion | Conclusion) => -2,
         Some(Acknowledgments | References) => return None,
     })
@@ -105,12 +116,18 @@ pub fn sentences(doc: &Document) -> Vec<Sentence> {
     if s < text.len() {
         cuts.push((s, text.len()));
     }
+    let has_methods = doc.sections.iter().any(|s| {
+        matches!(
+            s.kind,
+            SectionKind::Methods | SectionKind::Participants | SectionKind::Procedure
+        )
+    });
     let mut out = Vec::new();
     for (a, b) in cuts {
         let raw = &text[a..b];
         let lead = raw.len() - raw.trim_start().len();
         let (a, raw) = (a + lead, raw.trim());
-        let weight = section_weight(doc.section_at(a).map(|s| &s.kind));
+        let weight = section_weight(doc.section_at(a).map(|s| &s.kind), has_methods);
         let Some(weight) = weight else { continue };
         for (pa, pb) in pieces(raw, MAX_SENTENCE_CHARS) {
             let piece = &raw[pa..pb];
@@ -169,9 +186,9 @@ impl Options {
     }
 }
 
-/// Words that make a number a value of `field` when they stand near it.
+/// Words that make a number a value of `field` when they stand near it, on either side.
 fn near_words(field: &Field) -> Vec<&str> {
-    if !field.near.is_empty() {
+    if !field.near.is_empty() || !field.near_before.is_empty() || !field.near_after.is_empty() {
         return field.near.iter().map(String::as_str).collect();
     }
     let mut out: Vec<&str> = Vec::new();
@@ -186,6 +203,51 @@ fn near_words(field: &Field) -> Vec<&str> {
         out.extend(field.cues.iter().map(String::as_str));
     }
     out
+}
+
+/// Which numbers of a sentence stand near enough to `field`'s words to be its value (indices
+/// into `words`). `numbers` are the positions of every number of the sentence. A `near_before`
+/// or `near_after` word binds only to the number on its side with nothing between them but
+/// content words (`80 human subjects`, `n = 20`): another number or a function word (`1 SEM
+/// over participants`, `7 trials across subjects`) breaks the bond.
+fn near_numbers(field: &Field, words: &[String], numbers: &[usize]) -> Vec<usize> {
+    // (first word, one past the last word) of each occurrence of each phrase
+    let spans = |list: &[String]| -> Vec<(usize, usize)> {
+        list.iter()
+            .flat_map(|w| {
+                let len = evidence::words(w).len();
+                evidence::phrase_positions(words, w)
+                    .into_iter()
+                    .map(move |p| (p, p + len))
+            })
+            .collect()
+    };
+    let either: Vec<usize> = near_words(field)
+        .iter()
+        .flat_map(|w| evidence::phrase_positions(words, w))
+        .collect();
+    let before = spans(&field.near_before);
+    let after = spans(&field.near_after);
+    // Whether the words strictly between `a` and `b` leave a number bound to a near word.
+    let bound = |a: usize, b: usize| {
+        b > a
+            && b - a <= NEAR_WINDOW
+            && !numbers.iter().any(|&n| a < n && n < b)
+            && !words[a + 1..b].iter().any(|w| field.is_stopword(w))
+    };
+    numbers
+        .iter()
+        .copied()
+        .filter(|&at| {
+            either
+                .iter()
+                .any(|&p| p != at && p + NEAR_WINDOW >= at && p <= at + NEAR_WINDOW)
+                || before
+                    .iter()
+                    .any(|&(_, end)| end <= at && bound(end - 1, at))
+                || after.iter().any(|&(start, _)| bound(at, start))
+        })
+        .collect()
 }
 
 /// Words either side of a number within which a `near` word makes it this field's.
@@ -220,16 +282,11 @@ fn options(field: &Field, s: &Sentence) -> Options {
     if !has_cue {
         return o; // the sentence says nothing of this field
     }
-    let near: Vec<usize> = near_words(field)
-        .iter()
-        .flat_map(|w| evidence::phrase_positions(&s.words, w))
-        .collect();
-    let is_near = |at: usize| {
-        near.iter()
-            .any(|&p| p != at && p + NEAR_WINDOW >= at && p <= at + NEAR_WINDOW)
-    };
-    for (at, n) in evidence::numbers_at(&s.words) {
-        if !is_near(at) {
+    let found = evidence::numbers_at(&s.words);
+    let at_all: Vec<usize> = found.iter().map(|(at, _)| *at).collect();
+    let near = near_numbers(field, &s.words, &at_all);
+    for (at, n) in found {
+        if !near.contains(&at) {
             continue;
         }
         match &field.kind {
@@ -782,6 +839,86 @@ mod tests {
         assert_eq!(all[got[0].sentence].start, 0);
         assert!(read_answer(part, r#"{"n_total": {"sentence": 9, "value": "24"}}"#).is_err());
         Ok(())
+    }
+
+    fn offered(schema: &Schema, field: &str, text: &str) -> Options {
+        let d = doc(text);
+        let all = sentences(&d);
+        options(schema.field(field).expect("field"), &all[0])
+    }
+
+    #[test]
+    fn a_count_binds_to_the_noun_after_it() -> Result<()> {
+        let schema = Schema::load_default()?;
+        // `1` stands four words before `subjects`, but 26 is nearer: only 80 and 26 count.
+        let o = offered(
+            &schema,
+            "n_total",
+            "Eighty human subjects [57 women, mean age 20.1] were recruited for Experiment 1, and 26 subjects for Experiment 2.",
+        );
+        assert_eq!(o.numbers, vec!["80", "26"]);
+        // A word that stands before: `n = 20`, `a total of 94`; a year is no count.
+        let o = offered(
+            &schema,
+            "n_total",
+            "A total of 94 participants (n = 20 per group) took part (Smith 2010).",
+        );
+        assert_eq!(o.numbers, vec!["94", "20"]);
+        Ok(())
+    }
+
+    #[test]
+    fn common_words_never_offer_a_term() -> Result<()> {
+        let schema = Schema::load_default()?;
+        // "years old" is no older-adult sample; a university pool is a healthy adult one.
+        let o = offered(
+            &schema,
+            "population_type",
+            "A total of 48 subjects (age range: 18-32 years old) were recruited from the research participation pool.",
+        );
+        assert_eq!(o.terms, vec!["healthy_adult"]);
+        // A target order "randomized" is no random perturbation schedule; "imposed" is abrupt.
+        let o = offered(
+            &schema,
+            "perturbation_schedule",
+            "A 45° rotation was imposed for 112 trials, with target order randomized.",
+        );
+        assert_eq!(o.terms, vec!["abrupt"]);
+        Ok(())
+    }
+
+    #[test]
+    fn introduction_and_discussion_are_not_shown_when_methods_exist() {
+        let text = "Introduction\nThe most common example is a computer mouse moving a cursor. Methods\nParticipants moved a stylus on a digitizing tablet. Discussion\nA mouse would differ.";
+        let mut d = doc(text);
+        let at = |s: &str| text.find(s).expect("heading");
+        let section = |kind, heading: &str, start, end| Section {
+            kind,
+            heading: heading.into(),
+            start,
+            end,
+        };
+        d.sections = vec![
+            section(SectionKind::Introduction, "Introduction", 0, at("Methods")),
+            section(
+                SectionKind::Methods,
+                "Methods",
+                at("Methods"),
+                at("Discussion"),
+            ),
+            section(
+                SectionKind::Discussion,
+                "Discussion",
+                at("Discussion"),
+                text.len(),
+            ),
+        ];
+        let shown: Vec<String> = sentences(&d).into_iter().map(|s| s.text).collect();
+        assert_eq!(shown.len(), 1, "{shown:?}");
+        assert!(shown[0].contains("digitizing tablet"));
+        // Without a methods section the detection may have failed: everything is kept.
+        d.sections.retain(|s| s.kind != SectionKind::Methods);
+        assert_eq!(sentences(&d).len(), 3);
     }
 
     #[test]

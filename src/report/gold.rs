@@ -85,7 +85,13 @@ pub fn apply(
             let merged = v.pred_lines.len() > 1;
             for &line in &v.pred_lines {
                 if let Some((p, r)) = at(line) {
-                    cell_of(&mut papers[p].rows[r].cells[ci], merged);
+                    let cell = &mut papers[p].rows[r].cells[ci];
+                    // A paper-level verdict marks the experiments that gave a value (all of
+                    // them when none did: the gold value was missed).
+                    if merged && cell.v.is_empty() && v.verdict != Verdict::Missing {
+                        continue;
+                    }
+                    cell_of(cell, merged);
                 }
             }
         } else if let Some((p, _)) = v.paper_line.and_then(at) {

@@ -249,6 +249,33 @@ mod tests {
     }
 
     #[test]
+    fn a_single_row_gold_marks_the_experiments_that_gave_a_value() -> Result<()> {
+        let gold = Table::from_bytes(
+            "gold.csv",
+            "study_id,title,doi_or_url,n_total,effector,population_type\n\
+             Smith2020,Adaptation of reaching,10.1000/xyz,48,arm,patients\n"
+                .as_bytes(),
+        )?;
+        let d = data(Some(&gold), None)?;
+        let rows = &d.papers[2].rows;
+        let (n, eff, pop) = (
+            col(&d, "n_total"),
+            col(&d, "effector"),
+            col(&d, "population_type"),
+        );
+        for r in rows {
+            // n_total merges by sum (24 + 24): the paper's verdict on both experiments.
+            assert_eq!((r.cells[n].st, r.cells[n].merged), (Some(Status::Tp), true));
+            // Nothing predicted anywhere: missed on every experiment.
+            assert_eq!(r.cells[eff].st, Some(Status::Fn));
+        }
+        // Only experiment 2 gave a population: it alone carries the FP.
+        assert_eq!(rows[0].cells[pop].st, None);
+        assert_eq!(rows[1].cells[pop].st, Some(Status::Fp));
+        Ok(())
+    }
+
+    #[test]
     fn the_page_is_self_contained_and_hostile_text_stays_text() -> Result<()> {
         let gold = Table::from_bytes("gold.csv", testdata::gold_csv().as_bytes())?;
         let html = html::render(&data(Some(&gold), None)?)?;

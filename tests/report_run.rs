@@ -79,3 +79,37 @@ fn split_run_writes_the_review_page_and_report_renders_it_again() {
     let moved = page_data(&std::fs::read_to_string(&elsewhere).unwrap());
     assert_eq!(moved["papers"][1]["pdf"], "../pdfs/paper-00.pdf");
 }
+
+/// On a terminal (`script` gives the run a pseudo-terminal) the run draws the progress bar;
+/// in a pipe (every other test here) it prints the plain lines.
+#[test]
+fn a_terminal_gets_the_progress_bar_and_a_pipe_the_plain_lines() {
+    if std::process::Command::new("script")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        eprintln!("SKIP: util-linux `script` not installed");
+        return;
+    }
+    let fx = RunFixture::new(1, 8);
+    let job = fx.job("job", &fx.path("out"));
+    let cmd = format!(
+        "RAYON_NUM_THREADS=1 {:?} run --config {:?}",
+        env!("CARGO_BIN_EXE_paramx"),
+        job
+    );
+    let o = std::process::Command::new("script")
+        .args(["-qec", &cmd, "/dev/null"])
+        .env_remove("SLURM_ARRAY_TASK_ID")
+        .env_remove("SLURM_ARRAY_TASK_COUNT")
+        .output()
+        .unwrap();
+    let tty = String::from_utf8_lossy(&o.stdout);
+    assert!(tty.contains("papers · ETA"), "no bar on a terminal:\n{tty}");
+    assert!(tty.contains("[2/2]"), "paper lines above the bar:\n{tty}");
+    let o = run_to_end(&job, &[]);
+    let piped = String::from_utf8_lossy(&o.stderr);
+    assert!(!piped.contains("ETA"), "a bar in a log:\n{piped}");
+    assert!(piped.contains("[1/2]"), "{piped}");
+}

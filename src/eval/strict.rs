@@ -58,8 +58,7 @@ pub fn score_cells(
             free_text: Counts::default(),
         };
         let paper_line = aligned.and_then(|(p, _)| pred_set.papers[p].exps.first().map(|e| e.line));
-        let (paired, pair_rows): (Vec<Option<Vec<Value>>>, Vec<Option<Vec<usize>>>) = match aligned
-        {
+        let (paired, pair_rows) = match aligned {
             Some((p, _)) => {
                 pred_used[*p] = true;
                 let pp = &pred_set.papers[*p];

@@ -128,7 +128,7 @@ pub fn href(from_dir: &Path, target: &Path) -> String {
     let to = absolute(target);
     let (fc, tc): (Vec<Component>, Vec<Component>) =
         (from.components().collect(), to.components().collect());
-    let same_root = fc.first() == tc.first() && fc.first().is_some();
+    let same_root = !fc.is_empty() && fc.first() == tc.first();
     if !same_root {
         return file_url(&to);
     }

@@ -26,6 +26,7 @@ fn value(text: &str, quote: &str, value: &str, page: Option<usize>, inherited: b
     })
 }
 
+#[allow(clippy::too_many_arguments)]
 fn ok(
     file: &str,
     sha: &str,

@@ -10,6 +10,7 @@ pub mod generate;
 pub mod model;
 pub mod pdf;
 pub mod plan;
+pub mod report;
 pub mod run;
 pub mod schema;
 pub mod table;

@@ -33,6 +33,8 @@ enum Command {
     BenchPrefix(paramx::cmd::bench_prefix::Args),
     /// Download, verify (sha256) and assemble a small GGUF model
     FetchModel(paramx::cmd::fetch_model::Args),
+    /// Render the review page (report.html) of a run's records: values beside their quotes
+    Report(paramx::cmd::report::Args),
     /// Join the records of a split run (all array tasks) into one table; report missing/failed
     Merge(paramx::cmd::merge::Args),
     /// GPU benchmark: rank-0 workload of Qwen2.5-72B TP=2 from random bf16 weights, memory vs plan
@@ -61,6 +63,7 @@ fn main() -> ExitCode {
         Command::BenchPrefix(a) => paramx::cmd::bench_prefix::run(a),
         Command::FetchModel(a) => paramx::cmd::fetch_model::run(a),
         Command::Merge(a) => paramx::cmd::merge::run(a),
+        Command::Report(a) => paramx::cmd::report::run(a),
         Command::BenchGpu(a) => paramx::cmd::bench_gpu::run(a),
         Command::PdfWorker(_) => unreachable!("handled above"),
     };

@@ -9,6 +9,7 @@ pub mod fetch_model;
 pub mod generate;
 pub mod merge;
 pub mod plan;
+pub mod report;
 pub mod run;
 pub mod text;
 

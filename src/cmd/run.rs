@@ -484,6 +484,31 @@ fn rank_process(_prep: &Prepared, env: &RankEnv) -> Result<ExitCode> {
     )
 }
 
+/// The review page of this run: the inputs' locations listed beside this run's (or array
+/// task's) outputs for the PDF links, the gold read once.
+fn review_page<'a>(
+    job: &'a JobConfig,
+    schema: &'a Schema,
+    pdfs: &[PathBuf],
+    shard: crate::run::shard::Shard,
+) -> Result<crate::report::RunReport<'a>> {
+    let dir = if shard.is_split() {
+        job.io.out_dir.join("shards").join(shard.label())
+    } else {
+        job.io.out_dir.clone()
+    };
+    crate::report::links::Sources::of_inputs(pdfs).write(&dir)?;
+    let gold = match &job.io.gold {
+        Some(g) => Some(crate::table::Table::read(g).context("cannot read the gold table")?),
+        None => None,
+    };
+    Ok(crate::report::RunReport {
+        out: &job.io.out_dir,
+        schema,
+        gold,
+    })
+}
+
 /// One rank's run: load its slice of the model, run the pipeline in step with the others, and,
 /// for the leader only, write the table, JSONL, manifest and report. A follower returns success
 /// (its exit code is not the job's; see [`rank_exit_is_normal`]).
@@ -499,7 +524,16 @@ fn run_rank(prep: &Prepared, opts: &ModelOptions, role: Role<'_>) -> Result<Exit
     let t0 = std::time::Instant::now();
     let model = crate::model::load(model_path, opts)?;
     let load_secs = t0.elapsed().as_secs_f64();
-    let summary = crate::run::run(job, schema, &model, role, pdfs)?;
+    // The leader rewrites the review page after every paper (see `report`).
+    let page = match role {
+        Role::Leader { .. } => Some(review_page(job, schema, pdfs, *shard)?),
+        Role::Follower => None,
+    };
+    let summary = crate::run::run_observed(job, schema, &model, role, pdfs, &mut |h| {
+        if let Some(p) = &page {
+            p.refresh(h);
+        }
+    })?;
     let Role::Leader { model_hash: mhash } = role else {
         return Ok(ExitCode::SUCCESS);
     };
@@ -563,11 +597,12 @@ fn run_rank(prep: &Prepared, opts: &ModelOptions, role: Role<'_>) -> Result<Exit
         crate::run::evidence::EvidenceReport::of(schema, &recs).to_text()
     );
     eprintln!(
-        "paramx: wrote {}, {}, {}, {}",
+        "paramx: wrote {}, {}, {}, {}, {}",
         paths.table.display(),
         paths.results.display(),
         paths.errors.display(),
-        paths.evidence.display()
+        paths.evidence.display(),
+        job.io.out_dir.join(crate::report::FILE_NAME).display()
     );
     if let Some(gold) = &job.io.gold {
         let g = crate::table::Table::read(gold).context("cannot read the gold table")?;

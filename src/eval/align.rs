@@ -427,19 +427,39 @@ pub fn pair_experiments(
     gold: &GoldPaper,
     pred: &PredPaper,
 ) -> (Vec<Option<Vec<Value>>>, Vec<bool>) {
+    let (rows, used) = pair_experiment_rows(gold, pred);
+    let out = rows
+        .into_iter()
+        .map(|r| {
+            r.map(|idx| match idx.as_slice() {
+                [one] => pred.exps[*one].cells.clone(),
+                several => schema
+                    .fields()
+                    .iter()
+                    .enumerate()
+                    .map(|(fi, f)| merge(f, several.iter().map(|&e| &pred.exps[e].cells[fi])))
+                    .collect(),
+            })
+        })
+        .collect();
+    (out, used)
+}
+
+/// Which predicted experiments (indices into `pred.exps`) each gold row of a paper is compared
+/// with: one, or all of them merged when the gold annotates the paper as a single row; `None`
+/// when none pairs with it. Plus which predicted experiments were left unused. The one pairing
+/// rule behind [`pair_experiments`], kept apart so that a report can point at the rows.
+pub fn pair_experiment_rows(
+    gold: &GoldPaper,
+    pred: &PredPaper,
+) -> (Vec<Option<Vec<usize>>>, Vec<bool>) {
     let mut used = vec![false; pred.exps.len()];
     let single_row_gold = gold.rows.len() == 1 && gold.rows[0].exp == ExpId::Whole;
     let mut out = Vec::with_capacity(gold.rows.len());
     for row in &gold.rows {
         if single_row_gold {
             used.iter_mut().for_each(|u| *u = true);
-            let merged = schema
-                .fields()
-                .iter()
-                .enumerate()
-                .map(|(fi, f)| merge(f, pred.exps.iter().map(|e| &e.cells[fi])))
-                .collect();
-            out.push(Some(merged));
+            out.push(Some((0..pred.exps.len()).collect()));
             continue;
         }
         let found = pred.exps.iter().position(|e| e.exp == row.exp).or_else(|| {
@@ -450,7 +470,7 @@ pub fn pair_experiments(
         match found {
             Some(i) if !used[i] => {
                 used[i] = true;
-                out.push(Some(pred.exps[i].cells.clone()));
+                out.push(Some(vec![i]));
             }
             _ => out.push(None),
         }

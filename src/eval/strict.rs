@@ -11,6 +11,34 @@ use anyhow::Result;
 
 /// Score `pred` against `gold`.
 pub fn score(schema: &Schema, gold: &Table, pred: &Table) -> Result<Outcome> {
+    Ok(score_cells(schema, gold, pred)?.0)
+}
+
+/// One scored gold cell and the prediction rows it was compared with: what a review page needs
+/// to mark each predicted cell TP, FP or FN with the gold value beside it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CellVerdict {
+    /// The gold row's study_id.
+    pub study_id: String,
+    pub field: String,
+    /// Both sides as the schema reads them.
+    pub gold: String,
+    pub pred: String,
+    pub verdict: Verdict,
+    /// Lines of the prediction table the gold row was compared with: one, several when a
+    /// single-row gold met the paper's merged experiments, none when no experiment paired.
+    pub pred_lines: Vec<u64>,
+    /// A line of the predicted paper aligned with the gold paper (`None`: none aligned).
+    pub paper_line: Option<u64>,
+}
+
+/// [`score`], plus the verdict of every scored gold cell (the same walk: one set of rules).
+pub fn score_cells(
+    schema: &Schema,
+    gold: &Table,
+    pred: &Table,
+) -> Result<(Outcome, Vec<CellVerdict>)> {
+    let mut verdicts = Vec::new();
     let gold_set = align::load_gold(schema, gold)?;
     let pred_set = align::load_pred(schema, pred)?;
     let alignment = align::align_papers(&gold_set.papers, &pred_set.papers);
@@ -29,20 +57,30 @@ pub fn score(schema: &Schema, gold: &Table, pred: &Table) -> Result<Outcome> {
             counts: Counts::default(),
             free_text: Counts::default(),
         };
-        let paired: Vec<Option<Vec<Value>>> = match aligned {
+        let paper_line = aligned.and_then(|(p, _)| pred_set.papers[p].exps.first().map(|e| e.line));
+        let (paired, pair_rows) = match aligned {
             Some((p, _)) => {
                 pred_used[*p] = true;
-                let (pairs, used) = align::pair_experiments(schema, gp, &pred_set.papers[*p]);
-                for (exp, used) in pred_set.papers[*p].exps.iter().zip(used) {
+                let pp = &pred_set.papers[*p];
+                let (pairs, used) = align::pair_experiments(schema, gp, pp);
+                for (exp, used) in pp.exps.iter().zip(used) {
                     if !used {
                         unscored += count_predicted(schema, &exp.cells);
                     }
                 }
-                pairs
+                let rows = align::pair_experiment_rows(gp, pp).0;
+                (pairs, rows)
             }
-            None => vec![None; gp.rows.len()],
+            None => (vec![None; gp.rows.len()], vec![None; gp.rows.len()]),
         };
-        for (row, pred_cells) in gp.rows.iter().zip(paired) {
+        for ((row, pred_cells), rows) in gp.rows.iter().zip(paired).zip(pair_rows) {
+            let pred_lines: Vec<u64> = match (aligned, rows) {
+                (Some((p, _)), Some(idx)) => idx
+                    .iter()
+                    .map(|&e| pred_set.papers[*p].exps[e].line)
+                    .collect(),
+                _ => Vec::new(),
+            };
             for (fi, field) in fields.iter().enumerate() {
                 if !field.scored {
                     continue;
@@ -62,6 +100,15 @@ pub fn score(schema: &Schema, gold: &Table, pred: &Table) -> Result<Outcome> {
                         pred: pred_v.render(field),
                     });
                 }
+                verdicts.push(CellVerdict {
+                    study_id: row.study_id.clone(),
+                    field: field.name.clone(),
+                    gold: gold_v.render(field),
+                    pred: pred_v.render(field),
+                    verdict,
+                    pred_lines: pred_lines.clone(),
+                    paper_line,
+                });
                 let c = cell_counts(verdict);
                 field_counts[fi].add(&c);
                 if field.is_free_text() {
@@ -82,7 +129,7 @@ pub fn score(schema: &Schema, gold: &Table, pred: &Table) -> Result<Outcome> {
                 .sum::<u64>();
         }
     }
-    Ok(Outcome {
+    let outcome = Outcome {
         scorer: Scorer::Strict,
         fields: fields
             .iter()
@@ -101,7 +148,8 @@ pub fn score(schema: &Schema, gold: &Table, pred: &Table) -> Result<Outcome> {
         duplicate_pdf_rows: pred_set.duplicate_rows,
         unmatched_predicted_papers: pred_used.iter().filter(|u| !**u).count(),
         misses,
-    })
+    };
+    Ok((outcome, verdicts))
 }
 
 /// The verdict on one scored cell.

@@ -19,6 +19,7 @@ pub mod lockstep;
 pub mod manifest;
 pub mod merge;
 pub mod output;
+pub mod progress;
 pub mod prompt;
 pub mod question;
 pub mod record;
@@ -33,6 +34,7 @@ use crate::schema::Schema;
 use anyhow::{Context, Result};
 use lockstep::Lockstep;
 pub use lockstep::Role;
+use progress::Progress;
 use record::{Outcome, PaperRecord, PaperResult, Stage, Timing};
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
@@ -132,25 +134,6 @@ pub struct RunSummary {
     pub wall_secs: f64,
     /// The hash that keys this job's records (see [`Runner::new`]).
     pub job_hash: String,
-}
-
-/// Lines on a terminal are rewritten in place; in a log file each is kept.
-struct Progress {
-    tty: bool,
-    total: usize,
-}
-
-impl Progress {
-    fn line(&self, done: usize, msg: &str) {
-        if self.tty {
-            eprint!("\r\x1b[2K[{done}/{}] {msg}", self.total);
-            if done == self.total {
-                eprintln!();
-            }
-        } else {
-            eprintln!("[{done}/{}] {msg}", self.total);
-        }
-    }
 }
 
 fn display_name(path: &Path) -> String {
@@ -630,6 +613,20 @@ pub fn run(
     role: Role<'_>,
     pdfs: &[PathBuf],
 ) -> Result<RunSummary> {
+    run_observed(job, schema, model, role, pdfs, &mut |_| {})
+}
+
+/// [`run`], calling `saved(job_hash)` on the leader once the finished and failed papers found
+/// at the start are recorded, and after every paper saved since (the review page is rewritten
+/// there: a long run can be looked at mid-way).
+pub fn run_observed(
+    job: &job::JobConfig,
+    schema: &Schema,
+    model: &LoadedModel,
+    role: Role<'_>,
+    pdfs: &[PathBuf],
+    saved: &mut dyn FnMut(&str),
+) -> Result<RunSummary> {
     let wall = Instant::now();
     let lockstep = Lockstep::new(&model.model);
     let mut summary = RunSummary {
@@ -643,10 +640,7 @@ pub fn run(
     let writer = match role {
         Role::Leader { .. } => Some((
             RecordStore::new(&job.io.out_dir),
-            Progress {
-                tty: std::io::stderr().is_terminal(),
-                total: pdfs.len(),
-            },
+            Progress::new(pdfs.len(), std::io::stderr().is_terminal()),
         )),
         Role::Follower => None,
     };
@@ -665,6 +659,10 @@ pub fn run(
     let work: Work = lockstep.share(work)?;
     let runner = Runner::with_job_hash(job, schema, model, work.job_hash)?;
     summary.job_hash = runner.job_hash.clone();
+    if let Some((_, progress)) = &writer {
+        saved(&runner.job_hash);
+        progress.model_starts();
+    }
     let mut done = summary.counts.reused + summary.counts.failed;
     for batch in work.pending.chunks(job.limits.batch) {
         if runner.lockstep.stop_vote()? {
@@ -683,7 +681,8 @@ pub fn run(
             done += 1;
             if let Some((store, progress)) = &writer {
                 store.save(&rec)?;
-                progress.line(done, &rec.progress_line());
+                progress.paper(done, &rec);
+                saved(&runner.job_hash);
             }
             if rec.is_ok() {
                 summary.counts.done += 1;
@@ -692,6 +691,9 @@ pub fn run(
             }
             summary.add(&rec);
         }
+    }
+    if let Some((_, progress)) = &writer {
+        progress.finish();
     }
     summary.wall_secs = wall.elapsed().as_secs_f64();
     Ok(summary)

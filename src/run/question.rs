@@ -188,9 +188,10 @@ impl Options {
 
 /// Words that make a number a value of `field` when they stand near it, on either side.
 fn near_words(field: &Field) -> Vec<&str> {
-    if !field.near.is_empty() || !field.near_before.is_empty() || !field.near_after.is_empty() {
+    if !field.near.is_empty() {
         return field.near.iter().map(String::as_str).collect();
     }
+    let strict = !field.near_before.is_empty() || !field.near_after.is_empty();
     let mut out: Vec<&str> = Vec::new();
     for u in &field.units {
         out.push(&u.symbol);
@@ -199,7 +200,7 @@ fn near_words(field: &Field) -> Vec<&str> {
     if let FieldKind::Locations { count_words } = &field.kind {
         out.extend(count_words.iter().map(String::as_str));
     }
-    if out.is_empty() {
+    if out.is_empty() && !strict {
         out.extend(field.cues.iter().map(String::as_str));
     }
     out
@@ -211,6 +212,27 @@ fn near_words(field: &Field) -> Vec<&str> {
 /// content words (`80 human subjects`, `n = 20`): another number or a function word (`1 SEM
 /// over participants`, `7 trials across subjects`) breaks the bond.
 fn near_numbers(field: &Field, words: &[String], numbers: &[usize]) -> Vec<usize> {
+    let either: Vec<usize> = near_words(field)
+        .iter()
+        .flat_map(|w| evidence::phrase_positions(words, w))
+        .collect();
+    let bound = bound_numbers(field, words, numbers);
+    numbers
+        .iter()
+        .copied()
+        .filter(|&at| {
+            bound.contains(&at)
+                || either
+                    .iter()
+                    .any(|&p| p != at && p + NEAR_WINDOW >= at && p <= at + NEAR_WINDOW)
+        })
+        .collect()
+}
+
+/// The numbers of a sentence that a `near_before` or `near_after` word binds (see
+/// `near_numbers`): so tightly that a unitless one is still this field's (`rotated 45
+/// counter-clockwise`, where the PDF lost the degree sign).
+fn bound_numbers(field: &Field, words: &[String], numbers: &[usize]) -> Vec<usize> {
     // (first word, one past the last word) of each occurrence of each phrase
     let spans = |list: &[String]| -> Vec<(usize, usize)> {
         list.iter()
@@ -222,10 +244,6 @@ fn near_numbers(field: &Field, words: &[String], numbers: &[usize]) -> Vec<usize
             })
             .collect()
     };
-    let either: Vec<usize> = near_words(field)
-        .iter()
-        .flat_map(|w| evidence::phrase_positions(words, w))
-        .collect();
     let before = spans(&field.near_before);
     let after = spans(&field.near_after);
     // Whether the words strictly between `a` and `b` leave a number bound to a near word.
@@ -239,12 +257,9 @@ fn near_numbers(field: &Field, words: &[String], numbers: &[usize]) -> Vec<usize
         .iter()
         .copied()
         .filter(|&at| {
-            either
+            before
                 .iter()
-                .any(|&p| p != at && p + NEAR_WINDOW >= at && p <= at + NEAR_WINDOW)
-                || before
-                    .iter()
-                    .any(|&(_, end)| end <= at && bound(end - 1, at))
+                .any(|&(_, end)| end <= at && bound(end - 1, at))
                 || after.iter().any(|&(start, _)| bound(at, start))
         })
         .collect()
@@ -260,14 +275,17 @@ fn unit_after(field: &Field, words: &[String], at: usize) -> Option<String> {
         let hit = std::iter::once(&u.symbol)
             .chain(&u.aliases)
             .any(|a| evidence::words(a).first() == Some(next));
-        hit.then(|| {
-            if u.symbol.chars().all(char::is_alphabetic) {
-                format!(" {}", u.symbol)
-            } else {
-                u.symbol.clone()
-            }
-        })
+        hit.then(|| unit_text(&u.symbol))
     })
+}
+
+/// How a unit symbol follows its number in a value: `45°`, `500 ms`.
+fn unit_text(symbol: &str) -> String {
+    if symbol.chars().all(char::is_alphabetic) {
+        format!(" {symbol}")
+    } else {
+        symbol.to_string()
+    }
 }
 
 fn push_new(v: &mut Vec<String>, item: String) {
@@ -285,6 +303,7 @@ fn options(field: &Field, s: &Sentence) -> Options {
     let found = evidence::numbers_at(&s.words);
     let at_all: Vec<usize> = found.iter().map(|(at, _)| *at).collect();
     let near = near_numbers(field, &s.words, &at_all);
+    let bound = bound_numbers(field, &s.words, &at_all);
     for (at, n) in found {
         if !near.contains(&at) {
             continue;
@@ -301,6 +320,12 @@ fn options(field: &Field, s: &Sentence) -> Options {
                     push_new(&mut o.numbers, n.text);
                 } else if let Some(u) = unit_after(field, &s.words, at) {
                     push_new(&mut o.numbers, format!("{}{u}", n.text));
+                } else if let Some(first) = field.units.first().filter(|_| {
+                    bound.contains(&at) && s.words[at].starts_with(|c: char| c.is_ascii_digit())
+                }) {
+                    // Digits with no unit written, but bound to the field's words (a lost
+                    // degree sign): the schema's unit. Number words (`two rotations`) never.
+                    push_new(&mut o.numbers, format!("{}{}", n.text, unit_text(&first.symbol)));
                 }
             }
             FieldKind::Locations { count_words } => {
@@ -493,12 +518,14 @@ pub fn questions_for(
         // made of that sentence's options.
         let mut g = String::new();
         let mut top = vec![lit("{")];
+        let mut offered: Vec<Vec<(usize, Options)>> = Vec::new();
         for (fi, f) in fields.iter().enumerate() {
             if fi > 0 {
                 top.push(lit(", "));
             }
             top.push(format!("f{fi}"));
             let mut alts: Vec<String> = Vec::new();
+            let mut field_offers = Vec::new();
             for (si, &i) in shown.iter().enumerate() {
                 if !eligible(f, &all[i], exp, &others) {
                     continue;
@@ -511,8 +538,10 @@ pub fn questions_for(
                         lit(&format!("{}, \"value\": \"", si + 1)),
                         lit("\"}")
                     ));
+                    field_offers.push((si + 1, opts));
                 }
             }
+            offered.push(field_offers);
             let head = lit(&format!("\"{}\": ", f.name));
             if alts.is_empty() {
                 g.push_str(&format!("f{fi}: {head} \"null\"\n"));
@@ -526,7 +555,7 @@ pub fn questions_for(
         }
         top.push(lit("}"));
         let grammar = format!("start: {}\n{g}", top.join(" "));
-        let text = question_text(exp, experiments.len(), &group, &fields, &shown, all);
+        let text = question_text(exp, experiments.len(), &group, &fields, &shown, all, &offered);
         out.push(Question {
             experiment: exp.number,
             group,
@@ -546,6 +575,7 @@ fn question_text(
     fields: &[&Field],
     shown: &[usize],
     all: &[Sentence],
+    offered: &[Vec<(usize, Options)>],
 ) -> String {
     let mut t = String::new();
     if n_exps > 1 {
@@ -570,8 +600,11 @@ fn question_text(
 experiment and the value exactly as that sentence states it; write null if no sentence states \
 it.\n",
     );
-    for f in fields {
+    for (fi, f) in fields.iter().enumerate() {
         t.push_str(&format!("- {}\n", f.prompt_line()));
+        if let Some(line) = offered.get(fi).and_then(|o| offer_line(o)) {
+            t.push_str(&line);
+        }
     }
     let example: Vec<String> = fields
         .iter()
@@ -588,6 +621,27 @@ it.\n",
     t
 }
 
+/// The line under a field that lists what each shown sentence offers for it (`[5] 45°`),
+/// exactly the values its grammar allows: a small model then picks among stated values
+/// instead of recalling them from a long context, and answers null far less often when a
+/// sentence does state the value. `None` when no sentence offers anything.
+fn offer_line(offers: &[(usize, Options)]) -> Option<String> {
+    let parts: Vec<String> = offers
+        .iter()
+        .map(|(k, o)| {
+            let items: Vec<&str> = o
+                .numbers
+                .iter()
+                .chain(&o.counts)
+                .chain(&o.terms)
+                .map(String::as_str)
+                .collect();
+            format!("[{k}] {}", items.join(", "))
+        })
+        .collect();
+    (!parts.is_empty()).then(|| format!("  stated: {}\n", parts.join("; ")))
+}
+
 /// The text of every question that does not depend on the paper: each group's fixed
 /// sentences and field lines (what the job hash and the manifest's prompt hash cover).
 pub fn template(schema: &Schema) -> String {
@@ -599,7 +653,7 @@ pub fn template(schema: &Schema) -> String {
     let mut t = String::from(crate::run::prompt::SYSTEM);
     for (group, fields) in groups(schema) {
         t.push('\n');
-        t.push_str(&question_text(&exp, 1, &group, &fields, &[], &[]));
+        t.push_str(&question_text(&exp, 1, &group, &fields, &[], &[], &[]));
     }
     t
 }
@@ -884,6 +938,55 @@ mod tests {
             "A 45° rotation was imposed for 112 trials, with target order randomized.",
         );
         assert_eq!(o.terms, vec!["abrupt"]);
+        Ok(())
+    }
+
+    #[test]
+    fn a_lost_degree_sign_is_restored_only_where_rotation_words_bind_the_number() -> Result<()> {
+        let schema = Schema::load_default()?;
+        let o = offered(
+            &schema,
+            "perturbation_magnitude",
+            "The cursor was rotated 45 counter-clockwise relative to the hand, then a 30° rotation.",
+        );
+        assert_eq!(o.numbers, vec!["45°", "30°"]);
+        // Unbound digits and number words stay out: no rotation of 45 or of 2 degrees here.
+        let o = offered(
+            &schema,
+            "perturbation_magnitude",
+            "Landmarks were spaced 45 apart during the rotation, and two rotations alternated.",
+        );
+        assert!(o.numbers.is_empty(), "{:?}", o.numbers);
+        // The apparatus mirror is no mirror reversal.
+        let o = offered(
+            &schema,
+            "perturbation_class",
+            "A mirror was mounted halfway, and the visuomotor rotation began.",
+        );
+        assert_eq!(o.terms, vec!["visuomotor_rotation"]);
+        Ok(())
+    }
+
+    #[test]
+    fn a_question_lists_what_each_sentence_states() -> Result<()> {
+        let schema = Schema::load_default()?;
+        let d = doc("Methods\nParticipants moved a stylus on a digitizing tablet. The cursor was rotated by 45° for 80 trials.");
+        let all = sentences(&d);
+        let exps = crate::run::experiments::detect(&d.text, &schema.experiments);
+        let qs = questions_for(&schema, &all, &exps[0], &exps);
+        let q = qs
+            .iter()
+            .find(|q| q.group == "perturbation")
+            .expect("perturbation");
+        let line = q
+            .text
+            .lines()
+            .skip_while(|l| !l.starts_with("- perturbation_magnitude"))
+            .nth(1)
+            .unwrap_or_default();
+        assert!(line.contains("stated:") && line.contains("45°"), "{}", q.text);
+        // What the line lists is what the grammar allows.
+        assert!(q.grammar.contains("\"45°\""), "{}", q.grammar);
         Ok(())
     }
 

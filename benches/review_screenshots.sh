@@ -12,8 +12,8 @@ args=(report "$out" --gold "$gold")
 profile=$(mktemp -d)
 trap 'rm -rf "$profile"' EXIT
 # A window tall enough that the opened value needs no scrolling (headless screenshots of a
-# scrolled page come out blank).
+# scrolled page come out blank; HEIGHT=… for a value further down).
 chromium --headless --no-sandbox --disable-gpu --no-first-run --hide-scrollbars \
-  --user-data-dir="$profile" --window-size=1440,1150 --screenshot="$png" \
+  --user-data-dir="$profile" --window-size=1440,${HEIGHT:-1150} --screenshot="$png" \
   "file://$(realpath "$out")/report.html#show=$cell" 2>/dev/null
 ls -l "$png"

@@ -275,11 +275,16 @@ impl<'a> Runner<'a> {
             .iter()
             .flat_map(|e| question::questions_for(self.schema, &all, e, &experiments))
             .collect();
-        let longest = questions
-            .iter()
-            .map(|q| q.text.as_str())
-            .max_by_key(|t| t.len())
-            .unwrap_or("");
+        // The longest question in tokens (not characters: a line of degrees and digits takes
+        // more tokens per character than prose), for which the packer keeps room.
+        let mut longest = "";
+        let mut longest_tokens = 0;
+        for q in &questions {
+            let n = self.model.tokenizer.encode(&q.text)?.len();
+            if n > longest_tokens {
+                (longest, longest_tokens) = (q.text.as_str(), n);
+            }
+        }
         let pieces = pieces_of(doc);
         let packed = prompt::pack(
             longest,

@@ -300,6 +300,42 @@ fn distinct_sorted(mut vs: Vec<f64>) -> Vec<f64> {
     vs
 }
 
+/// Drops direction words from the terms of a number-set cell once more, as the vocabulary
+/// reads words (`term_key`): a direction word glued to other characters (`±(`) only shows
+/// after that cleaning, and `normalize` must give a text that parses the same.
+fn without_directions(field: &Field, v: Value) -> Value {
+    let Value::Terms(terms) = v else { return v };
+    let lex = field.lexicon();
+    let mut directions: Vec<String> = lex
+        .direction_words
+        .iter()
+        .map(|d| term_key(d, lex))
+        .filter(|k| !k.is_empty())
+        .collect();
+    directions.sort_by_key(|d| std::cmp::Reverse(d.len()));
+    let out = terms
+        .into_iter()
+        .filter_map(|t| {
+            let mut k = format!(" {t} ");
+            for d in &directions {
+                let padded = format!(" {d} ");
+                while k.contains(&padded) {
+                    k = k.replace(&padded, " ");
+                }
+            }
+            let k = k.trim();
+            if k.is_empty() {
+                None
+            } else if k == t {
+                Some(t)
+            } else {
+                Some(field.lookup_term(k).map_or_else(|| k.to_string(), str::to_string))
+            }
+        })
+        .collect();
+    Value::Terms(out)
+}
+
 fn parse_number_set(field: &Field, s: &str) -> Value {
     let toks = tokenize(s);
     if !toks.iter().any(|t| matches!(t, Tok::Num { .. })) {
@@ -309,7 +345,7 @@ fn parse_number_set(field: &Field, s: &str) -> Value {
             .split_whitespace()
             .filter(|w| !lex.direction_words.contains(&w.to_lowercase()))
             .collect();
-        return parse_terms(field, &kept.join(" "));
+        return without_directions(field, parse_terms(field, &kept.join(" ")));
     }
     Value::Magnitudes(distinct_sorted(
         numbers_with_units(field, &toks)

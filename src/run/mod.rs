@@ -271,20 +271,33 @@ impl<'a> Runner<'a> {
     pub fn prepare(&self, doc: &Document) -> Result<Prepared> {
         let experiments = experiments::detect(&doc.text, &self.schema.experiments);
         let all = question::sentences(doc);
-        let questions: Vec<question::Question> = experiments
-            .iter()
-            .flat_map(|e| question::questions_for(self.schema, &all, e, &experiments))
-            .collect();
-        // The longest question in tokens (not characters: a line of degrees and digits takes
-        // more tokens per character than prose), for which the packer keeps room.
-        let mut longest = "";
-        let mut longest_tokens = 0;
-        for q in &questions {
-            let n = self.model.tokenizer.encode(&q.text)?.len();
-            if n > longest_tokens {
-                (longest, longest_tokens) = (q.text.as_str(), n);
+        // Questions within the per-question token bound the plan counts: with a tokenizer
+        // that spends many tokens per character (byte-level ones), fewer sentences are shown.
+        let mut max_sentences = question::MAX_SENTENCES;
+        let (questions, longest) = loop {
+            let questions: Vec<question::Question> = experiments
+                .iter()
+                .flat_map(|e| {
+                    question::questions_for(self.schema, &all, e, &experiments, max_sentences)
+                })
+                .collect();
+            // The longest question in tokens (not characters: a line of degrees and digits
+            // takes more tokens per character than prose), for which the packer keeps room.
+            let (mut longest, mut longest_tokens) = (0, 0);
+            for (i, q) in questions.iter().enumerate() {
+                let n = self.model.tokenizer.encode(&q.text)?.len();
+                if n > longest_tokens {
+                    (longest, longest_tokens) = (i, n);
+                }
             }
-        }
+            if longest_tokens + QUESTION_MARKUP_TOKENS <= question::MAX_QUESTION_TOKENS
+                || max_sentences == 1
+            {
+                break (questions, longest);
+            }
+            max_sentences = (max_sentences / 2).max(1);
+        };
+        let longest = questions.get(longest).map_or("", |q| q.text.as_str());
         let pieces = pieces_of(doc);
         let packed = prompt::pack(
             longest,
@@ -459,6 +472,9 @@ const SPLIT: &str = "\u{E000}";
 /// Tokens kept free when the paper is packed: tokenizing the prefix and a question apart can
 /// differ by a token or two from tokenizing them together.
 const SPLIT_MARGIN_TOKENS: usize = 8;
+/// Tokens the chat template adds around a question (end of the user turn, the assistant's
+/// header): room kept under `question::MAX_QUESTION_TOKENS`.
+const QUESTION_MARKUP_TOKENS: usize = 32;
 
 /// One paper made ready for the model.
 pub struct Prepared {

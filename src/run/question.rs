@@ -22,8 +22,9 @@ use crate::schema::{Field, FieldKind, Schema};
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 
-/// Sentences a question shows at most, and per field.
-const MAX_SENTENCES: usize = 8;
+/// Sentences a question shows at most (fewer when a tokenizer makes the question too long,
+/// see `Runner::prepare`), and per field.
+pub const MAX_SENTENCES: usize = 8;
 const PER_FIELD: usize = 2;
 /// Longest sentence shown (longer ones are cut at word boundaries into pieces).
 const MAX_SENTENCE_CHARS: usize = 260;
@@ -489,12 +490,14 @@ fn value_rules(field: &Field, opts: &Options, name: &str, g: &mut String) -> Opt
     Some(())
 }
 
-/// Builds the questions of one experiment: one per field group that has any sentence to show.
+/// Builds the questions of one experiment: one per field group that has any sentence to show,
+/// each showing at most `max_sentences` sentences.
 pub fn questions_for(
     schema: &Schema,
     all: &[Sentence],
     exp: &Experiment,
     experiments: &[Experiment],
+    max_sentences: usize,
 ) -> Vec<Question> {
     let others: Vec<&Experiment> = experiments
         .iter()
@@ -505,7 +508,7 @@ pub fn questions_for(
         let mut shown: Vec<usize> = Vec::new();
         for f in &fields {
             for i in retrieve(f, all, exp, &others) {
-                if !shown.contains(&i) && shown.len() < MAX_SENTENCES {
+                if !shown.contains(&i) && shown.len() < max_sentences {
                     shown.push(i);
                 }
             }
@@ -873,7 +876,7 @@ mod tests {
         let d = doc("Methods\nTwenty-four right-handed participants took part in the study. Participants moved a stylus on a digitizing tablet to one of 8 targets. The cursor was rotated by 45° after a delay of 500 ms.");
         let all = sentences(&d);
         let exps = crate::run::experiments::detect(&d.text, &schema.experiments);
-        let qs = questions_for(&schema, &all, &exps[0], &exps);
+        let qs = questions_for(&schema, &all, &exps[0], &exps, MAX_SENTENCES);
         let part = qs
             .iter()
             .find(|q| q.group == "participants")
@@ -973,7 +976,7 @@ mod tests {
         let d = doc("Methods\nParticipants moved a stylus on a digitizing tablet. The cursor was rotated by 45° for 80 trials.");
         let all = sentences(&d);
         let exps = crate::run::experiments::detect(&d.text, &schema.experiments);
-        let qs = questions_for(&schema, &all, &exps[0], &exps);
+        let qs = questions_for(&schema, &all, &exps[0], &exps, MAX_SENTENCES);
         let q = qs
             .iter()
             .find(|q| q.group == "perturbation")

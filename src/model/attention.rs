@@ -175,10 +175,15 @@ pub fn attention_shared(
     let dtype = v.dtype();
     let block = (layout.block / b).max(1);
     let q5 = q.reshape((b, kv_heads, g, t, d))?;
-    // Softmax statistics of one part: (max, sum of exp, exp-weighted sum of V), in f32.
+    // Softmax statistics of one part: (max, sum of exp, exp-weighted sum of V), in f32. The
+    // scores are dropped as soon as they are shifted, so two score-sized buffers live at once,
+    // not three (the shifted scores and their exp; the memory plan counts three copies).
     let part = |s: Tensor, vals: &Tensor| -> Result<(Tensor, Tensor, Tensor)> {
         let m = s.max_keepdim(D::Minus1)?;
-        let e = s.broadcast_sub(&m)?.exp()?;
+        let shifted = s.broadcast_sub(&m)?;
+        drop(s);
+        let e = shifted.exp()?;
+        drop(shifted);
         let l = e.sum_keepdim(D::Minus1)?;
         let o = e.to_dtype(dtype)?.matmul(vals)?.to_dtype(DType::F32)?;
         Ok((m, l, o))
@@ -193,10 +198,11 @@ pub fn attention_shared(
             .permute((1, 0, 2, 3, 4))?
             .contiguous()?
             .reshape((1, kv_heads, b * g * n, d))?;
-        let sp = qp
-            .matmul(&prefix_k.t()?)?
-            .to_dtype(DType::F32)?
-            .affine(scale, 0.0)?;
+        // One statement per step, each reassignment dropping the previous buffer: a chain
+        // keeps its temporaries alive to its end (three score-sized buffers at once).
+        let mut sp = qp.matmul(&prefix_k.t()?)?;
+        sp = sp.to_dtype(DType::F32)?;
+        sp = sp.affine(scale, 0.0)?;
         let (mp, lp, op) = part(sp, prefix_v)?;
         let back = |x: Tensor, w: usize| -> Result<Tensor> {
             x.reshape((kv_heads, b, g * n, w))?
@@ -207,10 +213,9 @@ pub fn attention_shared(
         // The rows' own keys.
         let keys = layout.q_slot0 + q0 + n;
         let qr = qb.reshape((b, kv_heads, g * n, d))?;
-        let mut sr = qr
-            .matmul(&k.narrow(2, 0, keys)?.t()?)?
-            .to_dtype(DType::F32)?
-            .affine(scale, 0.0)?;
+        let mut sr = qr.matmul(&k.narrow(2, 0, keys)?.t()?)?;
+        sr = sr.to_dtype(DType::F32)?;
+        sr = sr.affine(scale, 0.0)?;
         if let Some(mask) = block_mask(layout, q0, n, keys, q.device())? {
             sr = sr
                 .reshape((b, kv_heads, g, n, keys))?

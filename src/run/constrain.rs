@@ -261,7 +261,13 @@ cursor was rotated by 45° or 30° after a delay of 500 ms, with endpoint feedba
         };
         let all = sentences(&doc);
         let exps = crate::run::experiments::detect(text, &schema.experiments);
-        let questions = questions_for(&schema, &all, &exps[0], &exps, crate::run::question::MAX_SENTENCES);
+        let questions = questions_for(
+            &schema,
+            &all,
+            &exps[0],
+            &exps,
+            crate::run::question::MAX_SENTENCES,
+        );
         assert!(questions.len() >= 3, "{questions:?}");
         let mut values = 0;
         for (qi, q) in questions.iter().enumerate() {

@@ -326,7 +326,10 @@ fn options(field: &Field, s: &Sentence) -> Options {
                 }) {
                     // Digits with no unit written, but bound to the field's words (a lost
                     // degree sign): the schema's unit. Number words (`two rotations`) never.
-                    push_new(&mut o.numbers, format!("{}{}", n.text, unit_text(&first.symbol)));
+                    push_new(
+                        &mut o.numbers,
+                        format!("{}{}", n.text, unit_text(&first.symbol)),
+                    );
                 }
             }
             FieldKind::Locations { count_words } => {
@@ -558,7 +561,15 @@ pub fn questions_for(
         }
         top.push(lit("}"));
         let grammar = format!("start: {}\n{g}", top.join(" "));
-        let text = question_text(exp, experiments.len(), &group, &fields, &shown, all, &offered);
+        let text = question_text(
+            exp,
+            experiments.len(),
+            &group,
+            &fields,
+            &shown,
+            all,
+            &offered,
+        );
         out.push(Question {
             experiment: exp.number,
             group,
@@ -987,7 +998,11 @@ mod tests {
             .skip_while(|l| !l.starts_with("- perturbation_magnitude"))
             .nth(1)
             .unwrap_or_default();
-        assert!(line.contains("stated:") && line.contains("45°"), "{}", q.text);
+        assert!(
+            line.contains("stated:") && line.contains("45°"),
+            "{}",
+            q.text
+        );
         // What the line lists is what the grammar allows.
         assert!(q.grammar.contains("\"45°\""), "{}", q.grammar);
         Ok(())

@@ -329,7 +329,11 @@ fn without_directions(field: &Field, v: Value) -> Value {
             } else if k == t {
                 Some(t)
             } else {
-                Some(field.lookup_term(k).map_or_else(|| k.to_string(), str::to_string))
+                Some(
+                    field
+                        .lookup_term(k)
+                        .map_or_else(|| k.to_string(), str::to_string),
+                )
             }
         })
         .collect();

@@ -104,6 +104,12 @@ pub struct Lexicon {
     pub direction_words: HashSet<String>,
     /// Words dropped before free-text token F1.
     pub stopwords: HashSet<String>,
+    /// Words that make the number after them a spread (`± 1.8`, `SD 3.24`), never a value of
+    /// a field that does not name one of them among its `near`/`near_before` words.
+    pub spread_words: HashSet<String>,
+    /// The experiments' heading words without a trailing full stop (`experiment`, `exp`): the
+    /// number after one is a label (`Experiment 1 Participants`), never a value.
+    pub label_words: HashSet<String>,
     /// Word-level spelling fixes.
     pub typos: HashMap<String, String>,
     /// Token-F1 threshold for free text.
@@ -176,6 +182,8 @@ struct RawSchema {
     direction_words: Vec<String>,
     #[serde(default)]
     stopwords: Vec<String>,
+    #[serde(default)]
+    spread_words: Vec<String>,
     #[serde(default = "default_threshold")]
     free_text_threshold: f64,
     #[serde(default)]
@@ -307,6 +315,14 @@ impl Schema {
                 .collect(),
             direction_words: lower(raw.direction_words),
             stopwords: lower(raw.stopwords),
+            spread_words: lower(raw.spread_words),
+            label_words: raw
+                .experiments
+                .heading_words
+                .iter()
+                .map(|w| w.trim().trim_end_matches('.').to_lowercase())
+                .filter(|w| !w.is_empty())
+                .collect(),
             typos: raw
                 .typos
                 .into_iter()
@@ -378,6 +394,24 @@ impl Field {
     /// what breaks the bond between a number and a `near_before`/`near_after` word.
     pub fn is_stopword(&self, word: &str) -> bool {
         self.lexicon.stopwords.contains(word)
+    }
+
+    /// Whether `word` (lower-cased) marks the number after it as a spread (`±`, `sd`) that is
+    /// not this field's value: true unless the field names it among its `near` or
+    /// `near_before` words (a standard deviation field reads exactly those numbers).
+    pub fn is_foreign_spread(&self, word: &str) -> bool {
+        self.lexicon.spread_words.contains(word)
+            && !self
+                .near
+                .iter()
+                .chain(&self.near_before)
+                .any(|w| w.eq_ignore_ascii_case(word))
+    }
+
+    /// Whether `word` (lower-cased) heads an experiment (`experiment`, `study`, `exp`): the
+    /// number after it is the experiment's label.
+    pub fn is_label_word(&self, word: &str) -> bool {
+        self.lexicon.label_words.contains(word)
     }
 
     fn build(rf: RawField, lexicon: &Arc<Lexicon>) -> Result<Field> {

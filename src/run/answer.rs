@@ -32,6 +32,10 @@ pub struct GroundedValue {
     /// page): the value is inherited by the experiment and keeps the quote it came from.
     #[serde(default)]
     pub inherited: bool,
+    /// True when the model wrote null and the value is the one every sentence shown for the
+    /// field states (see `run::question::read_answer`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub sole_offer: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -84,16 +84,29 @@ pub fn term_phrases<'f>(field: &'f Field, canonical: &str) -> Vec<std::borrow::C
 /// The canonical terms of `field` that `text_words` gives evidence for, in vocabulary order,
 /// leaving out spellings the schema marks `not_evidence` (too common in running text): what a
 /// question may offer as the field's value for a sentence.
+///
+/// A spelling is `not_evidence` as the *text* writes it: an occurrence of a phrase is left out
+/// when the words it covers are exactly a `not_evidence` spelling, inflections included, so
+/// `gradual` does not stand in `payoffs gradually shifted` when `gradually` is not evidence,
+/// while a longer cue (`gradually increased`) still does.
 pub fn cued_terms<'f>(field: &'f Field, text_words: &[String]) -> Vec<&'f str> {
     field
         .vocabulary
         .iter()
         .filter(|t| {
+            let barred: Vec<Vec<String>> = t
+                .not_evidence
+                .iter()
+                .map(|w| words(&w.replace('_', " ")))
+                .collect();
             term_phrases(field, &t.canonical).iter().any(|p| {
-                !t.not_evidence
-                    .iter()
-                    .any(|w| w.replace('_', " ").eq_ignore_ascii_case(p))
-                    && has_phrase(text_words, p)
+                let len = words(p).len();
+                phrase_positions(text_words, p).into_iter().any(|at| {
+                    let seen = &text_words[at..at + len];
+                    !barred.iter().any(|b| {
+                        b.len() == len && seen.iter().zip(b).all(|(s, w)| word_matches(s, w))
+                    })
+                })
             })
         })
         .map(|t| t.canonical.as_str())

@@ -153,6 +153,7 @@ mod tests {
                         span: Span { start: 0, end: 1 },
                         page: Some(1),
                         inherited: false,
+                        sole_offer: false,
                     },
                 );
                 GroundedExperiment {

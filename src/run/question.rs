@@ -139,13 +139,63 @@ pub fn sentences(doc: &Document) -> Vec<Sentence> {
             out.push(Sentence {
                 start: a + pa,
                 end: a + pb,
-                words: evidence::words(piece),
+                words: evidence::words(&without_citations(piece)),
                 text: shown,
                 weight,
             });
         }
     }
     out
+}
+
+/// Longest parenthesis read as a citation.
+const MAX_CITATION_CHARS: usize = 300;
+
+/// `s` with its parenthesized citations blanked (`(Green et al., 2010)`, `(Oldfield, 1971;
+/// Kim et al., 2018a)`, `(2010)`): a citation's year is never a value, and its author names
+/// never a cue. A parenthesis is a citation when it holds a year (four digits from 1900 to
+/// 2099, a letter allowed after) beside a name, or only the year.
+fn without_citations(s: &str) -> std::borrow::Cow<'_, str> {
+    let is_year = |t: &str| {
+        let t = t.trim_end_matches(|c: char| c.is_ascii_lowercase());
+        t.len() == 4
+            && t.chars().all(|c| c.is_ascii_digit())
+            && (t.starts_with("19") || t.starts_with("20"))
+    };
+    let mut blank: Vec<(usize, usize)> = Vec::new();
+    for (open, _) in s.match_indices('(') {
+        let rest = &s[open + 1..];
+        let Some(close) = rest.find([')', '(']) else {
+            continue;
+        };
+        if !rest[close..].starts_with(')') || close > MAX_CITATION_CHARS {
+            continue;
+        }
+        let inner = &rest[..close];
+        let tokens: Vec<&str> = inner
+            .split(|c: char| c.is_whitespace() || matches!(c, ',' | ';'))
+            .filter(|t| !t.is_empty())
+            .collect();
+        let years = tokens.iter().filter(|t| is_year(t)).count();
+        let named = tokens
+            .iter()
+            .any(|t| t.chars().next().is_some_and(char::is_uppercase));
+        if years > 0 && (named || tokens.len() == years) {
+            blank.push((open, open + 1 + close + 1));
+        }
+    }
+    if blank.is_empty() {
+        return std::borrow::Cow::Borrowed(s);
+    }
+    let mut out = String::with_capacity(s.len());
+    let mut at = 0;
+    for (a, b) in blank {
+        out.push_str(&s[at..a]);
+        out.push(' ');
+        at = b;
+    }
+    out.push_str(&s[at..]);
+    std::borrow::Cow::Owned(out)
 }
 
 /// `s` cut into pieces of at most `max` characters at spaces (byte ranges).
@@ -254,7 +304,7 @@ fn bound_numbers(field: &Field, words: &[String], numbers: &[usize]) -> Vec<usiz
             && !numbers.iter().any(|&n| a < n && n < b)
             && !words[a + 1..b].iter().any(|w| field.is_stopword(w))
     };
-    numbers
+    let tied: Vec<usize> = numbers
         .iter()
         .copied()
         .filter(|&at| {
@@ -262,6 +312,18 @@ fn bound_numbers(field: &Field, words: &[String], numbers: &[usize]) -> Vec<usiz
                 .iter()
                 .any(|&(_, end)| end <= at && bound(end - 1, at))
                 || after.iter().any(|&(start, _)| bound(at, start))
+        })
+        .collect();
+    // The other end of a range (`18-22 years`, `aged 18 to 22`) binds with the bound end.
+    let range = |a: usize, b: usize| b == a + 1 || (b == a + 2 && words[a + 1] == "to");
+    numbers
+        .iter()
+        .copied()
+        .filter(|&n| {
+            tied.contains(&n)
+                || tied
+                    .iter()
+                    .any(|&t| (n < t && range(n, t)) || (t < n && range(t, n)))
         })
         .collect()
 }
@@ -295,6 +357,16 @@ fn push_new(v: &mut Vec<String>, item: String) {
     }
 }
 
+/// Whether the number at `at` may be a value at all: not a spread (`7.2 ± 1.8`, `SD 3.24`)
+/// unless the field reads spreads, and not an experiment's label (`Experiment 1
+/// Participants`).
+fn own_number(field: &Field, words: &[String], at: usize) -> bool {
+    let Some(prev) = at.checked_sub(1).and_then(|p| words.get(p)) else {
+        return true;
+    };
+    !field.is_foreign_spread(prev) && !field.is_label_word(prev)
+}
+
 fn options(field: &Field, s: &Sentence) -> Options {
     let mut o = Options::default();
     let has_cue = field.cues.iter().any(|c| evidence::has_phrase(&s.words, c));
@@ -306,7 +378,7 @@ fn options(field: &Field, s: &Sentence) -> Options {
     let near = near_numbers(field, &s.words, &at_all);
     let bound = bound_numbers(field, &s.words, &at_all);
     for (at, n) in found {
-        if !near.contains(&at) {
+        if !near.contains(&at) || !own_number(field, &s.words, at) {
             continue;
         }
         match &field.kind {
@@ -373,6 +445,38 @@ pub struct Question {
     /// The answer's grammar (llguidance Lark).
     #[serde(skip)]
     pub grammar: String,
+    /// Per field (as `fields`): the one value every offering sentence states, with the shown
+    /// sentence (1-based) that states it alone where one does; `None` when the sentences
+    /// offer nothing or disagree. See [`read_answer`].
+    #[serde(skip)]
+    pub sole_offers: Vec<Option<(usize, String)>>,
+}
+
+/// The item every offer of a field holds, when there is exactly one such item: with the
+/// first sentence that offers only it (else the first that offers it).
+fn sole_offer(offers: &[(usize, Options)]) -> Option<(usize, String)> {
+    let items = |o: &Options| -> Vec<String> {
+        o.numbers
+            .iter()
+            .chain(&o.counts)
+            .chain(&o.terms)
+            .cloned()
+            .collect()
+    };
+    let (_, first) = offers.first()?;
+    let common: Vec<String> = items(first)
+        .into_iter()
+        .filter(|i| offers.iter().all(|(_, o)| items(o).contains(i)))
+        .collect();
+    let [item] = common.as_slice() else {
+        return None;
+    };
+    let at = offers
+        .iter()
+        .find(|(_, o)| items(o).len() == 1)
+        .or(offers.first())
+        .map(|(k, _)| *k)?;
+    Some((at, item.clone()))
 }
 
 /// Fields of `schema` asked per group, groups in the order their first field appears.
@@ -570,6 +674,7 @@ pub fn questions_for(
             all,
             &offered,
         );
+        let sole_offers = offered.iter().map(|o| sole_offer(o)).collect();
         out.push(Question {
             experiment: exp.number,
             group,
@@ -577,6 +682,7 @@ pub fn questions_for(
             shown,
             text,
             grammar,
+            sole_offers,
         });
     }
     out
@@ -686,18 +792,38 @@ pub struct Answered {
     pub value: String,
     /// Index into the paper's sentences.
     pub sentence: usize,
+    /// The model wrote null, and the value is the one its shown sentences all state.
+    pub sole_offer: bool,
 }
 
 /// Reads an answer to `q` (the grammar makes it parse; a cut answer keeps nothing).
+///
+/// A field the model left null takes its sole offer when its sentences have one (every
+/// sentence shown for it states the same value): a small model often writes null beside a
+/// sentence that plainly states the value (`a 45° counterclockwise rotation ... was imposed`
+/// offered `45°`, answered null), and a value that each of its candidate sentences states,
+/// quoted from one of them, is evidence by the same rule as a chosen one. The record marks it
+/// `sole_offer`.
 pub fn read_answer(q: &Question, text: &str) -> Result<Vec<Answered>> {
     let v: serde_json::Map<String, serde_json::Value> = serde_json::from_str(text)
         .with_context(|| format!("the answer is not complete JSON: {:?}", preview(text)))?;
     let mut out = Vec::new();
-    for f in &q.fields {
-        let Some(cell) = v.get(f) else { continue };
-        if cell.is_null() {
+    for (fi, f) in q.fields.iter().enumerate() {
+        let cell = v.get(f).filter(|c| !c.is_null());
+        let Some(cell) = cell else {
+            let sole = q.sole_offers.get(fi).and_then(Option::as_ref);
+            if let Some((k, value)) = sole {
+                if let Some(&sentence) = k.checked_sub(1).and_then(|k| q.shown.get(k)) {
+                    out.push(Answered {
+                        field: f.clone(),
+                        value: value.clone(),
+                        sentence,
+                        sole_offer: true,
+                    });
+                }
+            }
             continue;
-        }
+        };
         let cell: Cell =
             serde_json::from_value(cell.clone()).with_context(|| format!("field {f}: {cell}"))?;
         let Some(&sentence) = cell.sentence.checked_sub(1).and_then(|k| q.shown.get(k)) else {
@@ -711,6 +837,7 @@ pub fn read_answer(q: &Question, text: &str) -> Result<Vec<Answered>> {
             field: f.clone(),
             value: cell.value,
             sentence,
+            sole_offer: false,
         });
     }
     Ok(out)
@@ -786,6 +913,7 @@ pub fn ground(
                 },
                 page: page_of(&starts, s.start),
                 inherited: !exp.spans.is_empty() && !exp.owns(s.start),
+                sole_offer: a.sole_offer,
             },
         );
     }
@@ -936,6 +1064,102 @@ mod tests {
     }
 
     #[test]
+    fn spreads_labels_and_citation_years_are_never_values() -> Result<()> {
+        let schema = Schema::load_default()?;
+        // An age is what age words bind, with the other end of its range; `28 Female` is no
+        // age, and `SD 3.24` is a spread.
+        let o = offered(
+            &schema,
+            "age_mean",
+            "An additional thirty-six participants (28 Female, ages 18-22 years) were recruited.",
+        );
+        assert_eq!(o.numbers, vec!["18", "22"]);
+        let o = offered(
+            &schema,
+            "age_mean",
+            "Eighty human subjects [57 women, mean age 20.4 (SD 3.24) yrs.] were recruited.",
+        );
+        assert_eq!(o.numbers, vec!["20.4"]);
+        // ... but the standard deviation field reads exactly that spread.
+        let o = offered(
+            &schema,
+            "age_sd",
+            "Eighty human subjects [57 women, mean age 20.4 (SD 3.24) yrs.] were recruited.",
+        );
+        assert!(o.numbers.contains(&"3.24".to_string()), "{:?}", o.numbers);
+        // A result's spread is no rotation size (nor is its unitless mean).
+        let o = offered(
+            &schema,
+            "perturbation_magnitude",
+            "All groups compensated for the rotation (Magnitude plus direction: 26.0 ± 2.5°).",
+        );
+        assert!(o.numbers.is_empty(), "{:?}", o.numbers);
+        // An experiment's label is no count; a cited year is no count either.
+        let o = offered(
+            &schema,
+            "n_total",
+            "Experiment 1 Participants appeared overall able to compensate for the rotations.",
+        );
+        assert!(o.numbers.is_empty(), "{:?}", o.numbers);
+        let o = offered(
+            &schema,
+            "n_total",
+            "Due to agency in reaching (Green et al., 2010), people may be slow to update.",
+        );
+        assert!(o.numbers.is_empty(), "{:?}", o.numbers);
+        assert_eq!(
+            without_citations("as shown (Oldfield, 1971; Kim et al., 2018a) and (n = 20)."),
+            "as shown   and (n = 20)."
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn a_null_takes_the_value_every_shown_sentence_states() -> Result<()> {
+        let schema = Schema::load_default()?;
+        let d = doc("Methods
+Twenty healthy volunteers took part. Following baseline, a 45° counterclockwise rotation was imposed for 112 trials.");
+        let all = sentences(&d);
+        let exps = crate::run::experiments::detect(&d.text, &schema.experiments);
+        let qs = questions_for(&schema, &all, &exps[0], &exps, MAX_SENTENCES);
+        let q = qs
+            .iter()
+            .find(|q| q.group == "perturbation")
+            .expect("perturbation");
+        let answer = r#"{"perturbation_class": {"sentence": 1, "value": "visuomotor_rotation"}, "perturbation_magnitude": null, "perturbation_schedule": null, "schedule_blocking": null}"#;
+        let got = read_answer(q, answer)?;
+        let by: std::collections::BTreeMap<&str, &Answered> =
+            got.iter().map(|a| (a.field.as_str(), a)).collect();
+        assert!(!by["perturbation_class"].sole_offer);
+        assert_eq!(by["perturbation_magnitude"].value, "45°");
+        assert!(by["perturbation_magnitude"].sole_offer);
+        assert_eq!(by["perturbation_schedule"].value, "abrupt");
+        assert!(
+            all[by["perturbation_schedule"].sentence].text.contains("imposed"),
+            "quoted from the sentence that states it"
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn an_inflected_spelling_that_is_not_evidence_offers_nothing() -> Result<()> {
+        let schema = Schema::load_default()?;
+        let o = offered(
+            &schema,
+            "perturbation_schedule",
+            "The payoffs between the left and right targets gradually shifted over the session.",
+        );
+        assert!(o.terms.is_empty(), "{:?}", o.terms);
+        let o = offered(
+            &schema,
+            "perturbation_schedule",
+            "The rotation was gradually increased by 1° every 8 trials.",
+        );
+        assert_eq!(o.terms, vec!["gradual"]);
+        Ok(())
+    }
+
+    #[test]
     fn common_words_never_offer_a_term() -> Result<()> {
         let schema = Schema::load_default()?;
         // "years old" is no older-adult sample; a university pool is a healthy adult one.
@@ -1054,21 +1278,25 @@ mod tests {
                 field: "n_total".into(),
                 value: "80".into(),
                 sentence: 0,
+                sole_offer: false,
             },
             Answered {
                 field: "environment".into(),
                 value: "kinarm".into(),
                 sentence: 1,
+                sole_offer: false,
             },
             Answered {
                 field: "handedness".into(),
                 value: "right".into(),
                 sentence: 0,
+                sole_offer: false,
             },
             Answered {
                 field: "environment".into(),
                 value: "tablet".into(),
                 sentence: 1,
+                sole_offer: false,
             },
         ];
         let mut g = Grounded::default();

@@ -210,6 +210,50 @@ fn run_one_paper_with_a_broken_pdf_beside_it() {
 }
 
 /// Bad job files and inputs fail before any model work, naming the file and the reason.
+/// A window that cannot hold the questions' fixed text with some paper is refused before the
+/// model loads, with the number of tokens it needs, measured with the model's own tokenizer and
+/// chat template (here a schema whose field description alone takes ~1,500 tokens).
+#[test]
+fn a_window_too_small_for_the_questions_is_refused_before_loading() {
+    let Some(model) = small_model() else {
+        eprintln!("SKIP: real 0.5B model not found");
+        return;
+    };
+    let d = tempfile::tempdir().expect("tmp");
+    let schema = std::fs::read_to_string(root().join("configs/schema.toml")).expect("schema");
+    let long = "the number of people who took part ".repeat(200);
+    let schema = schema.replacen(
+        "description = \"Total number of participants in this experiment",
+        &format!("description = \"{long}. Total number of participants in this experiment"),
+        1,
+    );
+    let schema_path = d.path().join("schema.toml");
+    std::fs::write(&schema_path, schema).expect("write schema");
+    let job = write_job(d.path(), &model, &[&sample_pdf()], 1500, 100);
+    let text = std::fs::read_to_string(&job).expect("job");
+    let text = text.replace(
+        &format!(
+            "{:?}",
+            root().join("configs/schema.toml").display().to_string()
+        ),
+        &format!("{:?}", schema_path.display().to_string()),
+    );
+    std::fs::write(&job, text).expect("job");
+    let t0 = std::time::Instant::now();
+    let out = paramx_run(&job);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("max_input_tokens = 1500") && stderr.contains("use at least"),
+        "{stderr}"
+    );
+    assert!(
+        !d.path().join("out/results.jsonl").exists(),
+        "no paper was started"
+    );
+    eprintln!("refused in {:?}", t0.elapsed());
+}
+
 #[test]
 fn bad_jobs_are_refused_with_clear_errors() {
     let d = tempfile::tempdir().expect("tmp");

@@ -705,6 +705,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
         // dense bf16 weights on the GPU: the quantized-prefill switch does not apply
         prefill_dense_min_tokens: None,
         kernels: args.kernels,
+        stop: None,
     };
     let t0 = Instant::now();
     let model = Qwen2::load(&load_cfg, &RandomSource::new(&load_cfg), &opts)?;

@@ -193,11 +193,15 @@ fn model_hash(path: &std::path::Path, out_dir: &std::path::Path) -> Result<Strin
 
 fn model_options(job: &JobConfig) -> Result<ModelOptions> {
     match job.hardware.device {
-        DeviceKind::Cpu => Ok(ModelOptions::cpu()),
+        DeviceKind::Cpu => Ok(ModelOptions {
+            stop: Some(crate::run::STOP_REQUESTED.clone()),
+            ..ModelOptions::cpu()
+        }),
         DeviceKind::Cuda => {
             #[cfg(feature = "cuda")]
             {
                 let mut o = ModelOptions::cpu();
+                o.stop = Some(crate::run::STOP_REQUESTED.clone());
                 o.device = candle_core::Device::new_cuda(0)
                     .context("hardware.device = \"cuda\" but no CUDA GPU could be opened")?;
                 o.dtype = candle_core::DType::BF16;
@@ -382,6 +386,14 @@ pub fn run(args: Args) -> Result<ExitCode> {
     let model_path = ensure_model(&job)?;
     if matches!(launch, Launch::Single | Launch::Launcher(_)) {
         check_plan(&job, &model_path)?;
+        let tokenizer = crate::model::load_tokenizer(&model_path)?;
+        crate::run::prompt::check_fits(
+            &tokenizer,
+            &crate::run::question::group_templates(&schema),
+            job.limits.max_input_tokens,
+            crate::run::SPLIT_MARGIN_TOKENS,
+        )
+        .with_context(|| format!("job {}", args.config.display()))?;
     }
     if user_facing {
         eprintln!(
@@ -466,6 +478,7 @@ fn rank_process(prep: &Prepared, env: &RankEnv) -> Result<ExitCode> {
     opts.device = comm.device().clone();
     opts.dtype = candle_core::DType::BF16;
     opts.comm = std::sync::Arc::new(comm);
+    opts.stop = Some(crate::run::STOP_REQUESTED.clone());
     // Only the leader hashes (a cache hit: the launcher hashed the files before starting us).
     let mhash = if env.rank == 0 {
         Some(model_hash(&prep.model_path, &prep.job.io.out_dir)?)
@@ -522,7 +535,15 @@ fn run_rank(prep: &Prepared, opts: &ModelOptions, role: Role<'_>) -> Result<Exit
         started,
     } = prep;
     let t0 = std::time::Instant::now();
-    let model = crate::model::load(model_path, opts)?;
+    let model = match crate::model::load(model_path, opts) {
+        Err(e) if e.is::<crate::model::LoadStopped>() => {
+            if matches!(role, Role::Leader { .. }) {
+                eprintln!("paramx: stopped by signal while loading the model; rerun to continue");
+            }
+            return Ok(ExitCode::from(EXIT_REQUEUE));
+        }
+        r => r?,
+    };
     let load_secs = t0.elapsed().as_secs_f64();
     // The leader rewrites the review page after every paper (see `report`).
     let page = match role {

@@ -39,6 +39,7 @@ impl LoadedModel {
 /// `tokenizer.json`, safetensors). Errors name the path and the reason (missing, truncated,
 /// unknown architecture, ...).
 pub fn load(path: &Path, opts: &ModelOptions) -> Result<LoadedModel> {
+    check_stop(opts)?;
     if !path.exists() {
         bail!(
             "model {} not found (run `paramx fetch-model` or pass a GGUF file / HF directory)",
@@ -55,8 +56,64 @@ pub fn load(path: &Path, opts: &ModelOptions) -> Result<LoadedModel> {
     let src = load::gguf::GgufSource::open(path)?;
     let cfg =
         Qwen2Config::from_gguf(src.content()).with_context(|| format!("in {}", path.display()))?;
+    check_stop(opts)?;
     let tokenizer = tokenizer::Tokenizer::from_gguf(src.content())
         .with_context(|| format!("building the tokenizer of {}", path.display()))?;
     let model = Qwen2::load(&cfg, &src, opts)?;
     Ok(LoadedModel { model, tokenizer })
+}
+
+/// The tokenizer (and chat template) of the model at `path`, read without its weights: a GGUF
+/// file's header, or an HF directory's `tokenizer.json`. What a job's prompt limits are checked
+/// with before the weights load.
+pub fn load_tokenizer(path: &Path) -> Result<tokenizer::Tokenizer> {
+    if path.is_dir() {
+        return tokenizer::Tokenizer::from_hf_dir(path);
+    }
+    let src = load::gguf::GgufSource::open(path)?;
+    tokenizer::Tokenizer::from_gguf(src.content())
+        .with_context(|| format!("building the tokenizer of {}", path.display()))
+}
+
+/// Why a load ended early: the stop flag of [`ModelOptions::stop`] was set.
+#[derive(Debug, thiserror::Error)]
+#[error("stopped by signal while loading the model")]
+pub struct LoadStopped;
+
+/// Fails with [`LoadStopped`] once `opts.stop` is set.
+pub(crate) fn check_stop(opts: &ModelOptions) -> Result<()> {
+    match &opts.stop {
+        Some(flag) if flag.load(std::sync::atomic::Ordering::SeqCst) => Err(LoadStopped.into()),
+        _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+
+    /// A stop flag set before or while the weights load ends the load with `LoadStopped`, which
+    /// `paramx run` turns into the requeue exit code.
+    #[test]
+    fn a_stop_flag_ends_the_load() {
+        let flag = Arc::new(AtomicBool::new(true));
+        let opts = ModelOptions {
+            stop: Some(flag.clone()),
+            ..ModelOptions::cpu()
+        };
+        let err = load(Path::new("/no/such/model.gguf"), &opts)
+            .err()
+            .expect("a set flag stops before the file is read");
+        assert!(err.is::<LoadStopped>(), "{err:#}");
+        let cfg = crate::bench::shapes::tiny();
+        let src = crate::bench::random::RandomSource::new(&cfg);
+        let err = Qwen2::load(&cfg, &src, &opts)
+            .err()
+            .expect("a set flag stops between layers");
+        assert!(err.is::<LoadStopped>(), "{err:#}");
+        flag.store(false, Ordering::SeqCst);
+        assert!(Qwen2::load(&cfg, &src, &opts).is_ok());
+    }
 }

@@ -35,6 +35,10 @@ pub struct ModelOptions {
     pub prefill_dense_min_tokens: Option<usize>,
     /// The layer glue: fused kernels (default) or the plain candle reference path.
     pub kernels: Kernels,
+    /// Checked between layers while the weights load: once set, the load ends with
+    /// [`crate::model::LoadStopped`] (a 72B slice takes minutes to read, and a job asked to
+    /// stop must not wait for it). `None`: never stopped.
+    pub stop: Option<Arc<std::sync::atomic::AtomicBool>>,
 }
 
 impl ModelOptions {
@@ -49,6 +53,7 @@ impl ModelOptions {
             comm: Arc::new(crate::tp::SingleRank),
             prefill_dense_min_tokens: Some(2),
             kernels: Kernels::Fused,
+            stop: None,
         }
     }
 }
@@ -234,6 +239,7 @@ impl Qwen2 {
             .with_context(|| format!("loading the embedding from {}", src.describe()))?;
         let mut layers = Vec::with_capacity(cfg.num_hidden_layers);
         for i in 0..cfg.num_hidden_layers {
+            crate::model::check_stop(opts)?;
             let p = format!("model.layers.{i}");
             let layer = (|| -> Result<Layer> {
                 let (q, k, v) = (

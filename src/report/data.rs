@@ -137,6 +137,9 @@ pub struct EvidenceView {
     pub raw: String,
     pub page: Option<usize>,
     pub inherited: bool,
+    /// The model left the field null; the value is the one every sentence shown for it states.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub sole_offer: bool,
     /// Index into the paper's `passages`.
     pub passage: usize,
 }
@@ -243,6 +246,7 @@ pub fn build(input: &ReportInput<'_>) -> Result<ReportData> {
                     raw: gv.raw.clone(),
                     page: gv.page,
                     inherited: gv.inherited,
+                    sole_offer: gv.sole_offer,
                     passage,
                 });
                 totals.values += 1;

@@ -353,6 +353,8 @@ pub struct FieldEvidence {
     pub shared_quote: usize,
     /// Values whose experiment inherited them from text shared by all experiments.
     pub inherited: usize,
+    /// Values the model left null that took the one value every shown sentence states.
+    pub sole_offer: usize,
     /// Values the model gave that were not written because their quote does not state them.
     pub dropped_unsupported: usize,
 }
@@ -404,6 +406,7 @@ impl EvidenceReport {
                         fe.with_numbers_supported += usize::from(ok);
                     }
                     fe.inherited += usize::from(v.inherited);
+                    fe.sole_offer += usize::from(v.sole_offer);
                     let shared = e
                         .values
                         .iter()
@@ -431,6 +434,7 @@ impl EvidenceReport {
             total.with_numbers_supported += f.with_numbers_supported;
             total.shared_quote += f.shared_quote;
             total.inherited += f.inherited;
+            total.sole_offer += f.sole_offer;
             total.dropped_unsupported += f.dropped_unsupported;
         }
         rep.total = total;
@@ -448,18 +452,19 @@ impl EvidenceReport {
             }
         };
         let mut t = format!(
-            "evidence ({} paper(s), {} experiment(s)): every table value checked against its own quote\n{:<24} {:>5} {:>9} {:>12} {:>12} {:>9} {:>11}\n",
-            self.papers, self.experiments, "field", "kept", "supported", "numbers ok", "shared quote", "inherited", "dropped: no"
+            "evidence ({} paper(s), {} experiment(s)): every table value checked against its own quote\n{:<24} {:>5} {:>9} {:>12} {:>12} {:>9} {:>10} {:>11}\n",
+            self.papers, self.experiments, "field", "kept", "supported", "numbers ok", "shared quote", "inherited", "sole offer", "dropped: no"
         );
         for f in self.fields.iter().chain(std::iter::once(&self.total)) {
             t.push_str(&format!(
-                "{:<24} {:>5} {:>9} {:>12} {:>12} {:>9} {:>11}\n",
+                "{:<24} {:>5} {:>9} {:>12} {:>12} {:>9} {:>10} {:>11}\n",
                 f.field,
                 f.kept,
                 pct(f.supported, f.kept),
                 pct(f.with_numbers_supported, f.with_numbers),
                 pct(f.shared_quote, f.kept),
                 f.inherited,
+                f.sole_offer,
                 f.dropped_unsupported
             ));
         }

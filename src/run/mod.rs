@@ -471,7 +471,7 @@ const SPLIT: &str = "\u{E000}";
 
 /// Tokens kept free when the paper is packed: tokenizing the prefix and a question apart can
 /// differ by a token or two from tokenizing them together.
-const SPLIT_MARGIN_TOKENS: usize = 8;
+pub(crate) const SPLIT_MARGIN_TOKENS: usize = 8;
 /// Tokens the chat template adds around a question (end of the user turn, the assistant's
 /// header): room kept under `question::MAX_QUESTION_TOKENS`.
 const QUESTION_MARKUP_TOKENS: usize = 32;

@@ -4,7 +4,7 @@
 //! Invariant (checked at the end of [`pack`], not assumed): the rendered prompt's token count is
 //! at most the budget. What did not fit is reported section by section, never silently lost.
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 use serde::Serialize;
 
 /// One piece of the paper offered to the packer, in the order of the paper.
@@ -63,6 +63,43 @@ them. You answer with JSON only.";
 
 /// The paper first, the task after it: small models follow instructions that come last, and
 /// they cannot mistake the parameter descriptions for the paper's text.
+/// Tokens of paper that a prompt must have room for at least, beside its instructions: a job
+/// whose window holds less is refused before its model loads (see [`check_fits`]).
+pub const MIN_PAPER_TOKENS: usize = 256;
+
+/// Refuses, before any weight is read, a window of `max_input_tokens` that cannot hold the
+/// system message, the chat template and the longest question's fixed text (`instructions`,
+/// each counted as the model will see it) plus [`MIN_PAPER_TOKENS`] of paper and `margin`.
+/// Every paper would otherwise fail one by one after the load.
+pub fn check_fits(
+    tokenizer: &crate::model::tokenizer::Tokenizer,
+    instructions: &[String],
+    max_input_tokens: usize,
+    margin: usize,
+) -> Result<()> {
+    let tpl = tokenizer
+        .chat_template()
+        .context("the model has no chat template")?;
+    let mut fixed = 0;
+    for instr in instructions {
+        let rendered = tpl.render(
+            &[
+                crate::model::chat::ChatMessage::system(SYSTEM),
+                crate::model::chat::ChatMessage::user(user_message(instr, "")),
+            ],
+            true,
+        )?;
+        fixed = fixed.max(tokenizer.encode(&rendered)?.len());
+    }
+    let need = fixed + MIN_PAPER_TOKENS + margin;
+    if max_input_tokens < need {
+        bail!(
+            "limits.max_input_tokens = {max_input_tokens} is too small for this model and schema: the instructions, chat template and longest question take {fixed} tokens, and a prompt needs room for at least {MIN_PAPER_TOKENS} tokens of paper; use at least {need}"
+        );
+    }
+    Ok(())
+}
+
 fn user_message(instructions: &str, body: &str) -> String {
     format!("{}{instructions}", paper_block(body))
 }

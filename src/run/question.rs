@@ -765,17 +765,26 @@ fn offer_line(offers: &[(usize, Options)]) -> Option<String> {
 /// The text of every question that does not depend on the paper: each group's fixed
 /// sentences and field lines (what the job hash and the manifest's prompt hash cover).
 pub fn template(schema: &Schema) -> String {
+    let mut t = String::from(crate::run::prompt::SYSTEM);
+    for q in group_templates(schema) {
+        t.push('\n');
+        t.push_str(&q);
+    }
+    t
+}
+
+/// Each group's question without sentences or offers: its fixed text, which every prompt of
+/// that group holds (what `prompt::check_fits` counts before a model loads).
+pub fn group_templates(schema: &Schema) -> Vec<String> {
     let exp = Experiment {
         number: 1,
         label: String::new(),
         spans: Vec::new(),
     };
-    let mut t = String::from(crate::run::prompt::SYSTEM);
-    for (group, fields) in groups(schema) {
-        t.push('\n');
-        t.push_str(&question_text(&exp, 1, &group, &fields, &[], &[], &[]));
-    }
-    t
+    groups(schema)
+        .into_iter()
+        .map(|(group, fields)| question_text(&exp, 1, &group, &fields, &[], &[], &[]))
+        .collect()
 }
 
 /// One field of an answer: the sentence (1-based, as shown) and the value.
@@ -1135,7 +1144,9 @@ Twenty healthy volunteers took part. Following baseline, a 45° counterclockwise
         assert!(by["perturbation_magnitude"].sole_offer);
         assert_eq!(by["perturbation_schedule"].value, "abrupt");
         assert!(
-            all[by["perturbation_schedule"].sentence].text.contains("imposed"),
+            all[by["perturbation_schedule"].sentence]
+                .text
+                .contains("imposed"),
             "quoted from the sentence that states it"
         );
         Ok(())

@@ -11,7 +11,7 @@
 
 use candle_core::{DType, Device, IndexOp, Result, Tensor, D};
 use paramx::bench::random::RandomSource;
-use paramx::model::attention::{attention, attention_fused, AttentionLayout};
+use paramx::model::attention::{attention, attention_fused, attention_shared, AttentionLayout};
 use paramx::model::fused::{self, Heads, Kernels, ScoreRows};
 use paramx::model::{ModelOptions, Qwen2, Qwen2Config};
 use std::sync::Arc;
@@ -420,6 +420,93 @@ fn attention_decode_matches_plain() -> Result<()> {
                         check(label, &what, rel_err(&g, &w)?, dt);
                     }
                 }
+            }
+        }
+    }
+    Ok(())
+}
+
+#[test]
+fn cascade_decode_matches_shared_attention() -> Result<()> {
+    for (dev, dt, label) in targets() {
+        if dev.is_cuda() && dt != DType::BF16 {
+            // The GPU kernel is bf16 only (tensor-core operands); the model keeps the candle
+            // path for other dtypes (`fused::cascade_fits`).
+            eprintln!("SKIP {label} attention_cascade_decode: bf16 only on the GPU");
+            continue;
+        }
+        // (b, t, heads, kv, hd, prefix keys, q_slot0, pads). Prefix lengths are no multiple of
+        // the 64-key tile; rows with no own key besides the new token (pad == q_slot0, or
+        // q_slot0 == 0); ragged padding; b = 1, 3, 16; groups of 2 to 16 query heads per KV
+        // head; 128 query rows per KV head (one row tile, the 72B rank's decode) and 256 (two);
+        // a few queries per row with a padding query (slot < pad: the prefix alone).
+        let ragged: Vec<u32> = (0..16u32).map(|i| (i * 23) % 71).collect();
+        let cases: Vec<(usize, usize, usize, usize, usize, usize, usize, Vec<u32>)> = vec![
+            (1, 1, 8, 2, 128, 1000, 0, vec![0]),
+            (3, 1, 8, 1, 64, 333, 20, vec![0, 7, 20]),
+            (16, 1, 16, 2, 128, 4133, 70, ragged),
+            (16, 1, 32, 2, 64, 700, 10, (0..16).map(|i| i % 11).collect()),
+            (2, 3, 4, 1, 32, 65, 4, vec![0, 5]),
+            (2, 1, 8, 4, 16, 130, 3, vec![3, 0]),
+        ];
+        for (b, t, heads, kv, hd, plen, q_slot0, pads) in cases {
+            let geo = Heads {
+                heads,
+                kv_heads: kv,
+                head_dim: hd,
+            };
+            let cap = q_slot0 + t + 4;
+            let qkv = randn(&[b, t, geo.width()], dt, &dev)?;
+            let bias = randn(&[geo.width()], dt, &dev)?;
+            let cs = cos_sin(b, t, hd, dt, &dev)?;
+            let cache = randn(&[2, b, kv, cap, hd], dt, &dev)?;
+            fused::kv_append(&cache, &qkv, &bias, &cs, geo, q_slot0)?;
+            // The prefix's cache with room to spare past its keys, as the model holds it.
+            let prefix = randn(&[2, 1, kv, plen + 7, hd], dt, &dev)?;
+            let pad = Tensor::new(pads.as_slice(), &dev)?;
+            let run = || {
+                fused::attention_cascade_decode(
+                    &qkv, &bias, &cs, &cache, &pad, &prefix, plen, geo, q_slot0,
+                )
+            };
+            let got = run()?;
+            assert_eq!(got.dims(), [b, t, heads * hd]);
+            // A second launch gives the same bits (the decode kernel's counters are reset).
+            let again = run()?;
+            let diff = (got.to_dtype(DType::F32)? - again.to_dtype(DType::F32)?)?
+                .abs()?
+                .max_all()?
+                .to_scalar::<f32>()?;
+            assert_eq!(
+                diff, 0.0,
+                "{label}: cascade decode differs between launches"
+            );
+            // The candle-op path in f32 on the same (rounded) inputs, as the model ran it
+            // before: rotated q, the cache views, `attention_shared`, o_proj layout.
+            let f32s = |x: &Tensor| x.to_dtype(DType::F32);
+            let q = plain_heads(&f32s(&qkv)?, &f32s(&bias)?, &f32s(&cs)?, 0, heads, hd, true)?;
+            let total = q_slot0 + t;
+            let (c32, p32) = (f32s(&cache)?, f32s(&prefix)?);
+            let (k, v) = (
+                c32.i(0)?.narrow(2, 0, total)?,
+                c32.i(1)?.narrow(2, 0, total)?,
+            );
+            let (pk, pv) = (p32.i(0)?.narrow(2, 0, plen)?, p32.i(1)?.narrow(2, 0, plen)?);
+            let pad_v: Vec<usize> = pads.iter().map(|&p| p as usize).collect();
+            let layout = AttentionLayout {
+                pad: &pad_v,
+                q_slot0,
+                block: 64,
+            };
+            let want = attention_shared(&q, &pk, &pv, &k, &v, layout)?
+                .transpose(1, 2)?
+                .reshape((b, t, heads * hd))?;
+            let what = format!("cascade b{b} t{t} g{} hd{hd} prefix{plen}", heads / kv);
+            check(label, &what, rel_err(&got, &want)?, dt);
+            // Row by row too, so that a wrong row cannot hide behind larger ones.
+            for bi in 0..b {
+                let what = format!("cascade b{b} row {bi} (pad {})", pads[bi]);
+                check(label, &what, rel_err(&got.i(bi)?, &want.i(bi)?)?, dt);
             }
         }
     }

@@ -464,7 +464,22 @@ impl Qwen2 {
                 let slot0 = cache.len();
                 let kv = cache.layer(index);
                 fused::kv_append(kv, &qkv, &l.qkv_bias, rope.packed(), geo, slot0)?;
-                if let Some(p) = prefix {
+                if let (Some(p), true) = (prefix, fused::cascade_fits(&qkv, t, hd, slot0 + t)) {
+                    // Decode steps on a shared prefix: one tensor-core kernel for the prefix
+                    // and the decode kernel for the rows' own keys (see the function).
+                    let pad = cache.pad_tensor();
+                    fused::attention_cascade_decode(
+                        &qkv,
+                        &l.qkv_bias,
+                        rope.packed(),
+                        kv,
+                        pad,
+                        p.layer(index),
+                        p.len(),
+                        geo,
+                        slot0,
+                    )?
+                } else if let Some(p) = prefix {
                     let q = fused::rope_q(&qkv, &l.qkv_bias, rope.packed(), geo)?;
                     let (k_all, v_all) = cache.views(index, slot0 + t)?;
                     let (pk, pv) = p.views(index, p.len())?;

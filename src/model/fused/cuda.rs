@@ -288,6 +288,28 @@ pub(super) struct DecodeArgs<'a> {
     pub cache: (&'a CudaStorage, &'a Layout),
     pub bias: (&'a CudaStorage, &'a Layout),
     pub pad: (&'a CudaStorage, &'a Layout),
+    /// The shared prefix's cache `(2, 1, kv_heads, capacity, head_dim)` and its length, for
+    /// [`super::attention_cascade_decode`].
+    pub prefix: Option<(&'a CudaStorage, &'a Layout, usize)>,
+}
+
+/// Must match `CAS_THREADS`, `CAS_ROWS`, `CAS_KEYS` in `kernels.cu`.
+const CAS_THREADS: u32 = 256;
+const CAS_ROWS: usize = 128;
+const CAS_KEYS: usize = 64;
+/// Blocks the prefix kernel aims for: two per SM of an H100 (132 SMs), so that every SM has
+/// work in the last wave too; more splits only add partials for the combine to read.
+const CAS_TARGET_BLOCKS: usize = 264;
+
+/// Geometry of the cascade's prefix launch: `(row tiles, tiles per split, splits)` for `rows`
+/// query rows per KV head over `plen` prefix keys.
+fn cascade_splits(rows_per_kv: usize, kv_heads: usize, plen: usize) -> (usize, usize, usize) {
+    let rtiles = rows_per_kv.div_ceil(CAS_ROWS).max(1);
+    let tiles = plen.div_ceil(CAS_KEYS);
+    let per_split = (tiles * kv_heads * rtiles)
+        .div_ceil(CAS_TARGET_BLOCKS)
+        .max(1);
+    (rtiles, per_split, tiles.div_ceil(per_split))
 }
 
 pub(super) fn attention_decode(
@@ -310,12 +332,16 @@ pub(super) fn attention_decode(
     // The kernel loads 16-byte vectors from rows of head_dim elements: the views must start
     // on a 16-byte boundary (candle's allocations do; a view at an odd offset would not).
     let elem = a.qkv.0.dtype().size_in_bytes();
-    for (what, l) in [
+    let mut starts = vec![
         ("qkv", a.qkv.1),
         ("cos/sin", a.cs.1),
         ("cache", a.cache.1),
         ("bias", a.bias.1),
-    ] {
+    ];
+    if let Some((_, l, _)) = a.prefix {
+        starts.push(("prefix cache", l));
+    }
+    for (what, l) in starts {
         if (l.start_offset() * elem) % 16 != 0 {
             candle_core::bail!("attention_decode: {what} starts off a 16-byte boundary")
         }
@@ -328,8 +354,14 @@ pub(super) fn attention_decode(
         a.pad.1,
         "attention_decode pad",
     )?;
-    let dims = [batch, t, h.heads, h.kv_heads, cap, q_slot0, splits].map(|d| d as i64);
     let scale = 1.0 / (hd as f32).sqrt();
+    // The shared prefix first: its partials, which the decode kernel's combine folds in (same
+    // stream: they are complete before it starts).
+    let (ppart, psplits) = match a.prefix {
+        Some((ps, pl, plen)) if plen > 0 => cascade_prefix(&a, (ps, pl, plen), h, batch, t, scale)?,
+        _ => (None, 0),
+    };
+    let dims = [batch, t, h.heads, h.kv_heads, cap, q_slot0, splits, psplits].map(|d| d as i64);
     let cfg = LaunchConfig {
         grid_dim: (splits as u32, rows as u32, 1),
         block_dim: (DEC_THREADS, 1, 1),
@@ -362,16 +394,88 @@ pub(super) fn attention_decode(
             .arg(&cs)
             .arg(&cache)
             .arg(&pad)
-            .arg(&part)
-            .arg(&out)
-            .arg(&done);
+            .arg(&part);
+        // Without a prefix the kernel never reads `ppart` (psplits = 0): any pointer will do.
+        match &ppart {
+            Some(pp) => b.arg(pp),
+            None => b.arg(&part),
+        };
+        b.arg(&out).arg(&done);
         for d in &dims {
             b.arg(d);
         }
         b.arg(&scale);
         // SAFETY: argument types and order match `attn_decode_*_*` in kernels.cu; `done`
-        // holds DEC_MAX_ROWS >= rows zeroed counters.
+        // holds DEC_MAX_ROWS >= rows zeroed counters; `ppart` holds rows x psplits partials.
         unsafe { b.launch(cfg) }.w()?;
         Ok(CudaStorage::wrap_cuda_slice(out, dev.clone()))
     })
+}
+
+/// Launches `cascade_prefix_bf16_<hd>` (the shared prefix's half of cascade decode attention)
+/// and returns its partials `(rows, psplits, hd + 2)` with `psplits`.
+fn cascade_prefix(
+    a: &DecodeArgs<'_>,
+    prefix: (&CudaStorage, &Layout, usize),
+    h: Heads,
+    batch: usize,
+    t: usize,
+    scale: f32,
+) -> Result<(Option<CudaSlice<f32>>, usize)> {
+    let (ps, pl, plen) = prefix;
+    let dev = a.qkv.0.device.clone();
+    let hd = h.head_dim;
+    let pdims = pl.dims();
+    if pdims.len() != 5
+        || pdims[0] != 2
+        || pdims[1] != 1
+        || pdims[2] != h.kv_heads
+        || pdims[4] != hd
+        || plen > pdims[3]
+    {
+        candle_core::bail!(
+            "attention_cascade_decode: prefix cache {pdims:?} does not hold {plen} keys of {h:?}"
+        )
+    }
+    if a.qkv.0.dtype() != candle_core::DType::BF16 || ps.dtype() != candle_core::DType::BF16 {
+        candle_core::bail!(
+            "attention_cascade_decode: the GPU kernel is bf16 only (tensor-core operands), got {:?}",
+            a.qkv.0.dtype()
+        )
+    }
+    let rows = batch * h.heads * t;
+    let (rtiles, per_split, psplits) =
+        cascade_splits(batch * t * (h.heads / h.kv_heads), h.kv_heads, plen);
+    if rtiles > u16::MAX as usize || psplits > DEC_MAX_SPLITS {
+        candle_core::bail!(
+            "attention_cascade_decode: {rtiles} row tiles or {psplits} prefix splits not supported"
+        )
+    }
+    // SAFETY: each (row, split) partial is written by the block of that split and row tile.
+    let ppart = unsafe { dev.alloc::<f32>(rows * psplits * (hd + 2))? };
+    let dims = [
+        batch, t, h.heads, h.kv_heads, pdims[3], plen, per_split, psplits,
+    ]
+    .map(|d| d as i64);
+    let cfg = LaunchConfig {
+        grid_dim: (psplits as u32, h.kv_heads as u32, rtiles as u32),
+        block_dim: (CAS_THREADS, 1, 1),
+        shared_mem_bytes: 0,
+    };
+    type T = half::bf16;
+    let qkv = view(same::<T>(a.qkv.0, "cascade qkv")?, a.qkv.1, "qkv")?;
+    let bias = view(same::<T>(a.bias.0, "cascade bias")?, a.bias.1, "bias")?;
+    let cs = view(same::<T>(a.cs.0, "cascade cos/sin")?, a.cs.1, "cos/sin")?;
+    let pc = view(same::<T>(ps, "cascade prefix cache")?, pl, "prefix cache")?;
+    let f = dev.get_or_load_custom_func(&format!("cascade_prefix_bf16_{hd}"), MODULE, PTX)?;
+    let mut b = f.builder();
+    b.arg(&qkv).arg(&bias).arg(&cs).arg(&pc).arg(&ppart);
+    for d in &dims {
+        b.arg(d);
+    }
+    b.arg(&scale);
+    // SAFETY: argument types and order match `cascade_prefix_bf16_*` in kernels.cu; the
+    // prefix cache holds `plen` <= capacity keys (checked above).
+    unsafe { b.launch(cfg) }.w()?;
+    Ok((Some(ppart), psplits))
 }

@@ -325,14 +325,14 @@ __device__ void add_rms_norm(const T *__restrict__ x, const T *__restrict__ y,
 // no barrier: thread i owns output element i and reads the splits DEC_COMBINE at a time (all of
 // a batch's loads in flight together), merging them into a running (max, sum, weighted sum).
 // The maxima are in base 2, as the split phase writes them (scores scaled by log2 e, exp2f).
-// The partials of other blocks are read through L2 (__ldcg): this SM's L1 never saw them.
+// The partials of other blocks (and of the cascade's prefix kernel) are read through L2
+// (__ldcg): this SM's L1 never saw them. `attn_decode_fold` merges one array of `splits`
+// partials (`hd + 2` floats each) into the running state of element i; a cascade row folds its
+// own keys' partials, then the shared prefix's.
 #define DEC_COMBINE 8
-template <typename T>
-__device__ void attn_decode_combine(const float *__restrict__ p, T *__restrict__ o, int64_t hd,
-                                    int64_t splits) {
-    const int64_t i = threadIdx.x;
-    if (i >= hd) return;
-    float m = -INFINITY, l = 0.0f, acc = 0.0f;
+__device__ __forceinline__ void attn_decode_fold(const float *__restrict__ p, int64_t i,
+                                                 int64_t hd, int64_t splits, float &m, float &l,
+                                                 float &acc) {
     for (int64_t s0 = 0; s0 < splits; s0 += DEC_COMBINE) {
         float ms[DEC_COMBINE], ls[DEC_COMBINE], vs[DEC_COMBINE];
 #pragma unroll
@@ -358,6 +358,19 @@ __device__ void attn_decode_combine(const float *__restrict__ p, T *__restrict__
         }
         m = mx;
     }
+}
+
+// `p`: this row's own partials (`splits`); `pp`: its prefix partials (`psplits`, 0 without a
+// shared prefix).
+template <typename T>
+__device__ void attn_decode_combine(const float *__restrict__ p, const float *__restrict__ pp,
+                                    T *__restrict__ o, int64_t hd, int64_t splits,
+                                    int64_t psplits) {
+    const int64_t i = threadIdx.x;
+    if (i >= hd) return;
+    float m = -INFINITY, l = 0.0f, acc = 0.0f;
+    attn_decode_fold(p, i, hd, splits, m, l, acc);
+    if (psplits > 0) attn_decode_fold(pp, i, hd, psplits, m, l, acc);
     o[i] = from_f32<T>(l > 0.0f ? acc / l : 0.0f); // no visible key: zeros
 }
 
@@ -365,9 +378,10 @@ template <typename T, int HD>
 __device__ void attn_decode(const T *__restrict__ qkv, const T *__restrict__ bias,
                             const T *__restrict__ cs, const T *__restrict__ cache,
                             const uint32_t *__restrict__ pad, float *__restrict__ part,
-                            T *__restrict__ out, uint32_t *__restrict__ done, int64_t b,
-                            int64_t t, int64_t heads, int64_t kv_heads, int64_t cap,
-                            int64_t q_slot0, int64_t splits, float scale) {
+                            const float *__restrict__ ppart, T *__restrict__ out,
+                            uint32_t *__restrict__ done, int64_t b, int64_t t, int64_t heads,
+                            int64_t kv_heads, int64_t cap, int64_t q_slot0, int64_t splits,
+                            int64_t psplits, float scale) {
     // Everything that depends on the head dimension is a constant: loops unroll completely and
     // the in-block offsets fold. (A runtime head dimension took ~1,800 instructions per warp,
     // and the kernel was bound by issuing them: 14.5 us under ncu at 1k keys.)
@@ -492,8 +506,8 @@ __device__ void attn_decode(const T *__restrict__ qkv, const T *__restrict__ bia
     __syncthreads();
     if (!last) return;
     __threadfence();
-    attn_decode_combine<T>(part + row * splits * (HD + 2), out + ((bi * t + ti) * heads + h) * HD,
-                           HD, splits);
+    attn_decode_combine<T>(part + row * splits * (HD + 2), ppart + row * psplits * (HD + 2),
+                           out + ((bi * t + ti) * heads + h) * HD, HD, splits, psplits);
 }
 
 #define INSTANTIATE(SUFFIX, T)                                                                    \
@@ -528,10 +542,11 @@ INSTANTIATE(f32, float)
 #define INSTANTIATE_DECODE(SUFFIX, T, HD)                                                         \
     extern "C" __global__ void __launch_bounds__(DEC_THREADS) attn_decode_##SUFFIX##_##HD(         \
         const T *qkv, const T *bias, const T *cs, const T *cache, const uint32_t *pad,            \
-        float *part, T *out, uint32_t *done, int64_t b, int64_t t, int64_t heads,                 \
-        int64_t kv_heads, int64_t cap, int64_t q_slot0, int64_t splits, float scale) {            \
-        attn_decode<T, HD>(qkv, bias, cs, cache, pad, part, out, done, b, t, heads, kv_heads,     \
-                           cap, q_slot0, splits, scale);                                          \
+        float *part, const float *ppart, T *out, uint32_t *done, int64_t b, int64_t t,            \
+        int64_t heads, int64_t kv_heads, int64_t cap, int64_t q_slot0, int64_t splits,            \
+        int64_t psplits, float scale) {                                                           \
+        attn_decode<T, HD>(qkv, bias, cs, cache, pad, part, ppart, out, done, b, t, heads,        \
+                           kv_heads, cap, q_slot0, splits, psplits, scale);                       \
     }
 
 // The head dimensions of `decode_head_dim` in mod.rs.
@@ -543,3 +558,300 @@ INSTANTIATE_DECODE(f32, float, 16)
 INSTANTIATE_DECODE(f32, float, 32)
 INSTANTIATE_DECODE(f32, float, 64)
 INSTANTIATE_DECODE(f32, float, 128)
+
+// The shared-prefix half of cascade decode attention (rows continuing one shared prefix, see
+// `attention_shared` in attention.rs). The rows' own keys go through `attn_decode` above, whose
+// combine folds in the partials this kernel writes, so the two parts are joined exactly through
+// their softmax statistics (max, sum) in one place.
+//
+// Why a kernel of its own: every query row of a KV head (b rows x g query heads x t queries)
+// attends to the same prefix keys, so the prefix is a small matrix product per KV head,
+// (b g t) x P x d, not b g t dot-product sweeps. One block per (split of the prefix's keys, KV
+// head, tile of CAS_ROWS query rows) loads each 64-key tile of K and V once into shared memory
+// and all its warps (16 query rows each) use it: tensor-core mma.sync (bf16 in, f32
+// accumulate) for the scores and for P V, an online softmax in registers between them (the
+// FlashAttention-2 scheme: the score accumulators are re-packed in place as the A operand of
+// P V). At the 72B rank's decode shapes (16 rows x 8 heads = 128 query rows per KV head, a 16k
+// prefix) the candle-op path ran ~37 launches per layer; this is one, and the prefix's K/V is
+// read once per KV head and row tile (one tile up to 128 rows).
+//
+// Queries: rotated here from the packed projection (as `rope_q`: q + bias, NeoX rotation,
+// rounded once to bf16, the operand type of mma), stored in shared memory, then held as A
+// fragments in registers for the whole block. Scores: f32 from the mma, scaled by
+// scale x log2(e) (base 2, as attn_decode's partials). Probabilities: rounded to bf16 for P V
+// (as the candle path's `e.to_dtype(bf16).matmul(v)`), their sum kept in f32.
+// Output: for query row `row` = (bi * heads + h) * t + ti and split s, the partial
+// (max, sum, unnormalised sum of p V) at ppart[(row * psplits + s) * (HD + 2)].
+// The next tile's K/V is loaded into registers while the current one is multiplied.
+#define CAS_THREADS 256
+#define CAS_WARPS (CAS_THREADS / 32)
+#define CAS_ROWS (CAS_WARPS * 16) // query rows of a block: 16 per warp (the mma's M)
+#define CAS_KEYS 64               // keys of a shared-memory tile
+
+__device__ __forceinline__ void mma_bf16_16816(float *c, const uint32_t *a, uint32_t b0,
+                                               uint32_t b1) {
+    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 "
+                 "{%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, {%0, %1, %2, %3};\n"
+                 : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+
+// Two floats as a bf16 pair in one register: `lo` in the low half (the lower column/row index,
+// as mma fragments order their elements).
+__device__ __forceinline__ uint32_t pack_bf16x2(float lo, float hi) {
+    const __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
+    return *reinterpret_cast<const uint32_t *>(&v);
+}
+__device__ __forceinline__ uint32_t pack_raw_bf16x2(__nv_bfloat16 lo, __nv_bfloat16 hi) {
+    return (uint32_t)__bfloat16_as_ushort(lo) | ((uint32_t)__bfloat16_as_ushort(hi) << 16);
+}
+
+template <int HD>
+__device__ void cascade_prefix(const __nv_bfloat16 *__restrict__ qkv,
+                               const __nv_bfloat16 *__restrict__ bias,
+                               const __nv_bfloat16 *__restrict__ cs,
+                               const __nv_bfloat16 *__restrict__ prefix, float *__restrict__ ppart,
+                               int64_t b, int64_t t, int64_t heads, int64_t kv_heads, int64_t pcap,
+                               int64_t plen, int64_t tiles_per_split, int64_t psplits,
+                               float scale) {
+    typedef __nv_bfloat16 T;
+    // Shared row stride in elements: 16 bytes of padding per row make the fragment loads
+    // (8 rows x 4 words per warp) fall in 32 distinct banks.
+    constexpr int STRIDE = HD + 8;
+    constexpr int KSTEPS = HD / 16; // k-steps of Q K^T
+    constexpr int DTILES = HD / 8;  // n-tiles of P V
+    constexpr int HALF = HD / 2;
+    constexpr int VEC = 8; // bf16 per 16-byte vector
+    constexpr int TILE_VECS = CAS_KEYS * HD / VEC;
+    constexpr int LOADS = (TILE_VECS + CAS_THREADS - 1) / CAS_THREADS;
+    constexpr int QITEMS = CAS_ROWS * HALF / VEC; // (row, 8 dims of the lower half) items
+    constexpr int QLOADS = (QITEMS + CAS_THREADS - 1) / CAS_THREADS;
+    static_assert(HD % 16 == 0 && HALF % VEC == 0, "head dim");
+    // K tile | V tile; first the block's queries (CAS_ROWS = 2 x CAS_KEYS rows: same size).
+    __shared__ __align__(16) T smem[2 * CAS_KEYS * STRIDE];
+
+    const int64_t split = blockIdx.x, kvh = blockIdx.y, rtile = blockIdx.z;
+    const int64_t g = heads / kv_heads, nrows = b * g * t; // query rows of this KV head
+    const int64_t width = (heads + 2 * kv_heads) * HD;
+    const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
+    const int gid = lane / 4, tig = lane % 4; // the mma fragments' row group, thread in group
+    // Local row lr = (bi * g + gi) * t + ti; its output row is (bi * heads + kvh * g + gi) * t + ti.
+    auto out_row = [&](int64_t lr) {
+        const int64_t ti = lr % t, gi = (lr / t) % g, bi = lr / (t * g);
+        return (bi * heads + kvh * g + gi) * t + ti;
+    };
+
+    // Phase 0: the block's queries, rotated, into shared memory (zeros past the last row). All
+    // loads first (one round trip), then the arithmetic.
+    {
+        uint4 xa[QLOADS], xb[QLOADS], ba[QLOADS], bb[QLOADS], co[QLOADS], si[QLOADS];
+#pragma unroll
+        for (int u = 0; u < QLOADS; u++) {
+            const int item = u * CAS_THREADS + tid;
+            const int r = item / (HALF / VEC), d = (item % (HALF / VEC)) * VEC;
+            const int64_t lr = rtile * CAS_ROWS + r;
+            const uint4 z = make_uint4(0, 0, 0, 0);
+            xa[u] = xb[u] = ba[u] = bb[u] = co[u] = si[u] = z;
+            if (item < QITEMS && lr < nrows) {
+                const int64_t ti = lr % t, gi = (lr / t) % g, bi = lr / (t * g);
+                const int64_t h = kvh * g + gi, tok = bi * t + ti;
+                const T *x = qkv + tok * width + h * HD, *bs = bias + h * HD, *c = cs + tok * HD;
+                xa[u] = ld16(x + d);
+                xb[u] = ld16(x + d + HALF);
+                ba[u] = ld16(bs + d);
+                bb[u] = ld16(bs + d + HALF);
+                co[u] = ld16(c + d);
+                si[u] = ld16(c + HALF + d);
+            }
+        }
+#pragma unroll
+        for (int u = 0; u < QLOADS; u++) {
+            const int item = u * CAS_THREADS + tid;
+            if (item >= QITEMS) continue;
+            const int r = item / (HALF / VEC), d = (item % (HALF / VEC)) * VEC;
+            float x1[VEC], x2[VEC], b1[VEC], b2[VEC], c[VEC], s[VEC], o1[VEC], o2[VEC];
+            unpack<T>(xa[u], x1);
+            unpack<T>(xb[u], x2);
+            unpack<T>(ba[u], b1);
+            unpack<T>(bb[u], b2);
+            unpack<T>(co[u], c);
+            unpack<T>(si[u], s);
+#pragma unroll
+            for (int e = 0; e < VEC; e++)
+                rotate(x1[e] + b1[e], x2[e] + b2[e], c[e], s[e], &o1[e], &o2[e]);
+            *reinterpret_cast<uint4 *>(smem + r * STRIDE + d) = pack<T>(o1);
+            *reinterpret_cast<uint4 *>(smem + r * STRIDE + d + HALF) = pack<T>(o2);
+        }
+    }
+    __syncthreads();
+    // A fragments of this warp's 16 query rows (rows gid and gid + 8 of the warp's slice).
+    uint32_t qa[KSTEPS][4];
+    {
+        const T *q0 = smem + (warp * 16 + gid) * STRIDE + tig * 2, *q1 = q0 + 8 * STRIDE;
+#pragma unroll
+        for (int kk = 0; kk < KSTEPS; kk++) {
+            qa[kk][0] = *reinterpret_cast<const uint32_t *>(q0 + kk * 16);
+            qa[kk][1] = *reinterpret_cast<const uint32_t *>(q1 + kk * 16);
+            qa[kk][2] = *reinterpret_cast<const uint32_t *>(q0 + kk * 16 + 8);
+            qa[kk][3] = *reinterpret_cast<const uint32_t *>(q1 + kk * 16 + 8);
+        }
+    }
+    __syncthreads(); // the query rows' memory becomes the K/V tiles
+    const bool active = rtile * CAS_ROWS + warp * 16 < nrows; // warp-uniform
+
+    const int64_t key0 = split * tiles_per_split * CAS_KEYS;
+    const int64_t key_end = min(plen, key0 + tiles_per_split * CAS_KEYS);
+    const int64_t ntiles = (key_end - key0 + CAS_KEYS - 1) / CAS_KEYS; // >= 1 (host's split)
+    const T *Kg = prefix + (0 * kv_heads + kvh) * pcap * HD;
+    const T *Vg = prefix + (1 * kv_heads + kvh) * pcap * HD;
+    uint4 kr[LOADS], vr[LOADS];
+    // Keys past key_end load as zeros (a zero V row times a zero probability stays 0, where
+    // whatever the cache holds past the prefix might not).
+#define CAS_LOAD(K0)                                                                              \
+    _Pragma("unroll") for (int u = 0; u < LOADS; u++) {                                           \
+        const int idx = u * CAS_THREADS + tid;                                                    \
+        const int64_t key = (K0) + idx / (HD / VEC);                                              \
+        const int c = (idx % (HD / VEC)) * VEC;                                                   \
+        const bool in = idx < TILE_VECS && key < key_end;                                         \
+        kr[u] = in ? ld16(Kg + key * HD + c) : make_uint4(0, 0, 0, 0);                            \
+        vr[u] = in ? ld16(Vg + key * HD + c) : make_uint4(0, 0, 0, 0);                            \
+    }
+    CAS_LOAD(key0)
+
+    const float qs = scale * 1.4426950408889634f;
+    float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.0f, 0.0f}; // rows gid, gid + 8
+    float o[DTILES][4];
+#pragma unroll
+    for (int dt = 0; dt < DTILES; dt++) o[dt][0] = o[dt][1] = o[dt][2] = o[dt][3] = 0.0f;
+
+    for (int64_t tile = 0; tile < ntiles; tile++) {
+        const int64_t k0 = key0 + tile * CAS_KEYS;
+#pragma unroll
+        for (int u = 0; u < LOADS; u++) {
+            const int idx = u * CAS_THREADS + tid;
+            if (idx < TILE_VECS) {
+                const int key = idx / (HD / VEC), c = (idx % (HD / VEC)) * VEC;
+                *reinterpret_cast<uint4 *>(smem + key * STRIDE + c) = kr[u];
+                *reinterpret_cast<uint4 *>(smem + (CAS_KEYS + key) * STRIDE + c) = vr[u];
+            }
+        }
+        __syncthreads();
+        if (tile + 1 < ntiles) {
+            CAS_LOAD(k0 + CAS_KEYS)
+        }
+        if (active) {
+            // Scores of the warp's 16 rows x 64 keys: 8 n-tiles of 8 keys.
+            float s[CAS_KEYS / 8][4];
+#pragma unroll
+            for (int nt = 0; nt < CAS_KEYS / 8; nt++) {
+                s[nt][0] = s[nt][1] = s[nt][2] = s[nt][3] = 0.0f;
+                const T *kp = smem + (nt * 8 + gid) * STRIDE + tig * 2;
+#pragma unroll
+                for (int kk = 0; kk < KSTEPS; kk++) {
+                    const uint32_t b0 = *reinterpret_cast<const uint32_t *>(kp + kk * 16);
+                    const uint32_t b1 = *reinterpret_cast<const uint32_t *>(kp + kk * 16 + 8);
+                    mma_bf16_16816(s[nt], qa[kk], b0, b1);
+                }
+            }
+            // Online softmax: element e of s[nt] is row gid (e < 2) or gid + 8, key
+            // nt * 8 + tig * 2 + (e & 1); a row's 64 scores live in the 4 lanes of its group.
+            float mx[2] = {m[0], m[1]};
+#pragma unroll
+            for (int nt = 0; nt < CAS_KEYS / 8; nt++) {
+#pragma unroll
+                for (int e = 0; e < 4; e++) {
+                    const int64_t key = k0 + nt * 8 + tig * 2 + (e & 1);
+                    const float v = key < key_end ? s[nt][e] * qs : -INFINITY;
+                    s[nt][e] = v;
+                    mx[e >> 1] = fmaxf(mx[e >> 1], v);
+                }
+            }
+#pragma unroll
+            for (int r = 0; r < 2; r++) {
+                mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffff, mx[r], 1));
+                mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffff, mx[r], 2));
+            }
+            // Every tile holds at least one key: mx is finite; exp2f(-inf) = 0 on the first.
+            float alpha[2];
+#pragma unroll
+            for (int r = 0; r < 2; r++) {
+                alpha[r] = exp2f(m[r] - mx[r]);
+                m[r] = mx[r];
+                l[r] *= alpha[r];
+            }
+#pragma unroll
+            for (int dt = 0; dt < DTILES; dt++) {
+                o[dt][0] *= alpha[0];
+                o[dt][1] *= alpha[0];
+                o[dt][2] *= alpha[1];
+                o[dt][3] *= alpha[1];
+            }
+#pragma unroll
+            for (int nt = 0; nt < CAS_KEYS / 8; nt++) {
+#pragma unroll
+                for (int e = 0; e < 4; e++) {
+                    const float p = exp2f(s[nt][e] - m[e >> 1]);
+                    s[nt][e] = p;
+                    l[e >> 1] += p; // this lane's share; the group's lanes add up at the end
+                }
+            }
+            // P V: the score accumulators of key n-tiles 2kk, 2kk + 1 are the A fragment of
+            // k-step kk; B = V (keys x dims) read as bf16 pairs of consecutive keys.
+#pragma unroll
+            for (int kk = 0; kk < CAS_KEYS / 16; kk++) {
+                uint32_t a[4];
+                a[0] = pack_bf16x2(s[2 * kk][0], s[2 * kk][1]);
+                a[1] = pack_bf16x2(s[2 * kk][2], s[2 * kk][3]);
+                a[2] = pack_bf16x2(s[2 * kk + 1][0], s[2 * kk + 1][1]);
+                a[3] = pack_bf16x2(s[2 * kk + 1][2], s[2 * kk + 1][3]);
+                const T *vp = smem + (CAS_KEYS + kk * 16 + tig * 2) * STRIDE + gid;
+#pragma unroll
+                for (int dt = 0; dt < DTILES; dt++) {
+                    const T *v = vp + dt * 8;
+                    const uint32_t b0 = pack_raw_bf16x2(v[0], v[STRIDE]);
+                    const uint32_t b1 = pack_raw_bf16x2(v[8 * STRIDE], v[9 * STRIDE]);
+                    mma_bf16_16816(o[dt], a, b0, b1);
+                }
+            }
+        }
+        __syncthreads(); // the tile is read before the next one overwrites it
+    }
+#undef CAS_LOAD
+    if (!active) return;
+#pragma unroll
+    for (int r = 0; r < 2; r++) {
+        l[r] += __shfl_xor_sync(0xffffffff, l[r], 1);
+        l[r] += __shfl_xor_sync(0xffffffff, l[r], 2);
+    }
+#pragma unroll
+    for (int r = 0; r < 2; r++) {
+        const int64_t lr = rtile * CAS_ROWS + warp * 16 + gid + 8 * r;
+        if (lr >= nrows) continue;
+        float *dst = ppart + (out_row(lr) * psplits + split) * (HD + 2);
+        if (tig == 0) {
+            dst[0] = m[r];
+            dst[1] = l[r];
+        }
+#pragma unroll
+        for (int dt = 0; dt < DTILES; dt++) {
+            dst[2 + dt * 8 + tig * 2] = o[dt][2 * r];
+            dst[2 + dt * 8 + tig * 2 + 1] = o[dt][2 * r + 1];
+        }
+    }
+}
+
+#define INSTANTIATE_CASCADE(HD)                                                                   \
+    extern "C" __global__ void __launch_bounds__(CAS_THREADS, 1) cascade_prefix_bf16_##HD(        \
+        const __nv_bfloat16 *qkv, const __nv_bfloat16 *bias, const __nv_bfloat16 *cs,             \
+        const __nv_bfloat16 *prefix, float *ppart, int64_t b, int64_t t, int64_t heads,           \
+        int64_t kv_heads, int64_t pcap, int64_t plen, int64_t tiles_per_split, int64_t psplits,   \
+        float scale) {                                                                            \
+        cascade_prefix<HD>(qkv, bias, cs, prefix, ppart, b, t, heads, kv_heads, pcap, plen,       \
+                           tiles_per_split, psplits, scale);                                      \
+    }
+
+// The head dimensions of `decode_head_dim` in mod.rs; bf16 only (the mma operand type).
+INSTANTIATE_CASCADE(16)
+INSTANTIATE_CASCADE(32)
+INSTANTIATE_CASCADE(64)
+INSTANTIATE_CASCADE(128)

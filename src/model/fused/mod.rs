@@ -16,6 +16,7 @@
 //! | [`kv_append`] | narrow k/v, bias adds, transposes + copies, RoPE on k, two `slice_set` (8) |
 //! | [`masked_softmax_`] | f32 cast, scale, mask build (6) + add, softmax, bf16 cast (~11) |
 //! | [`attention_decode`] | (decode steps) rope_q, the two score GEMMs and the softmax (4) |
+//! | [`attention_cascade_decode`] | (decode steps on a shared prefix) rope_q and `attention_shared`'s ~37 ops |
 //!
 //! Contracts shared by all: inputs contiguous, one dtype (f32 or bf16; f16 on the CPU too), f32
 //! arithmetic, each output element rounded to the dtype once.
@@ -172,8 +173,93 @@ pub fn attention_decode(
             q_slot0,
             bias: bias.clone(),
             pad: pad.clone(),
+            prefix: None,
         },
     )
+}
+
+/// [`attention_decode`] for rows that continue one shared prefix (cascade attention, the
+/// contract of `attention::attention_shared`): query `ti` of sequence `bi` sees the first
+/// `prefix_len` slots of `prefix` `(2, 1, kv_heads, capacity, head_dim)` (K then V, stored once
+/// for all rows) and its own slots `pad[bi] ..= q_slot0 + ti` of `cache`. Returns
+/// `(b, t, heads x head_dim)`.
+///
+/// Why: `attention_shared` is ~37 candle ops per layer, so a decode step on a shared prefix
+/// waited on the host (2.3x a batch-1 step on an H100). On the GPU (bf16) this is two launches:
+/// a tensor-core kernel that reads each prefix K/V tile once per KV head and scores it against
+/// all rows' queries of that head, and the decode kernel over the rows' own keys, whose combine
+/// joins both parts through their softmax statistics. On the CPU it is one loop (a reference for
+/// the tests; the model keeps `attention_shared` there, see [`cascade_fits`]).
+#[allow(clippy::too_many_arguments)]
+pub fn attention_cascade_decode(
+    qkv: &Tensor,
+    bias: &Tensor,
+    cs: &Tensor,
+    cache: &Tensor,
+    pad: &Tensor,
+    prefix: &Tensor,
+    prefix_len: usize,
+    heads: Heads,
+    q_slot0: usize,
+) -> Result<Tensor> {
+    let (two, pb, pkv, pcap, phd) = prefix.dims5()?;
+    if two != 2
+        || pb != 1
+        || pkv != heads.kv_heads
+        || phd != heads.head_dim
+        || prefix_len > pcap
+        || prefix.dtype() != qkv.dtype()
+    {
+        candle_core::bail!(
+            "attention_cascade_decode: prefix cache {:?} {:?} does not hold {prefix_len} keys of {heads:?}",
+            prefix.shape(),
+            prefix.dtype()
+        )
+    }
+    // The same checks as the plain decode (cache, pad, head geometry).
+    let (_, b, kv, cap, hd) = cache.dims5()?;
+    let (qb, t, _) = qkv.dims3()?;
+    if b != qb || kv != heads.kv_heads || hd != heads.head_dim || q_slot0 + t > cap {
+        candle_core::bail!(
+            "attention_cascade_decode: cache {:?} does not hold {t} queries of {qb} rows at slot {q_slot0} ({heads:?})",
+            cache.shape()
+        )
+    }
+    if pad.dims() != [b] || pad.dtype() != DType::U32 || !heads.heads.is_multiple_of(heads.kv_heads)
+    {
+        candle_core::bail!(
+            "attention_cascade_decode: pad {:?} {:?} / {heads:?}",
+            pad.shape(),
+            pad.dtype()
+        )
+    }
+    qkv.apply_op3_no_bwd(
+        cs,
+        cache,
+        &AttnDecode {
+            heads,
+            q_slot0,
+            bias: bias.clone(),
+            pad: pad.clone(),
+            prefix: Some((prefix.clone(), prefix_len)),
+        },
+    )
+}
+
+/// Whether the model runs a pass of `t` queries per row over a shared prefix through
+/// [`attention_cascade_decode`]: on a CUDA device, in bf16 (the tensor-core kernel's operand
+/// type), where [`decode_fits`] holds, and unless `PARAMX_NO_FUSED_CASCADE` is set (to measure
+/// the candle-op `attention_shared` beside it in the same build). Elsewhere (the CPU, f32,
+/// prefill chunks) the model keeps `attention_shared`.
+pub fn cascade_fits(qkv: &Tensor, t: usize, head_dim: usize, keys: usize) -> bool {
+    static DISABLED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    let disabled = *DISABLED.get_or_init(|| {
+        std::env::var_os("PARAMX_NO_FUSED_CASCADE").is_some_and(|v| !v.is_empty() && v != "0")
+    });
+    !disabled
+        && qkv.device().is_cuda()
+        && qkv.dtype() == DType::BF16
+        && decode_fits(t, head_dim, keys)
 }
 
 /// Where a block of attention scores sits, for [`masked_softmax_`].
@@ -237,6 +323,8 @@ struct AttnDecode {
     /// Read through the op (custom ops take three tensors).
     bias: Tensor,
     pad: Tensor,
+    /// A shared prefix's cache and length ([`attention_cascade_decode`]), or `None`.
+    prefix: Option<(Tensor, usize)>,
 }
 
 fn contiguous<'a, T: WithDType>(s: &'a CpuStorage, l: &Layout, what: &str) -> Result<&'a [T]> {
@@ -694,6 +782,11 @@ impl CustomOp3 for AttnDecode {
             candle_core::bail!("attention_decode: bias and pad must be on the CPU")
         };
         let pad = contiguous::<u32>(pad_s, pad_l, "attention_decode pad")?;
+        // The shared prefix (if any): its storage guard, layout and length.
+        let prefix = self.prefix.as_ref().map(|(p, n)| {
+            let (s, l) = p.storage_and_layout();
+            (s, l.clone(), *n)
+        });
         let (hd, w, cap) = (h.head_dim, h.width(), l3.dims()[3]);
         let group = h.heads / h.kv_heads;
         let scale = 1.0 / (hd as f32).sqrt();
@@ -703,9 +796,19 @@ impl CustomOp3 for AttnDecode {
             let cs = contiguous::<T>(s2, l2, "attention_decode cos/sin")?;
             let cache = contiguous::<T>(s3, l3, "attention_decode cache")?;
             let bias = contiguous::<T>(bias_s, bias_l, "attention_decode bias")?;
+            // Prefix K and V planes of each KV head: `(2, 1, kv_heads, pcap, hd)`.
+            let (pre, pcap, plen): (&[T], usize, usize) = match &prefix {
+                Some((s, l, n)) => {
+                    let candle_core::Storage::Cpu(s) = &**s else {
+                        candle_core::bail!("attention_cascade_decode: the prefix is not on the CPU")
+                    };
+                    (contiguous::<T>(s, l, "attention_cascade_decode prefix")?, l.dims()[3], *n)
+                }
+                None => (&[], 0, 0),
+            };
             let mut out = vec![T::from_f64(0.0); b * tt * h.heads * hd];
             // Output chunk (bi, ti, head) of hd values.
-            let work = b * tt * h.heads * (q_slot0 + tt) * hd * 2;
+            let work = b * tt * h.heads * (plen + q_slot0 + tt) * hd * 2;
             for_chunks(&mut out, hd, work, |idx, o| {
                 let (head, ti, bi) = (idx % h.heads, (idx / h.heads) % tt, idx / (h.heads * tt));
                 let kvh = head / group;
@@ -718,18 +821,24 @@ impl CustomOp3 for AttnDecode {
                 let (kp, vp) = (plane(0), plane(1));
                 let lo = pad.get(bi).copied().unwrap_or(0) as usize;
                 let hi = (q_slot0 + ti + 1).min(cap);
-                if lo >= hi {
+                if lo >= hi && plen == 0 {
                     return; // a padding query: zeros
                 }
-                let scores: Vec<f32> = (lo..hi)
-                    .map(|k| kp[k * hd..][..hd].iter().zip(&q).map(|(&kv, &qv)| f(kv) * qv).sum())
+                // Keys: the prefix's (every row sees them whole), then the row's own.
+                let pplane = |part: usize| &pre[(part * h.kv_heads + kvh) * pcap * hd..][..plen * hd];
+                let (pk, pv) = if plen > 0 { (pplane(0), pplane(1)) } else { (&[][..], &[][..]) };
+                let dot = |row: &[T]| -> f32 { row.iter().zip(&q).map(|(&kv, &qv)| f(kv) * qv).sum() };
+                let scores: Vec<f32> = (0..plen)
+                    .map(|k| dot(&pk[k * hd..][..hd]))
+                    .chain((lo..hi.max(lo)).map(|k| dot(&kp[k * hd..][..hd])))
                     .collect();
                 let m = scores.iter().fold(f32::NEG_INFINITY, |a, &v| a.max(v));
                 let p: Vec<f32> = scores.iter().map(|&v| (v - m).exp()).collect();
                 let l: f32 = p.iter().sum();
                 let mut acc = vec![0f32; hd];
                 for (j, &pj) in p.iter().enumerate() {
-                    for (a, &vv) in acc.iter_mut().zip(&vp[(lo + j) * hd..][..hd]) {
+                    let vrow = if j < plen { &pv[j * hd..][..hd] } else { &vp[(lo + j - plen) * hd..][..hd] };
+                    for (a, &vv) in acc.iter_mut().zip(vrow) {
                         *a += pj * f(vv);
                     }
                 }
@@ -761,6 +870,17 @@ impl CustomOp3 for AttnDecode {
         else {
             candle_core::bail!("attention_decode: bias and pad must be on the GPU")
         };
+        let prefix = self
+            .prefix
+            .as_ref()
+            .map(|(p, n)| (p.storage_and_layout(), *n));
+        let prefix = match &prefix {
+            Some(((s, l), n)) => match &**s {
+                candle_core::Storage::Cuda(s) => Some((s, *l, *n)),
+                _ => candle_core::bail!("attention_cascade_decode: the prefix is not on the GPU"),
+            },
+            None => None,
+        };
         let out = cuda::attention_decode(
             cuda::DecodeArgs {
                 qkv: (s1, l1),
@@ -768,6 +888,7 @@ impl CustomOp3 for AttnDecode {
                 cache: (s3, l3),
                 bias: (bias_s, bias_l),
                 pad: (pad_s, pad_l),
+                prefix,
             },
             h,
             b,

@@ -150,6 +150,12 @@ pub struct Field {
     /// a count attaches to the noun that follows it (`80 human subjects`), so `Experiment 1,
     /// and 26 subjects` offers 26, never 1.
     pub near_after: Vec<String>,
+    /// Words that bind a number (as `near_before`/`near_after` do) to something else than this
+    /// field's value: `separated by 45°` is a spacing and `45° clockwise` a rotation, neither
+    /// a target's direction.
+    pub not_near_before: Vec<String>,
+    /// See `not_near_before`: the word stands after the number (`140° apart`).
+    pub not_near_after: Vec<String>,
     lexicon: Arc<Lexicon>,
     /// Normalized spelling -> index into `vocabulary`.
     term_index: HashMap<String, usize>,
@@ -261,6 +267,10 @@ struct RawField {
     near_before: Vec<String>,
     #[serde(default)]
     near_after: Vec<String>,
+    #[serde(default)]
+    not_near_before: Vec<String>,
+    #[serde(default)]
+    not_near_after: Vec<String>,
 }
 
 impl Schema {
@@ -472,18 +482,12 @@ impl Field {
             vocabulary: rf.term,
             units: rf.unit,
             group: rf.group.filter(|g| !g.trim().is_empty()),
-            cues: rf.cues.iter().map(|c| c.trim().to_lowercase()).collect(),
-            near: rf.near.iter().map(|c| c.trim().to_lowercase()).collect(),
-            near_before: rf
-                .near_before
-                .iter()
-                .map(|c| c.trim().to_lowercase())
-                .collect(),
-            near_after: rf
-                .near_after
-                .iter()
-                .map(|c| c.trim().to_lowercase())
-                .collect(),
+            cues: lowered(&rf.cues),
+            near: lowered(&rf.near),
+            near_before: lowered(&rf.near_before),
+            near_after: lowered(&rf.near_after),
+            not_near_before: lowered(&rf.not_near_before),
+            not_near_after: lowered(&rf.not_near_after),
             lexicon: Arc::clone(lexicon),
             term_index: HashMap::new(),
             unit_index: HashMap::new(),
@@ -602,6 +606,11 @@ impl Field {
     pub(crate) fn term_count(&self) -> usize {
         self.vocabulary.len()
     }
+}
+
+/// Word lists as the schema's readers compare them: trimmed and lower-cased.
+fn lowered(list: &[String]) -> Vec<String> {
+    list.iter().map(|c| c.trim().to_lowercase()).collect()
 }
 
 #[cfg(test)]

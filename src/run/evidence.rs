@@ -16,16 +16,19 @@ use crate::schema::{Field, FieldKind};
 use serde::{Deserialize, Serialize};
 
 /// Text as cue matching reads it: lower case, hyphens, underscores and slashes (and any other
-/// punctuation but `°` and `±`) as spaces, split into words.
+/// punctuation but `°`, `±` and `%`) as spaces, split into words.
 pub fn words(text: &str) -> Vec<String> {
     let lowered = text.to_lowercase();
     let mut spaced = String::with_capacity(lowered.len() + 8);
     for c in lowered.chars() {
         match c {
             // symbols are words of their own: `45°` reads as `45`, `°`
-            '°' | '±' | '˚' | 'º' => {
+            '°' | '±' | '˚' | 'º' | '%' => {
                 spaced.push(' ');
-                spaced.push(if c == '±' { '±' } else { '°' });
+                spaced.push(match c {
+                    '±' | '%' => c,
+                    _ => '°',
+                });
                 spaced.push(' ');
             }
             c if c.is_alphanumeric() || c == '.' || c == '\'' => spaced.push(c),

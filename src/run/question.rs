@@ -284,6 +284,31 @@ fn near_numbers(field: &Field, words: &[String], numbers: &[usize]) -> Vec<usize
 /// `near_numbers`): so tightly that a unitless one is still this field's (`rotated 45
 /// counter-clockwise`, where the PDF lost the degree sign).
 fn bound_numbers(field: &Field, words: &[String], numbers: &[usize]) -> Vec<usize> {
+    let tied = tied_numbers(field, words, numbers, &field.near_before, &field.near_after);
+    // The other end of a range (`18-22 years`, `aged 18 to 22`) binds with the bound end.
+    let ranges = range_pairs(words, numbers);
+    numbers
+        .iter()
+        .copied()
+        .filter(|&n| {
+            tied.contains(&n)
+                || ranges
+                    .iter()
+                    .any(|&(a, b)| (a == n && tied.contains(&b)) || (b == n && tied.contains(&a)))
+        })
+        .collect()
+}
+
+/// The numbers that a phrase of `before` stands before, or a phrase of `after` after, with
+/// nothing between them but content words: another number or a function word (`1 SEM over
+/// participants`) breaks the bond.
+fn tied_numbers(
+    field: &Field,
+    words: &[String],
+    numbers: &[usize],
+    before: &[String],
+    after: &[String],
+) -> Vec<usize> {
     // (first word, one past the last word) of each occurrence of each phrase
     let spans = |list: &[String]| -> Vec<(usize, usize)> {
         list.iter()
@@ -295,16 +320,16 @@ fn bound_numbers(field: &Field, words: &[String], numbers: &[usize]) -> Vec<usiz
             })
             .collect()
     };
-    let before = spans(&field.near_before);
-    let after = spans(&field.near_after);
-    // Whether the words strictly between `a` and `b` leave a number bound to a near word.
+    let before = spans(before);
+    let after = spans(after);
+    // Whether the words strictly between `a` and `b` leave a number bound to a phrase.
     let bound = |a: usize, b: usize| {
         b > a
             && b - a <= NEAR_WINDOW
             && !numbers.iter().any(|&n| a < n && n < b)
             && !words[a + 1..b].iter().any(|w| field.is_stopword(w))
     };
-    let tied: Vec<usize> = numbers
+    numbers
         .iter()
         .copied()
         .filter(|&at| {
@@ -313,17 +338,22 @@ fn bound_numbers(field: &Field, words: &[String], numbers: &[usize]) -> Vec<usiz
                 .any(|&(_, end)| end <= at && bound(end - 1, at))
                 || after.iter().any(|&(start, _)| bound(at, start))
         })
-        .collect();
-    // The other end of a range (`18-22 years`, `aged 18 to 22`) binds with the bound end.
-    let range = |a: usize, b: usize| b == a + 1 || (b == a + 2 && words[a + 1] == "to");
+        .collect()
+}
+
+/// The pairs of numbers (positions in `words`) written as a range: next to each other once
+/// the dash is gone (`18-22`, `18–22`) or joined by `to` (`18 to 22`), the first the smaller.
+fn range_pairs(words: &[String], numbers: &[usize]) -> Vec<(usize, usize)> {
     numbers
-        .iter()
-        .copied()
-        .filter(|&n| {
-            tied.contains(&n)
-                || tied
-                    .iter()
-                    .any(|&t| (n < t && range(n, t)) || (t < n && range(t, n)))
+        .windows(2)
+        .filter_map(|w| {
+            let (a, b) = (w[0], w[1]);
+            let joined = b == a + 1 || (b == a + 2 && words[a + 1] == "to");
+            let rising = match (words[a].parse::<f64>(), words[b].parse::<f64>()) {
+                (Ok(x), Ok(y)) => x < y,
+                _ => false,
+            };
+            (joined && rising).then_some((a, b))
         })
         .collect()
 }
@@ -364,7 +394,13 @@ fn own_number(field: &Field, words: &[String], at: usize) -> bool {
     let Some(prev) = at.checked_sub(1).and_then(|p| words.get(p)) else {
         return true;
     };
-    !field.is_foreign_spread(prev) && !field.is_label_word(prev)
+    !field.is_foreign_spread(prev) && !field.is_label_word(prev) && !is_share(field, words, at)
+}
+
+/// Whether the number at `at` is a percentage (`85%`) of a field that has no `%` unit: a
+/// share of something, never a count, age or angle.
+fn is_share(field: &Field, words: &[String], at: usize) -> bool {
+    words.get(at + 1).is_some_and(|w| w == "%") && !field.units.iter().any(|u| u.symbol == "%")
 }
 
 fn options(field: &Field, s: &Sentence) -> Options {
@@ -377,8 +413,23 @@ fn options(field: &Field, s: &Sentence) -> Options {
     let at_all: Vec<usize> = found.iter().map(|(at, _)| *at).collect();
     let near = near_numbers(field, &s.words, &at_all);
     let bound = bound_numbers(field, &s.words, &at_all);
+    // A number field reads a range as one value (`18-22`): its ends alone are no value.
+    let ranges: Vec<(usize, usize)> = match field.kind {
+        FieldKind::Number { .. } => range_pairs(&s.words, &at_all)
+            .into_iter()
+            .filter(|(a, b)| near.contains(a) && near.contains(b))
+            .collect(),
+        _ => Vec::new(),
+    };
+    let elsewhere = tied_numbers(
+        field,
+        &s.words,
+        &at_all,
+        &field.not_near_before,
+        &field.not_near_after,
+    );
     for (at, n) in found {
-        if !near.contains(&at) || !own_number(field, &s.words, at) {
+        if !near.contains(&at) || !own_number(field, &s.words, at) || elsewhere.contains(&at) {
             continue;
         }
         match &field.kind {
@@ -387,7 +438,13 @@ fn options(field: &Field, s: &Sentence) -> Options {
                     push_new(&mut o.numbers, n.text);
                 }
             }
-            FieldKind::Number { .. } => push_new(&mut o.numbers, n.text),
+            FieldKind::Number { .. } => {
+                if let Some(&(_, b)) = ranges.iter().find(|(a, _)| *a == at) {
+                    push_new(&mut o.numbers, format!("{}-{}", n.text, s.words[b]));
+                } else if !ranges.iter().any(|&(_, b)| b == at) {
+                    push_new(&mut o.numbers, n.text);
+                }
+            }
             FieldKind::NumberSet => {
                 if field.units.is_empty() {
                     push_new(&mut o.numbers, n.text);
@@ -408,11 +465,10 @@ fn options(field: &Field, s: &Sentence) -> Options {
                 if s.words.get(at + 1).is_some_and(|w| w == "°") {
                     push_new(&mut o.numbers, format!("{}°", n.text));
                 } else if n.value.fract() == 0.0 && n.value > 0.0 {
-                    let counted = (at + 1..=at + NEAR_WINDOW).any(|j| {
-                        s.words
-                            .get(j)
-                            .is_some_and(|w| count_words.iter().any(|c| c == w))
-                    });
+                    // A count names its noun with only content words between (`12
+                    // off-cardinal locations`); `one of eight locations` picks one of them.
+                    let counted = s.words.get(at + 1).is_none_or(|w| w != "of")
+                        && tied_numbers(field, &s.words, &at_all, &[], count_words).contains(&at);
                     if counted {
                         let word = count_words.first().map_or("targets", String::as_str);
                         push_new(&mut o.counts, format!("{} {word}", n.text));
@@ -494,7 +550,8 @@ pub fn groups(schema: &Schema) -> Vec<(String, Vec<&Field>)> {
 
 /// Whether sentence `s` may give `field`'s value for experiment `exp`: it is not another
 /// experiment's own text, and a per-experiment count (`merge = "sum"`) is never inherited when
-/// the paper gives its experiments their own text.
+/// the paper gives its experiments their own text, unless the shared sentence names this
+/// experiment (`Eighty subjects were recruited for Experiment 1, and 26 for Experiment 2`).
 fn eligible(field: &Field, s: &Sentence, exp: &Experiment, others: &[&Experiment]) -> bool {
     let own = exp.owns(s.start);
     if own {
@@ -504,6 +561,15 @@ fn eligible(field: &Field, s: &Sentence, exp: &Experiment, others: &[&Experiment
         return false;
     }
     !(field.merge == crate::schema::Merge::Sum && !exp.spans.is_empty())
+        || names_experiment(field, &s.words, exp.number)
+}
+
+/// Whether `words` name experiment `number` by a heading word (`Experiment 2`, `Exp 2`).
+fn names_experiment(field: &Field, words: &[String], number: u32) -> bool {
+    let number = number.to_string();
+    words
+        .windows(2)
+        .any(|w| field.is_label_word(&w[0]) && w[1] == number)
 }
 
 /// The sentences worth showing for `field` in experiment `exp` (best first).
@@ -559,8 +625,9 @@ fn value_rules(field: &Field, opts: &Options, name: &str, g: &mut String) -> Opt
             if opts.numbers.is_empty() {
                 return None;
             }
+            // Ranges are offered whole (`18-22`), so items only join as a list.
             g.push_str(&format!("{name}_x: {}\n", alternatives(&opts.numbers)));
-            format!("{name}_x ((\"-\" | \", \") {name}_x){{0,{more}}}")
+            format!("{name}_x (\", \" {name}_x){{0,{more}}}")
         }
         FieldKind::NumberSet => {
             let items: Vec<String> = opts.numbers.iter().chain(&opts.terms).cloned().collect();
@@ -858,16 +925,22 @@ fn preview(text: &str) -> String {
 
 /// The table form of a value: categories through the vocabulary (synonyms to canonical terms);
 /// numbers as written (`500 ms` stays `500 ms`), so the cell still reads as its quote does.
+/// A set (directions, magnitudes) holds each item once: the grammar lets the model repeat an
+/// offered item, the set does not (`180°, 180°` is one direction).
 pub fn table_value(field: &Field, raw: &str) -> String {
     match field.kind {
         FieldKind::Category => field.normalize(raw),
-        _ => {
-            if field.parse(raw).is_empty() {
-                String::new()
-            } else {
-                raw.trim().to_string()
+        _ if field.parse(raw).is_empty() => String::new(),
+        FieldKind::Locations { .. } | FieldKind::NumberSet => {
+            let mut items: Vec<&str> = Vec::new();
+            for item in raw.split(", ").map(str::trim).filter(|i| !i.is_empty()) {
+                if !items.contains(&item) {
+                    items.push(item);
+                }
             }
+            items.join(", ")
         }
+        _ => raw.trim().to_string(),
     }
 }
 
@@ -1082,7 +1155,17 @@ mod tests {
             "age_mean",
             "An additional thirty-six participants (28 Female, ages 18-22 years) were recruited.",
         );
-        assert_eq!(o.numbers, vec!["18", "22"]);
+        assert_eq!(o.numbers, vec!["18-22"]);
+        // A range is one value; a mean beside it is another.
+        let o = offered(
+            &schema,
+            "age_mean",
+            "Thirty-four younger participants (aged 18 to 34; average 23 years; 11 males) took part.",
+        );
+        assert_eq!(o.numbers, vec!["18-34", "23"]);
+        let age = schema.field("age_mean").expect("age_mean in the schema");
+        let quote = "Thirty-four younger participants (aged 18 to 34; average 23 years) took part.";
+        assert!(evidence::support(age, &table_value(age, "18-34"), quote).is_ok());
         let o = offered(
             &schema,
             "age_mean",
@@ -1120,6 +1203,74 @@ mod tests {
             without_citations("as shown (Oldfield, 1971; Kim et al., 2018a) and (n = 20)."),
             "as shown   and (n = 20)."
         );
+        Ok(())
+    }
+
+    #[test]
+    fn a_shared_sentence_gives_a_count_to_the_experiment_it_names() -> Result<()> {
+        let schema = Schema::load_default()?;
+        let d = doc("Methods\nParticipants. Eighty human subjects were recruited for Experiment 1, and 26 subjects for Experiment 2. Twelve volunteers were recruited.\nExperiment 1\nThe cursor was rotated by 45° for all reaches to the target.\nExperiment 2\nThe cursor was rotated by 30° for all reaches to the target.\n");
+        let all = sentences(&d);
+        let exps = crate::run::experiments::detect(&d.text, &schema.experiments);
+        assert_eq!(exps.len(), 2, "{exps:?}");
+        for exp in &exps {
+            let qs = questions_for(&schema, &all, exp, &exps, MAX_SENTENCES);
+            let part = qs.iter().find(|q| q.group == "participants");
+            let grammar = part.map_or("", |q| q.grammar.as_str());
+            // The sentence naming both experiments offers its counts to each ...
+            assert!(
+                grammar.contains("\"80\"") && grammar.contains("\"26\""),
+                "{grammar}"
+            );
+            // ... a shared count that names none is no experiment's own.
+            assert!(!grammar.contains("\"12\""), "{grammar}");
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn target_counts_and_directions_are_what_the_targets_are() -> Result<()> {
+        let schema = Schema::load_default()?;
+        let o = offered(
+            &schema,
+            "number_of_locations",
+            "On each trial, the target could appear in one of eight locations.",
+        );
+        assert_eq!(
+            (o.counts, o.numbers),
+            (vec!["8 targets".to_string()], vec![])
+        );
+        // A spacing is no direction; a selection (`one of two`) is no count.
+        let o = offered(
+            &schema,
+            "number_of_locations",
+            "In the 2T condition, one of two targets, separated by 180°, was presented at each trial.",
+        );
+        assert_eq!(
+            (o.counts, o.numbers),
+            (vec!["2 targets".to_string()], vec![])
+        );
+        let o = offered(
+            &schema,
+            "number_of_locations",
+            "Participants reached to four targets spaced in 90° increments after a 45° clockwise rotation.",
+        );
+        assert_eq!(
+            (o.counts, o.numbers),
+            (vec!["4 targets".to_string()], vec![])
+        );
+        // A duration or a share before a target word is no count.
+        for text in [
+            "Once the stylus stayed in the start position for 200 msec, the target was displayed.",
+            "Most reported aiming at the target (Magnitude plus direction: 85%; Direction only: 85%).",
+        ] {
+            let o = offered(&schema, "number_of_locations", text);
+            assert!(o.is_empty(), "{text}: {o:?}");
+        }
+        let loc = schema
+            .field("number_of_locations")
+            .expect("number_of_locations in the schema");
+        assert_eq!(table_value(loc, "180°, 0°, 180°"), "180°, 0°");
         Ok(())
     }
 

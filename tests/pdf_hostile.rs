@@ -77,6 +77,33 @@ fn form(content: &[u8]) -> Vec<u8> {
     v
 }
 
+/// A stream object with `dict` entries, its data flate-compressed (a bomb when `data` is large
+/// and uniform).
+fn deflated_stream(dict: &str, data: &[u8]) -> Vec<u8> {
+    let (z, filter) = deflate(data);
+    let mut v = format!("<< {dict} /Length {} {filter}>>\nstream\n", z.len()).into_bytes();
+    v.extend_from_slice(&z);
+    v.extend_from_slice(b"\nendstream");
+    v
+}
+
+/// A font whose ToUnicode CMap is object 7 (after the font, 5, and the form, 6).
+const FONT_WITH_CMAP: &[u8] =
+    b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica /ToUnicode 7 0 R >>";
+
+/// A CMap mapping 2,000 ranges of 65,536 four-byte codes each.
+fn huge_cmap() -> Vec<u8> {
+    let mut c = b"1 begincodespacerange <00000000> <FFFFFFFF> endcodespacerange\n".to_vec();
+    c.extend_from_slice(b"2000 beginbfrange\n");
+    for r in 0u32..2000 {
+        c.extend_from_slice(
+            format!("<{:08X}> <{:08X}> <0041>\n", r << 16, r << 16 | 0xFFFF).as_bytes(),
+        );
+    }
+    c.extend_from_slice(b"endbfrange\n");
+    c
+}
+
 /// Every hostile case: (name, bytes).
 fn cases() -> Vec<(&'static str, Vec<u8>)> {
     let text = b"BT /F1 12 Tf 72 700 Td (Twenty-four adults took part.) Tj ET";
@@ -160,6 +187,46 @@ fn cases() -> Vec<(&'static str, Vec<u8>)> {
             ),
         ),
     ];
+    // Decompression bombs in the other stream positions: a form drawn by the page, and the
+    // font's ToUnicode CMap; then a CMap whose ranges would map billions of codes.
+    let bomb = [text.as_slice(), &vec![b' '; 300 << 20]].concat();
+    let form_dict =
+        "/Type /XObject /Subtype /Form /BBox [0 0 612 792] /Resources << /Font << /F1 5 0 R >> >>";
+    v.push((
+        "form-stream-bomb",
+        raw_pdf(
+            PAGES,
+            PAGE,
+            b"/X1 Do",
+            &[FONT.to_vec(), deflated_stream(form_dict, &bomb)],
+        ),
+    ));
+    v.push((
+        "tounicode-bomb",
+        raw_pdf(
+            PAGES,
+            PAGE,
+            text,
+            &[
+                FONT_WITH_CMAP.to_vec(),
+                form(text),
+                deflated_stream("", &vec![b' '; 300 << 20]),
+            ],
+        ),
+    ));
+    v.push((
+        "cmap-huge-ranges",
+        raw_pdf(
+            PAGES,
+            PAGE,
+            text,
+            &[
+                FONT_WITH_CMAP.to_vec(),
+                form(text),
+                deflated_stream("", &huge_cmap()),
+            ],
+        ),
+    ));
     v.push(("not-a-pdf", b"hello".to_vec()));
     v
 }
@@ -210,6 +277,18 @@ fn every_hostile_case_is_contained_in_its_worker() {
                 e.to_string().contains(name),
                 "{name}: the error names the file: {e}"
             );
+        }
+        if name.ends_with("bomb") {
+            // A stream over the cap is the reason given, never a missing text layer; a bomb
+            // in the font's CMap leaves the text readable through the font's encoding.
+            let said = result.as_ref().err().map(ToString::to_string);
+            match name {
+                "tounicode-bomb" => assert!(result.is_ok(), "{name}: {said:?}"),
+                _ => assert!(
+                    said.as_deref().is_some_and(|e| e.contains("decompress")),
+                    "{name}: {said:?}"
+                ),
+            }
         }
     }
 }

@@ -40,6 +40,11 @@ fn utf16(b: &[u8]) -> String {
 /// Maximum number of codes one `bfrange` may expand to; bounds memory on hostile input.
 const MAX_RANGE: u32 = 0x1_0000;
 
+/// Maximum number of codes one CMap maps in all. A font has at most 65,536 glyphs (CIDs are
+/// two bytes), so twice that is room for any real CMap, while a hostile one with thousands of
+/// full ranges would otherwise grow the map by millions of entries per range.
+const MAX_CODES: usize = 0x2_0000;
+
 impl ToUnicode {
     pub fn get(&self, code: u32, len: u8) -> Option<&str> {
         self.map.get(&(code, len)).map(String::as_str)
@@ -151,6 +156,9 @@ impl ToUnicode {
                         continue;
                     }
                     for code in lo_c..=hi_c {
+                        if self.map.len() >= MAX_CODES {
+                            break;
+                        }
                         let s: String = char::decode_utf16(units.iter().copied())
                             .filter_map(Result::ok)
                             .collect();
@@ -168,8 +176,12 @@ impl ToUnicode {
                     };
                     for k in 0..count {
                         if let Some(Token::Str(dst)) = ops.get(i + 4 + k) {
-                            let code = lo_c + k as u32;
-                            if code <= hi_c {
+                            let Some(code) =
+                                u32::try_from(k).ok().and_then(|k| lo_c.checked_add(k))
+                            else {
+                                break;
+                            };
+                            if code <= hi_c && self.map.len() < MAX_CODES {
                                 self.map.insert((code, n), utf16(dst));
                             }
                         }
@@ -206,5 +218,21 @@ mod tests {
     fn hostile_range_is_bounded() {
         let t = ToUnicode::parse(b"1 beginbfrange <00000000> <FFFFFFFF> <0041> endbfrange");
         assert!(t.map.len() <= MAX_RANGE as usize + 1);
+    }
+
+    #[test]
+    fn a_cmap_of_thousands_of_full_ranges_stays_bounded() {
+        let mut data = b"1 begincodespacerange <00000000> <FFFFFFFF> endcodespacerange\n".to_vec();
+        data.extend_from_slice(b"2000 beginbfrange\n");
+        for r in 0u32..2000 {
+            let lo = r << 16;
+            data.extend_from_slice(format!("<{lo:08X}> <{:08X}> <0041>\n", lo | 0xFFFF).as_bytes());
+        }
+        data.extend_from_slice(
+            b"endbfrange\n1 beginbfrange <FFFFFFFF> <FFFFFFFF> [<0042>] endbfrange",
+        );
+        let t = ToUnicode::parse(&data);
+        assert_eq!(t.map.len(), MAX_CODES);
+        assert_eq!(t.get(0, 4), Some("A"));
     }
 }

@@ -266,6 +266,7 @@ fn extract_bytes(
     let mut env = DocEnv {
         doc: &doc,
         fonts: HashMap::new(),
+        skipped: Vec::new(),
     };
     let mut page_lines: Vec<Vec<Line>> = Vec::with_capacity(pages.len());
     let mut page_errors = Vec::new();
@@ -314,6 +315,13 @@ fn extract_bytes(
                 ),
             });
         }
+        // So are forms whose streams could not be decoded.
+        if let Some(first) = env.skipped.first() {
+            return Err(PdfError::Parse {
+                path: path.to_path_buf(),
+                message: format!("no text could be read: {first}"),
+            });
+        }
         return Err(PdfError::NoTextLayer {
             path: path.to_path_buf(),
             pages: pages.len(),
@@ -358,7 +366,13 @@ type Scope<'d> = Rc<Vec<&'d Dictionary>>;
 struct DocEnv<'d> {
     doc: &'d lopdf::Document,
     fonts: HashMap<ObjectId, Rc<Font>>,
+    /// Why form XObjects were skipped (their stream could not be decoded), first few only: the
+    /// reason a document without text gives, rather than a missing text layer.
+    skipped: Vec<String>,
 }
+
+/// How many skipped-stream reasons a document keeps.
+const MAX_SKIPPED: usize = 8;
 
 impl<'d> DocEnv<'d> {
     fn lookup(&self, scope: &Scope<'d>, category: &[u8], name: &[u8]) -> Option<&'d Object> {
@@ -406,8 +420,14 @@ impl<'d> Env for DocEnv<'d> {
         match s.dict.get(b"Subtype").and_then(Object::as_name) {
             Ok(b"Image") => XObject::Image,
             Ok(b"Form") => {
-                let Ok(content) = s.get_plain_content_with_limit(MAX_STREAM_BYTES) else {
-                    return XObject::None;
+                let content = match s.get_plain_content_with_limit(MAX_STREAM_BYTES) {
+                    Ok(c) => c,
+                    Err(e) => {
+                        if self.skipped.len() < MAX_SKIPPED {
+                            self.skipped.push(format!("form XObject {id:?}: {e}"));
+                        }
+                        return XObject::None;
+                    }
                 };
                 let mut matrix = content::IDENTITY;
                 if let Ok(Object::Array(m)) = s.dict.get(b"Matrix") {

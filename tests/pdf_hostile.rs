@@ -278,6 +278,10 @@ fn every_hostile_case_is_contained_in_its_worker() {
                 "{name}: the error names the file: {e}"
             );
         }
+        if name == "cmap-huge-ranges" {
+            // Thousands of full ranges are cut at the CMap's cap; the page is still read.
+            assert!(result.is_ok(), "{name}: {:?}", result.as_ref().err());
+        }
         if name.ends_with("bomb") {
             // A stream over the cap is the reason given, never a missing text layer; a bomb
             // in the font's CMap leaves the text readable through the font's encoding.

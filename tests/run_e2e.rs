@@ -209,7 +209,6 @@ fn run_one_paper_with_a_broken_pdf_beside_it() {
     );
 }
 
-/// Bad job files and inputs fail before any model work, naming the file and the reason.
 /// A window that cannot hold the questions' fixed text with some paper is refused before the
 /// model loads, with the number of tokens it needs, measured with the model's own tokenizer and
 /// chat template (here a schema whose field description alone takes ~1,500 tokens).
@@ -254,6 +253,7 @@ fn a_window_too_small_for_the_questions_is_refused_before_loading() {
     eprintln!("refused in {:?}", t0.elapsed());
 }
 
+/// Bad job files and inputs fail before any model work, naming the file and the reason.
 #[test]
 fn bad_jobs_are_refused_with_clear_errors() {
     let d = tempfile::tempdir().expect("tmp");

@@ -106,6 +106,9 @@ impl ToUnicode {
                             for pair in strs.chunks(2) {
                                 if let [src, dst] = pair {
                                     if let Some(code) = code_of(src) {
+                                        if out.map.len() >= MAX_CODES {
+                                            break;
+                                        }
                                         out.map.insert(code, utf16(dst));
                                     }
                                 }
@@ -212,6 +215,13 @@ mod tests {
         assert_eq!(t.get(0x30, 2), Some("fi"));
         assert_eq!(t.get(0x31, 2), Some("\u{B1}"));
         assert_eq!(t.get(0x27, 2), None);
+    }
+
+    #[test]
+    fn an_array_range_at_the_top_of_the_code_space_does_not_overflow() {
+        let t = ToUnicode::parse(b"1 beginbfrange <FFFFFFFE> <FFFFFFFF> [<0041> <0042> <0043>] endbfrange");
+        assert_eq!(t.get(0xFFFF_FFFE, 4), Some("A"));
+        assert_eq!(t.get(0xFFFF_FFFF, 4), Some("B"));
     }
 
     #[test]

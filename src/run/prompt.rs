@@ -61,8 +61,6 @@ pub const SYSTEM: &str = "You are a meticulous research assistant. You read scie
 motor adaptation and record their experimental design parameters exactly as the paper states \
 them. You answer with JSON only.";
 
-/// The paper first, the task after it: small models follow instructions that come last, and
-/// they cannot mistake the parameter descriptions for the paper's text.
 /// Tokens of paper that a prompt must have room for at least, beside its instructions: a job
 /// whose window holds less is refused before its model loads (see [`check_fits`]).
 pub const MIN_PAPER_TOKENS: usize = 256;
@@ -100,6 +98,8 @@ pub fn check_fits(
     Ok(())
 }
 
+/// The paper first, the task after it: small models follow instructions that come last, and
+/// they cannot mistake the parameter descriptions for the paper's text.
 fn user_message(instructions: &str, body: &str) -> String {
     format!("{}{instructions}", paper_block(body))
 }

@@ -262,12 +262,17 @@ fn near_words(field: &Field) -> Vec<&str> {
 /// or `near_after` word binds only to the number on its side with nothing between them but
 /// content words (`80 human subjects`, `n = 20`): another number or a function word (`1 SEM
 /// over participants`, `7 trials across subjects`) breaks the bond.
-fn near_numbers(field: &Field, words: &[String], numbers: &[usize]) -> Vec<usize> {
+fn near_numbers(
+    field: &Field,
+    words: &[String],
+    numbers: &[usize],
+    ranges: &[(usize, usize)],
+) -> Vec<usize> {
     let either: Vec<usize> = near_words(field)
         .iter()
         .flat_map(|w| evidence::phrase_positions(words, w))
         .collect();
-    let bound = bound_numbers(field, words, numbers);
+    let bound = bound_numbers(field, words, numbers, ranges);
     numbers
         .iter()
         .copied()
@@ -283,10 +288,14 @@ fn near_numbers(field: &Field, words: &[String], numbers: &[usize]) -> Vec<usize
 /// The numbers of a sentence that a `near_before` or `near_after` word binds (see
 /// `near_numbers`): so tightly that a unitless one is still this field's (`rotated 45
 /// counter-clockwise`, where the PDF lost the degree sign).
-fn bound_numbers(field: &Field, words: &[String], numbers: &[usize]) -> Vec<usize> {
+fn bound_numbers(
+    field: &Field,
+    words: &[String],
+    numbers: &[usize],
+    ranges: &[(usize, usize)],
+) -> Vec<usize> {
     let tied = tied_numbers(field, words, numbers, &field.near_before, &field.near_after);
     // The other end of a range (`18-22 years`, `aged 18 to 22`) binds with the bound end.
-    let ranges = range_pairs(words, numbers);
     numbers
         .iter()
         .copied()
@@ -341,21 +350,57 @@ fn tied_numbers(
         .collect()
 }
 
-/// The pairs of numbers (positions in `words`) written as a range: next to each other once
-/// the dash is gone (`18-22`, `18–22`) or joined by `to` (`18 to 22`), the first the smaller.
-fn range_pairs(words: &[String], numbers: &[usize]) -> Vec<(usize, usize)> {
-    numbers
-        .windows(2)
-        .filter_map(|w| {
-            let (a, b) = (w[0], w[1]);
-            let joined = b == a + 1 || (b == a + 2 && words[a + 1] == "to");
-            let rising = match (words[a].parse::<f64>(), words[b].parse::<f64>()) {
-                (Ok(x), Ok(y)) => x < y,
-                _ => false,
-            };
-            (joined && rising).then_some((a, b))
-        })
-        .collect()
+/// The pairs of numbers (positions in `words`, the words of `text`) written as a range, the
+/// first the smaller: joined by a dash in `text` (`18-22`, `18 – 22`), by `to` (`18 to 22`),
+/// or `between` (`between the ages of 18 and 22`). A comma is no joiner (`mean age 21, 30 women`), and a number ends
+/// at most one range (`20-25-30` is no pair of ranges).
+fn range_pairs(text: &str, words: &[String], numbers: &[usize]) -> Vec<(usize, usize)> {
+    let mut pairs: Vec<(usize, usize)> = Vec::new();
+    for w in numbers.windows(2) {
+        let (a, b) = (w[0], w[1]);
+        if pairs.last().is_some_and(|&(_, end)| end == a) {
+            continue;
+        }
+        let joined = (b == a + 1 && dash_joined(text, &words[a], &words[b]))
+            || (b == a + 2 && words[a + 1] == "to")
+            || (b == a + 2
+                && words[a + 1] == "and"
+                && words[a.saturating_sub(NEAR_WINDOW)..a]
+                    .iter()
+                    .any(|w| w == "between"));
+        let rising = match (words[a].parse::<f64>(), words[b].parse::<f64>()) {
+            (Ok(x), Ok(y)) => x < y,
+            _ => false,
+        };
+        if joined && rising {
+            pairs.push((a, b));
+        }
+    }
+    pairs
+}
+
+/// Whether `text` writes the number `x`, a dash (with or without spaces), then the number
+/// `y`, each whole (`118-22` holds no `18-22`).
+fn dash_joined(text: &str, x: &str, y: &str) -> bool {
+    const DASHES: [char; 5] = ['-', '\u{2010}', '\u{2013}', '\u{2014}', '\u{2212}'];
+    let lower = text.to_lowercase();
+    lower.match_indices(x).any(|(i, _)| {
+        let whole_start = lower[..i]
+            .chars()
+            .next_back()
+            .is_none_or(|c| !c.is_alphanumeric() && c != '.');
+        let rest = lower[i + x.len()..].trim_start();
+        let Some(after_dash) = rest.strip_prefix(DASHES) else {
+            return false;
+        };
+        let after_dash = after_dash.trim_start();
+        whole_start
+            && after_dash.starts_with(y)
+            && after_dash[y.len()..]
+                .chars()
+                .next()
+                .is_none_or(|c| !c.is_ascii_digit())
+    })
 }
 
 /// Words either side of a number within which a `near` word makes it this field's.
@@ -391,10 +436,12 @@ fn push_new(v: &mut Vec<String>, item: String) {
 /// unless the field reads spreads, and not an experiment's label (`Experiment 1
 /// Participants`).
 fn own_number(field: &Field, words: &[String], at: usize) -> bool {
-    let Some(prev) = at.checked_sub(1).and_then(|p| words.get(p)) else {
-        return true;
-    };
-    !field.is_foreign_spread(prev) && !field.is_label_word(prev) && !is_share(field, words, at)
+    if is_share(field, words, at) {
+        return false;
+    }
+    at.checked_sub(1)
+        .and_then(|p| words.get(p))
+        .is_none_or(|prev| !field.is_foreign_spread(prev) && !field.is_label_word(prev))
 }
 
 /// Whether the number at `at` is a percentage (`85%`) of a field that has no `%` unit: a
@@ -411,11 +458,12 @@ fn options(field: &Field, s: &Sentence) -> Options {
     }
     let found = evidence::numbers_at(&s.words);
     let at_all: Vec<usize> = found.iter().map(|(at, _)| *at).collect();
-    let near = near_numbers(field, &s.words, &at_all);
-    let bound = bound_numbers(field, &s.words, &at_all);
+    let all_ranges = range_pairs(&s.text, &s.words, &at_all);
+    let near = near_numbers(field, &s.words, &at_all, &all_ranges);
+    let bound = bound_numbers(field, &s.words, &at_all, &all_ranges);
     // A number field reads a range as one value (`18-22`): its ends alone are no value.
     let ranges: Vec<(usize, usize)> = match field.kind {
-        FieldKind::Number { .. } => range_pairs(&s.words, &at_all)
+        FieldKind::Number { .. } => all_ranges
             .into_iter()
             .filter(|(a, b)| near.contains(a) && near.contains(b))
             .collect(),
@@ -1163,6 +1211,22 @@ mod tests {
             "Thirty-four younger participants (aged 18 to 34; average 23 years; 11 males) took part.",
         );
         assert_eq!(o.numbers, vec!["18-34", "23"]);
+        // A comma is no dash: the mean is a value, the count of women none.
+        let o = offered(
+            &schema,
+            "age_mean",
+            "Twenty adults took part (mean age 21, 30 women in the pool).",
+        );
+        assert_eq!(o.numbers, vec!["21"]);
+        let o = offered(
+            &schema,
+            "age_mean",
+            "Participants were between the ages of 18 and 30 years.",
+        );
+        assert_eq!(o.numbers, vec!["18-30"]);
+        // A share is never an age, first word of the sentence or not.
+        let o = offered(&schema, "age_mean", "85% of participants were aged 25.");
+        assert_eq!(o.numbers, vec!["25"]);
         let age = schema.field("age_mean").expect("age_mean in the schema");
         let quote = "Thirty-four younger participants (aged 18 to 34; average 23 years) took part.";
         assert!(evidence::support(age, &table_value(age, "18-34"), quote).is_ok());

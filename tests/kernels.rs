@@ -536,6 +536,7 @@ fn random_model(dev: &Device, dt: DType, kernels: Kernels) -> anyhow::Result<Qwe
         comm: Arc::new(paramx::tp::SingleRank),
         prefill_dense_min_tokens: None,
         kernels,
+        stop: None,
     };
     Qwen2::load(&cfg, &RandomSource::new(&cfg), &opts)
 }

@@ -386,6 +386,9 @@ pub fn run(args: Args) -> Result<ExitCode> {
     let model_path = ensure_model(&job)?;
     if matches!(launch, Launch::Single | Launch::Launcher(_)) {
         check_plan(&job, &model_path)?;
+    }
+    if user_facing {
+        // Once per job, by the process that faces the user (never by each rank).
         let tokenizer = crate::model::load_tokenizer(&model_path)?;
         crate::run::prompt::check_fits(
             &tokenizer,
@@ -416,20 +419,16 @@ pub fn run(args: Args) -> Result<ExitCode> {
     };
     match launch {
         Launch::Single => {
-            let mhash = match model_hash(&prep.model_path, &prep.job.io.out_dir) {
-                Err(_) if crate::run::stop_requested() => {
-                    eprintln!(
-                        "paramx: stopped by signal while hashing the model; rerun to continue"
-                    );
-                    return Ok(ExitCode::from(EXIT_REQUEUE));
-                }
-                r => r?,
+            let Some(mhash) = hash_unless_stopped(&prep)? else {
+                return Ok(ExitCode::from(EXIT_REQUEUE));
             };
             let opts = model_options(&prep.job)?;
             run_rank(&prep, &opts, Role::Leader { model_hash: &mhash })
         }
         Launch::Threads(n) => {
-            let mhash = model_hash(&prep.model_path, &prep.job.io.out_dir)?;
+            let Some(mhash) = hash_unless_stopped(&prep)? else {
+                return Ok(ExitCode::from(EXIT_REQUEUE));
+            };
             let codes = crate::tp::local::LocalGroup::run(n, COLLECTIVE_TIMEOUT, |rank, comm| {
                 let opts = ModelOptions {
                     comm,
@@ -443,18 +442,26 @@ pub fn run(args: Args) -> Result<ExitCode> {
         Launch::Launcher(n) => {
             // Hash the weights here, once, while no rank waits on a collective: rank 0 then finds
             // the hash in the cache beside the outputs.
-            let hashed = model_hash(&prep.model_path, &prep.job.io.out_dir);
-            if crate::run::stop_requested() {
-                // Asked to stop while planning or hashing: starting N ranks that each load
-                // their slice only to stop at once would waste the time left.
-                eprintln!("paramx: stopped by signal before the ranks started; rerun to continue");
+            // Asked to stop while planning or hashing: starting N ranks that each load their
+            // slice only to stop at once would waste the time left.
+            if hash_unless_stopped(&prep)?.is_none() {
                 return Ok(ExitCode::from(EXIT_REQUEUE));
             }
-            hashed?;
             launch_ranks(n)
         }
         Launch::Rank(env) => rank_process(&prep, &env),
     }
+}
+
+/// The model's hash, or `None` (said on stderr) when a stop signal came before or while
+/// hashing: a rerun continues, so the job exits 75 rather than failing.
+fn hash_unless_stopped(prep: &Prepared) -> Result<Option<String>> {
+    let hashed = model_hash(&prep.model_path, &prep.job.io.out_dir);
+    if crate::run::stop_requested() {
+        eprintln!("paramx: stopped by signal before the model was hashed; rerun to continue");
+        return Ok(None);
+    }
+    hashed.map(Some)
 }
 
 /// The launcher's side of a multi-GPU job: one process per rank, stops passed on, the leader's

@@ -219,7 +219,9 @@ mod tests {
 
     #[test]
     fn an_array_range_at_the_top_of_the_code_space_does_not_overflow() {
-        let t = ToUnicode::parse(b"1 beginbfrange <FFFFFFFE> <FFFFFFFF> [<0041> <0042> <0043>] endbfrange");
+        let t = ToUnicode::parse(
+            b"1 beginbfrange <FFFFFFFE> <FFFFFFFF> [<0041> <0042> <0043>] endbfrange",
+        );
         assert_eq!(t.get(0xFFFF_FFFE, 4), Some("A"));
         assert_eq!(t.get(0xFFFF_FFFF, 4), Some("B"));
     }

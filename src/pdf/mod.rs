@@ -30,7 +30,7 @@ use layout::Line;
 use lopdf::{Dictionary, Object, ObjectId};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
@@ -267,6 +267,7 @@ fn extract_bytes(
         doc: &doc,
         fonts: HashMap::new(),
         skipped: Vec::new(),
+        broken_forms: HashSet::new(),
     };
     let mut page_lines: Vec<Vec<Line>> = Vec::with_capacity(pages.len());
     let mut page_errors = Vec::new();
@@ -369,6 +370,9 @@ struct DocEnv<'d> {
     /// Why form XObjects were skipped (their stream could not be decoded), first few only: the
     /// reason a document without text gives, rather than a missing text layer.
     skipped: Vec<String>,
+    /// Forms whose stream failed to decode: drawn again, they are skipped without decoding
+    /// (a bomb drawn 1,000 times is inflated once, and gives its reason once).
+    broken_forms: HashSet<ObjectId>,
 }
 
 /// How many skipped-stream reasons a document keeps.
@@ -420,9 +424,13 @@ impl<'d> Env for DocEnv<'d> {
         match s.dict.get(b"Subtype").and_then(Object::as_name) {
             Ok(b"Image") => XObject::Image,
             Ok(b"Form") => {
+                if self.broken_forms.contains(id) {
+                    return XObject::None;
+                }
                 let content = match s.get_plain_content_with_limit(MAX_STREAM_BYTES) {
                     Ok(c) => c,
                     Err(e) => {
+                        self.broken_forms.insert(*id);
                         if self.skipped.len() < MAX_SKIPPED {
                             self.skipped.push(format!("form XObject {id:?}: {e}"));
                         }

@@ -450,7 +450,60 @@ fn is_share(field: &Field, words: &[String], at: usize) -> bool {
     words.get(at + 1).is_some_and(|w| w == "%") && !field.units.iter().any(|u| u.symbol == "%")
 }
 
-fn options(field: &Field, s: &Sentence) -> Options {
+/// What sentence `s` offers `field` for experiment `exp`, or `None` when the sentence may not
+/// give this experiment's value (see [`eligible`]). A shared sentence offers a per-experiment
+/// count (`merge = "sum"`) only from the experiment's own clause (see [`clause_numbers`]).
+fn offers(
+    field: &Field,
+    s: &Sentence,
+    exp: &Experiment,
+    others: &[&Experiment],
+) -> Option<Options> {
+    if !eligible(field, s, exp, others) {
+        return None;
+    }
+    let shared_count = field.merge == crate::schema::Merge::Sum && !exp.owns(s.start);
+    Some(options(field, s, shared_count.then_some(exp.number)))
+}
+
+/// The numbers (positions in `words`) that a sentence naming experiments by label gives
+/// experiment `number`: each number goes to the label on the side where the sentence puts its
+/// labels, the nearest there: after the counts (`Eighty subjects were recruited for Experiment
+/// 1, and 26 for Experiment 2`) or before them (`In Experiment 1, 80 subjects took part; in
+/// Experiment 2, 26`). A number with no label on that side, or a sentence naming no
+/// experiment, keeps every number.
+fn clause_numbers(field: &Field, words: &[String], numbers: &[usize], number: u32) -> Vec<usize> {
+    let labels: Vec<(usize, u32)> = words
+        .windows(2)
+        .enumerate()
+        .filter(|(_, w)| field.is_label_word(&w[0]))
+        .filter_map(|(p, w)| w[1].parse::<u32>().ok().map(|n| (p + 1, n)))
+        .collect();
+    let counts: Vec<usize> = numbers
+        .iter()
+        .copied()
+        .filter(|at| !labels.iter().any(|(p, _)| p == at))
+        .collect();
+    let (Some(&(first_label, _)), Some(&first_count)) = (labels.first(), counts.first()) else {
+        return numbers.to_vec();
+    };
+    let labels_lead = first_label < first_count;
+    counts
+        .into_iter()
+        .filter(|&at| {
+            let label = if labels_lead {
+                labels.iter().rev().find(|(p, _)| *p < at)
+            } else {
+                labels.iter().find(|(p, _)| *p > at)
+            };
+            label.is_none_or(|&(_, n)| n == number)
+        })
+        .collect()
+}
+
+/// What sentence `s` offers `field`: the numbers and terms it states that may be its value;
+/// with `clause`, only the numbers of that experiment's clause.
+fn options(field: &Field, s: &Sentence, clause: Option<u32>) -> Options {
     let mut o = Options::default();
     let has_cue = field.cues.iter().any(|c| evidence::has_phrase(&s.words, c));
     if !has_cue {
@@ -458,6 +511,7 @@ fn options(field: &Field, s: &Sentence) -> Options {
     }
     let found = evidence::numbers_at(&s.words);
     let at_all: Vec<usize> = found.iter().map(|(at, _)| *at).collect();
+    let mine = clause.map(|n| clause_numbers(field, &s.words, &at_all, n));
     let all_ranges = range_pairs(&s.text, &s.words, &at_all);
     let near = near_numbers(field, &s.words, &at_all, &all_ranges);
     let bound = bound_numbers(field, &s.words, &at_all, &all_ranges);
@@ -477,7 +531,11 @@ fn options(field: &Field, s: &Sentence) -> Options {
         &field.not_near_after,
     );
     for (at, n) in found {
-        if !near.contains(&at) || !own_number(field, &s.words, at) || elsewhere.contains(&at) {
+        if !near.contains(&at)
+            || !own_number(field, &s.words, at)
+            || elsewhere.contains(&at)
+            || mine.as_ref().is_some_and(|m| !m.contains(&at))
+        {
             continue;
         }
         match &field.kind {
@@ -629,10 +687,9 @@ fn retrieve(
 ) -> Vec<usize> {
     let mut scored: Vec<(i32, usize)> = Vec::new();
     for (i, s) in all.iter().enumerate() {
-        if !eligible(field, s, exp, others) {
+        let Some(opts) = offers(field, s, exp, others) else {
             continue;
-        }
-        let opts = options(field, s);
+        };
         if opts.is_empty() {
             continue;
         }
@@ -752,11 +809,10 @@ pub fn questions_for(
             let mut alts: Vec<String> = Vec::new();
             let mut field_offers = Vec::new();
             for (si, &i) in shown.iter().enumerate() {
-                if !eligible(f, &all[i], exp, &others) {
+                let Some(opts) = offers(f, &all[i], exp, &others) else {
                     continue;
-                }
+                };
                 let name = format!("v{fi}_{si}");
-                let opts = options(f, &all[i]);
                 if value_rules(f, &opts, &name, &mut g).is_some() {
                     alts.push(format!(
                         "{} {name} {}",
@@ -1170,7 +1226,7 @@ mod tests {
     fn offered(schema: &Schema, field: &str, text: &str) -> Options {
         let d = doc(text);
         let all = sentences(&d);
-        options(schema.field(field).expect("field"), &all[0])
+        options(schema.field(field).expect("field"), &all[0], None)
     }
 
     #[test]
@@ -1281,13 +1337,33 @@ mod tests {
             let qs = questions_for(&schema, &all, exp, &exps, MAX_SENTENCES);
             let part = qs.iter().find(|q| q.group == "participants");
             let grammar = part.map_or("", |q| q.grammar.as_str());
-            // The sentence naming both experiments offers its counts to each ...
-            assert!(
-                grammar.contains("\"80\"") && grammar.contains("\"26\""),
-                "{grammar}"
-            );
+            // The sentence naming both experiments offers each the count of its clause ...
+            let (mine, theirs) = if exp.number == 1 {
+                ("80", "26")
+            } else {
+                ("26", "80")
+            };
+            assert!(grammar.contains(&format!("\"{mine}\"")), "{grammar}");
+            assert!(!grammar.contains(&format!("\"{theirs}\"")), "{grammar}");
             // ... a shared count that names none is no experiment's own.
             assert!(!grammar.contains("\"12\""), "{grammar}");
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn a_count_goes_to_the_experiment_its_clause_names() -> Result<()> {
+        let schema = Schema::load_default()?;
+        let n_total = schema.field("n_total").expect("n_total");
+        for text in [
+            "Eighty human subjects were recruited for Experiment 1, and 26 subjects for Experiment 2.",
+            "In Experiment 1, 80 subjects took part, and in Experiment 2, 26 subjects took part.",
+        ] {
+            let d = doc(text);
+            let all = sentences(&d);
+            let got = |n| options(n_total, &all[0], Some(n)).numbers;
+            assert_eq!(got(1), vec!["80"], "{text}");
+            assert_eq!(got(2), vec!["26"], "{text}");
         }
         Ok(())
     }

@@ -352,7 +352,7 @@ impl<'m> Generator<'m> {
             c0 += n;
         }
         let hidden = hidden.context("generate: nothing to prefill")?;
-        Ok(Qwen2::last_hidden(&hidden)?)
+        Qwen2::last_hidden(&hidden)
     }
 
     /// Decodes the rows of `cache` (row `r` is sequence `live[r]`) from their last hidden

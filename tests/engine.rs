@@ -607,12 +607,51 @@ fn row_mask(shift: usize) -> PerRowMask {
     }
 }
 
+/// `got` equals `want`, or the two part where `want`'s own logits (one quantized forward pass
+/// over `context ++ want[..k]`) hold a near tie between the two tokens.
+///
+/// Why a tie is allowed: the dense prefill path rounds differently from the 8-bit one
+/// (measured 4e-3 .. 1e-2 of the logits' spread, `dense_prefill_stays_close_to_the_quantized_path`),
+/// and a shared prefix splits the prompt into other chunks than the prompt alone, so a token
+/// goes through the other path. Where two logits are that close, the order flips with the CPU's
+/// summation order (CI's machine did: same tokens on the dev box, the last one differed there).
+/// The gap allowed is twice the largest difference measured: anything wider is a real bug.
+fn same_or_near_tie(reference: &Qwen2, context: &[u32], got: &[u32], want: &[u32], ctx: &str) {
+    if got == want {
+        return;
+    }
+    let k = got
+        .iter()
+        .zip(want)
+        .position(|(a, b)| a != b)
+        .unwrap_or_else(|| panic!("{ctx}: one row is a prefix of the other: {got:?} vs {want:?}"));
+    let ids: Vec<u32> = context.iter().chain(&want[..k]).copied().collect();
+    let logits = our_logits(reference, &ids).i(ids.len() - 1).unwrap();
+    let l: Vec<f32> = logits.to_vec1().unwrap();
+    let spread =
+        l.iter().cloned().fold(f32::MIN, f32::max) - l.iter().cloned().fold(f32::MAX, f32::min);
+    let gap = (l[got[k] as usize] - l[want[k] as usize]).abs() / spread;
+    eprintln!("{ctx}: tokens part at step {k} on a gap of {gap:e} of the spread");
+    assert!(
+        gap <= 2e-2,
+        "{ctx}: step {k} gave {} for {} on a gap of {gap:e} of the spread: {got:?} vs {want:?}",
+        got[k],
+        want[k]
+    );
+}
+
 /// Questions on a shared prefix give, row by row, the greedy tokens of `prefix ++ suffix` run
 /// alone (ragged suffixes, a grammar per row, a row that stops early), for the quantized and the
-/// dense prefill paths and for two chunkings.
+/// dense prefill paths and for two chunkings. The quantized path must match token for token; the
+/// dense one may part only on a near tie (`same_or_near_tie`).
 #[test]
 fn shared_prefix_rows_equal_their_prompts_alone() {
     let tiny = build();
+    let reference = {
+        let src = GgufSource::open(&tiny.gguf_path()).unwrap();
+        let cfg = Qwen2Config::from_gguf(src.content()).unwrap();
+        Qwen2::load(&cfg, &src, &opts(4)).unwrap()
+    };
     for dense in [None, Some(2)] {
         let o = ModelOptions {
             prefill_dense_min_tokens: dense,
@@ -643,16 +682,21 @@ fn shared_prefix_rows_equal_their_prompts_alone() {
                         .generate(std::slice::from_ref(&whole), &params, None)
                         .unwrap();
                     let ctx = format!("dense {dense:?}, chunk {chunk}, {rows} rows, row {i}");
-                    assert_eq!(
-                        shared.rows.sequences[i].tokens, alone.sequences[0].tokens,
-                        "{ctx}"
-                    );
+                    let same = |got: &[u32], want: &[u32]| match dense {
+                        None => assert_eq!(got, want, "{ctx}"),
+                        Some(_) => same_or_near_tie(&reference, &whole, got, want, &ctx),
+                    };
+                    same(&shared.rows.sequences[i].tokens, &alone.sequences[0].tokens);
                     assert_eq!(shared.rows.sequences[i].prompt_tokens, s.len());
                     let alone_masked = gen
-                        .generate(&[whole], &params, Some(&mut row_mask(i)))
+                        .generate(
+                            std::slice::from_ref(&whole),
+                            &params,
+                            Some(&mut row_mask(i)),
+                        )
                         .unwrap();
                     let got = &masked.rows.sequences[i];
-                    assert_eq!(got.tokens, alone_masked.sequences[0].tokens, "{ctx}");
+                    same(&got.tokens, &alone_masked.sequences[0].tokens);
                     let lo = 40 + 10 * i as u32;
                     assert!(
                         got.tokens.iter().all(|t| (lo..lo + 10).contains(t)),

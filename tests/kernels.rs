@@ -441,7 +441,8 @@ fn cascade_decode_matches_shared_attention() -> Result<()> {
         // head; 128 query rows per KV head (one row tile, the 72B rank's decode) and 256 (two);
         // a few queries per row with a padding query (slot < pad: the prefix alone).
         let ragged: Vec<u32> = (0..16u32).map(|i| (i * 23) % 71).collect();
-        let cases: Vec<(usize, usize, usize, usize, usize, usize, usize, Vec<u32>)> = vec![
+        type Case = (usize, usize, usize, usize, usize, usize, usize, Vec<u32>);
+        let cases: Vec<Case> = vec![
             (1, 1, 8, 2, 128, 1000, 0, vec![0]),
             (3, 1, 8, 1, 64, 333, 20, vec![0, 7, 20]),
             (16, 1, 16, 2, 128, 4133, 70, ragged),
@@ -504,8 +505,8 @@ fn cascade_decode_matches_shared_attention() -> Result<()> {
             let what = format!("cascade b{b} t{t} g{} hd{hd} prefix{plen}", heads / kv);
             check(label, &what, rel_err(&got, &want)?, dt);
             // Row by row too, so that a wrong row cannot hide behind larger ones.
-            for bi in 0..b {
-                let what = format!("cascade b{b} row {bi} (pad {})", pads[bi]);
+            for (bi, pad) in pads.iter().enumerate() {
+                let what = format!("cascade b{b} row {bi} (pad {pad})");
                 check(label, &what, rel_err(&got.i(bi)?, &want.i(bi)?)?, dt);
             }
         }

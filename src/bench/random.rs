@@ -150,6 +150,20 @@ impl WeightSource for RandomSource {
     }
 }
 
+/// Deterministic pseudo-random token ids in `0..vocab` (never all-equal, never zeros): prompts
+/// for a model with random weights.
+pub fn token_ids(n: usize, vocab: usize, seed: u64) -> Vec<u32> {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..n)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x % vocab as u64) as u32
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -209,18 +223,4 @@ mod tests {
             )
             .is_err());
     }
-}
-
-/// Deterministic pseudo-random token ids in `0..vocab` (never all-equal, never zeros): prompts
-/// for a model with random weights.
-pub fn token_ids(n: usize, vocab: usize, seed: u64) -> Vec<u32> {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..n)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x % vocab as u64) as u32
-        })
-        .collect()
 }

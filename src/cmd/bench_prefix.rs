@@ -109,8 +109,12 @@ does not allocate); measured/planned {}",
     Ok(ExitCode::SUCCESS)
 }
 
+/// One measurement: the outcome, the machine's description, and on a GPU the plan's peak
+/// figure with its JSON.
+type Measured = (Outcome, String, Option<(u64, serde_json::Value)>);
+
 /// A real GGUF model on the CPU, a paper's text as the workload.
-fn real(args: &Args, shape: Shape) -> Result<(Outcome, String, Option<(u64, serde_json::Value)>)> {
+fn real(args: &Args, shape: Shape) -> Result<Measured> {
     let pdfs = crate::run::discover(std::slice::from_ref(&args.pdf))?;
     let pdf = pdfs.first().context("no PDF")?;
     let doc = crate::pdf::extract_file(pdf, &Default::default())
@@ -137,11 +141,7 @@ fn real(args: &Args, shape: Shape) -> Result<(Outcome, String, Option<(u64, serd
 }
 
 /// Random weights at a model's shapes; on a GPU, the plan's figure for the same job beside.
-fn random(
-    args: &Args,
-    which: Random,
-    shape: Shape,
-) -> Result<(Outcome, String, Option<(u64, serde_json::Value)>)> {
+fn random(args: &Args, which: Random, shape: Shape) -> Result<Measured> {
     let (model_shape, cfg, dev, dtype) = match which {
         Random::Rank0Qwen72bTp2 => {
             let (m, r) = shapes::qwen25_72b(2)?;

@@ -666,7 +666,8 @@ fn eligible(field: &Field, s: &Sentence, exp: &Experiment, others: &[&Experiment
     if others.iter().any(|o| o.owns(s.start)) {
         return false;
     }
-    !(field.merge == crate::schema::Merge::Sum && !exp.spans.is_empty())
+    field.merge != crate::schema::Merge::Sum
+        || exp.spans.is_empty()
         || names_experiment(field, &s.words, exp.number)
 }
 

@@ -149,18 +149,45 @@ pub fn attention_decode(
     heads: Heads,
     q_slot0: usize,
 ) -> Result<Tensor> {
+    decode_op(
+        qkv,
+        bias,
+        cs,
+        cache,
+        pad,
+        heads,
+        q_slot0,
+        None,
+        "attention_decode",
+    )
+}
+
+/// The checks and the op behind [`attention_decode`] and [`attention_cascade_decode`]: the
+/// cache, pad and head geometry must hold the `t` queries of every row at `q_slot0`.
+#[allow(clippy::too_many_arguments)]
+fn decode_op(
+    qkv: &Tensor,
+    bias: &Tensor,
+    cs: &Tensor,
+    cache: &Tensor,
+    pad: &Tensor,
+    heads: Heads,
+    q_slot0: usize,
+    prefix: Option<(Tensor, usize)>,
+    name: &str,
+) -> Result<Tensor> {
     let (_, b, kv, cap, hd) = cache.dims5()?;
     let (qb, t, _) = qkv.dims3()?;
     if b != qb || kv != heads.kv_heads || hd != heads.head_dim || q_slot0 + t > cap {
         candle_core::bail!(
-            "attention_decode: cache {:?} does not hold {t} queries of {qb} rows at slot {q_slot0} ({heads:?})",
+            "{name}: cache {:?} does not hold {t} queries of {qb} rows at slot {q_slot0} ({heads:?})",
             cache.shape()
         )
     }
     if pad.dims() != [b] || pad.dtype() != DType::U32 || !heads.heads.is_multiple_of(heads.kv_heads)
     {
         candle_core::bail!(
-            "attention_decode: pad {:?} {:?} / {heads:?}",
+            "{name}: pad {:?} {:?} / {heads:?}",
             pad.shape(),
             pad.dtype()
         )
@@ -173,7 +200,7 @@ pub fn attention_decode(
             q_slot0,
             bias: bias.clone(),
             pad: pad.clone(),
-            prefix: None,
+            prefix,
         },
     )
 }
@@ -216,33 +243,16 @@ pub fn attention_cascade_decode(
             prefix.dtype()
         )
     }
-    // The same checks as the plain decode (cache, pad, head geometry).
-    let (_, b, kv, cap, hd) = cache.dims5()?;
-    let (qb, t, _) = qkv.dims3()?;
-    if b != qb || kv != heads.kv_heads || hd != heads.head_dim || q_slot0 + t > cap {
-        candle_core::bail!(
-            "attention_cascade_decode: cache {:?} does not hold {t} queries of {qb} rows at slot {q_slot0} ({heads:?})",
-            cache.shape()
-        )
-    }
-    if pad.dims() != [b] || pad.dtype() != DType::U32 || !heads.heads.is_multiple_of(heads.kv_heads)
-    {
-        candle_core::bail!(
-            "attention_cascade_decode: pad {:?} {:?} / {heads:?}",
-            pad.shape(),
-            pad.dtype()
-        )
-    }
-    qkv.apply_op3_no_bwd(
+    decode_op(
+        qkv,
+        bias,
         cs,
         cache,
-        &AttnDecode {
-            heads,
-            q_slot0,
-            bias: bias.clone(),
-            pad: pad.clone(),
-            prefix: Some((prefix.clone(), prefix_len)),
-        },
+        pad,
+        heads,
+        q_slot0,
+        Some((prefix.clone(), prefix_len)),
+        "attention_cascade_decode",
     )
 }
 

@@ -499,7 +499,7 @@ fn cascade_decode_matches_shared_attention() -> Result<()> {
                 q_slot0,
                 block: 64,
             };
-            let want = attention_shared(&q, &pk, &pv, &k, &v, layout)?
+            let want = attention_shared(&q, &pk, &pv, &k, &v, layout, false)?
                 .transpose(1, 2)?
                 .reshape((b, t, heads * hd))?;
             let what = format!("cascade b{b} t{t} g{} hd{hd} prefix{plen}", heads / kv);

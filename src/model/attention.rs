@@ -9,7 +9,7 @@
 //! `-inf`: a padding *query* row then has a finite (ignored) result instead of NaN, and NaN could
 //! otherwise leak through `0 x NaN` into real rows via the padding values in V.
 
-use super::fused::{masked_softmax_, ScoreRows};
+use super::fused::{masked_softmax_, softmax_part_, ScoreRows};
 use candle_core::{DType, Device, Result, Tensor, D};
 
 /// Additive mask value for forbidden keys (exp underflows to exactly 0 in f32).
@@ -145,6 +145,8 @@ pub fn attention(
 /// are read once per layer whatever the number of rows; the parts are joined exactly through
 /// their softmax statistics (max and sum of each row's scores). Queries are cut into blocks of
 /// `layout.block / b` per row, so the stacked prefix scores stay as large as one row's block.
+/// `fused`: each part's softmax statistics in one kernel ([`softmax_part_`]) where the device
+/// has it (the CPU); otherwise, and as the reference, candle's ops.
 pub fn attention_shared(
     q: &Tensor,
     prefix_k: &Tensor,
@@ -152,6 +154,7 @@ pub fn attention_shared(
     k: &Tensor,
     v: &Tensor,
     layout: AttentionLayout<'_>,
+    fused: bool,
 ) -> Result<Tensor> {
     let (b, heads, t, d) = q.dims4()?;
     let (pb, kv_heads, _, _) = prefix_k.dims4()?;
@@ -175,10 +178,30 @@ pub fn attention_shared(
     let dtype = v.dtype();
     let block = (layout.block / b).max(1);
     let q5 = q.reshape((b, kv_heads, g, t, d))?;
-    // Softmax statistics of one part: (max, sum of exp, exp-weighted sum of V), in f32. The
-    // scores are dropped as soon as they are shifted, so two score-sized buffers live at once,
-    // not three (the shifted scores and their exp; the memory plan counts three copies).
-    let part = |s: Tensor, vals: &Tensor| -> Result<(Tensor, Tensor, Tensor)> {
+    let fused = fused && q.device().is_cpu();
+    // Softmax statistics of one part: (max, sum of exp, exp-weighted sum of V), in f32. On
+    // other devices the same through candle's ops; there the scores are dropped as soon as
+    // they are shifted, so two score-sized buffers live at once, not three (the shifted
+    // scores and their exp; the memory plan counts three copies).
+    let part = |s: Tensor,
+                vals: &Tensor,
+                mask: Option<(ScoreRows, Option<Tensor>)>|
+     -> Result<(Tensor, Tensor, Tensor)> {
+        let mut s = s.to_dtype(DType::F32)?;
+        if fused {
+            let (m, l) = softmax_part_(&s, scale as f32, mask.map(|(r, _)| (layout.pad, r)))?;
+            let o = s.matmul(vals)?;
+            return Ok((m, l, o));
+        }
+        s = s.affine(scale, 0.0)?;
+        if let Some((_, Some(mask))) = mask {
+            let (b, kv, rows, keys) = s.dims4()?;
+            let n = mask.dim(3)?;
+            s = s
+                .reshape((b, kv, rows / n, n, keys))?
+                .broadcast_add(&mask)?
+                .reshape((b, kv, rows, keys))?;
+        }
         let m = s.max_keepdim(D::Minus1)?;
         let shifted = s.broadcast_sub(&m)?;
         drop(s);
@@ -198,31 +221,28 @@ pub fn attention_shared(
             .permute((1, 0, 2, 3, 4))?
             .contiguous()?
             .reshape((1, kv_heads, b * g * n, d))?;
-        // One statement per step, each reassignment dropping the previous buffer: a chain
-        // keeps its temporaries alive to its end (three score-sized buffers at once).
-        let mut sp = qp.matmul(&prefix_k.t()?)?;
-        sp = sp.to_dtype(DType::F32)?;
-        sp = sp.affine(scale, 0.0)?;
-        let (mp, lp, op) = part(sp, prefix_v)?;
+        let (mp, lp, op) = part(qp.matmul(&prefix_k.t()?)?, prefix_v, None)?;
         let back = |x: Tensor, w: usize| -> Result<Tensor> {
             x.reshape((kv_heads, b, g * n, w))?
                 .permute((1, 0, 2, 3))?
                 .contiguous()
         };
         let (mp, lp, op) = (back(mp, 1)?, back(lp, 1)?, back(op, d)?);
-        // The rows' own keys.
+        // The rows' own keys, under padding and causality.
         let keys = layout.q_slot0 + q0 + n;
         let qr = qb.reshape((b, kv_heads, g * n, d))?;
-        let mut sr = qr.matmul(&k.narrow(2, 0, keys)?.t()?)?;
-        sr = sr.to_dtype(DType::F32)?;
-        sr = sr.affine(scale, 0.0)?;
-        if let Some(mask) = block_mask(layout, q0, n, keys, q.device())? {
-            sr = sr
-                .reshape((b, kv_heads, g, n, keys))?
-                .broadcast_add(&mask)?
-                .reshape((b, kv_heads, g * n, keys))?;
-        }
-        let (mr, lr, or) = part(sr, &v.narrow(2, 0, keys)?)?;
+        let rows = ScoreRows {
+            rows_per_seq: kv_heads * g * n,
+            queries: n,
+            q_slot0: layout.q_slot0 + q0,
+            scale: scale as f32,
+        };
+        let mask = match fused {
+            true => None,
+            false => block_mask(layout, q0, n, keys, q.device())?,
+        };
+        let sr = qr.matmul(&k.narrow(2, 0, keys)?.t()?)?;
+        let (mr, lr, or) = part(sr, &v.narrow(2, 0, keys)?, Some((rows, mask)))?;
         // Join: rescale both parts to the common max.
         let m = mp.maximum(&mr)?;
         let ap = mp.broadcast_sub(&m)?.exp()?;
@@ -310,7 +330,8 @@ mod tests {
         candle_nn::ops::softmax_last_dim(&s.broadcast_add(&m)?)?.matmul(&v)
     }
 
-    /// Rows on a shared prefix equal plain attention over `prefix ++ row` per row.
+    /// Rows on a shared prefix equal plain attention over `prefix ++ row` per row, through the
+    /// fused CPU parts and through candle's ops (padding queries included).
     #[test]
     fn shared_prefix_attention_matches_attention_over_the_concatenation() -> Result<()> {
         let dev = Device::Cpu;
@@ -321,8 +342,9 @@ mod tests {
         let pv = Tensor::randn(0f32, 1., (1, kv, plen, d), &dev)?;
         let k = Tensor::randn(0f32, 1., (b, kv, total, d), &dev)?;
         let v = Tensor::randn(0f32, 1., (b, kv, total, d), &dev)?;
-        let pad = [0usize, 1, 3];
-        for block in [1, 4, 64] {
+        // Row 2's padding (4) reaches past the first blocks' last key (slot 2 or 3).
+        let pad = [0usize, 1, 4];
+        for (block, fused) in [1, 4, 64].into_iter().flat_map(|b| [(b, false), (b, true)]) {
             let got = attention_shared(
                 &q,
                 &pk,
@@ -334,6 +356,7 @@ mod tests {
                     q_slot0,
                     block,
                 },
+                fused,
             )?;
             for (r, &p) in pad.iter().enumerate() {
                 // Row r alone: prefix then its real keys, no padding.
@@ -347,8 +370,17 @@ mod tests {
                 let want = naive(&qr, &kr, &vr, &[0], plen + q_slot0 + skip - p)?;
                 let got_r = got.narrow(0, r, 1)?.narrow(2, skip, t - skip)?;
                 let diff = max_diff(&got_r, &want)?;
-                assert!(diff < 1e-5, "block {block}, row {r}: max diff {diff}");
+                assert!(
+                    diff < 1e-5,
+                    "block {block}, fused {fused}, row {r}: max diff {diff}"
+                );
             }
+            // Padding queries are undefined but finite (no NaN to leak into real rows).
+            let all: Vec<f32> = got.flatten_all()?.to_vec1()?;
+            assert!(
+                all.iter().all(|x| x.is_finite()),
+                "block {block}, fused {fused}"
+            );
         }
         Ok(())
     }

@@ -48,7 +48,10 @@ impl ModelOptions {
         Self {
             device: Device::Cpu,
             dtype: DType::F32,
-            attention_block: 256,
+            attention_block: std::env::var("PARAMX_XB")
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(256),
             max_positions: None,
             comm: Arc::new(crate::tp::SingleRank),
             prefill_dense_min_tokens: Some(2),
@@ -483,7 +486,7 @@ impl Qwen2 {
                     let q = fused::rope_q(&qkv, &l.qkv_bias, rope.packed(), geo)?;
                     let (k_all, v_all) = cache.views(index, slot0 + t)?;
                     let (pk, pv) = p.views(index, p.len())?;
-                    attention_shared(&q, &pk, &pv, &k_all, &v_all, layout)?
+                    attention_shared(&q, &pk, &pv, &k_all, &v_all, layout, true)?
                         .transpose(1, 2)?
                         .reshape((b, t, nq * hd))?
                 } else if fused::decode_fits(t, hd, slot0 + t) {
@@ -512,7 +515,7 @@ impl Qwen2 {
                 match prefix {
                     Some(p) => {
                         let (pk, pv) = p.views(index, p.len())?;
-                        attention_shared(&q, &pk, &pv, &k_all, &v_all, layout)?
+                        attention_shared(&q, &pk, &pv, &k_all, &v_all, layout, false)?
                     }
                     None => attention(&q, &k_all, &v_all, layout)?,
                 }

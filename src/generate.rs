@@ -320,6 +320,19 @@ impl<'m> Generator<'m> {
         })
     }
 
+    /// The logits of the token after `prompt`, from one plain prefill (no cache kept, no
+    /// sampling). Why: where two greedy answers to the same prompt part, these say how close
+    /// the two tokens were (a near tie that summation order may flip, or a real difference).
+    pub fn next_logits(&self, prompt: &[u32], prefill_chunk: usize) -> Result<Vec<f32>> {
+        if prompt.is_empty() {
+            bail!("generate: the prompt is empty");
+        }
+        let mut cache = self.model.new_cache(vec![0], prompt.len())?;
+        let last = self.prefill(&mut cache, None, &[prompt.to_vec()], &[0], prefill_chunk)?;
+        let mut rows = self.model.logits(&last)?.to_vec2::<f32>()?;
+        rows.pop().context("generate: no logits")
+    }
+
     /// Prefills `prompts` (left-padded by `pad`) into `cache`, chunk by chunk; returns each
     /// row's last hidden state.
     fn prefill(

@@ -802,3 +802,41 @@ fn jump_forward_gives_the_same_tokens_in_fewer_steps() {
     assert_eq!(slow.forced_tokens, 0);
     assert!(fast.decode_steps < slow.decode_steps);
 }
+
+/// `bench-prefix`'s comparison on the tiny model: every question is either answered the same
+/// on the shared prefix and alone, or reported where the two part, with the gap of the two
+/// tokens' logits. On the 8-bit path the two ways agree token for token. `next_logits` gives
+/// the logits whose argmax is the first greedy token.
+#[test]
+fn shared_prefix_bench_accounts_for_every_question() {
+    let tiny = build();
+    let loaded = paramx::model::load(&tiny.gguf_path(), &opts(4)).unwrap();
+    let gen = loaded.generator();
+    let shape = paramx::bench::prefix::Shape {
+        prefix_tokens: 19,
+        questions: 5,
+        question_tokens: 3,
+        answer_tokens: 6,
+        prefill_chunk: 8,
+        rows: 2,
+    };
+    let text = prompt(19 + 5 * 3, 4);
+    let (p, q) = paramx::bench::prefix::workload(&text, &shape).unwrap();
+    let out = paramx::bench::prefix::run(&gen, &Device::Cpu, &p, &q, shape, true).unwrap();
+    assert_eq!(out.separate.same_answers + out.divergences.len(), 5);
+    assert_eq!(out.separate.same_answers, 5, "{:?}", out.divergences);
+    assert_eq!(out.copies.as_ref().map(|c| c.same_answers), Some(5));
+    assert!(out.to_text("tiny").contains("| shared prefix |"));
+
+    let whole: Vec<u32> = p.iter().chain(&q[0]).copied().collect();
+    let logits = gen.next_logits(&whole, 8).unwrap();
+    assert_eq!(logits.len(), vocab_size());
+    let params = GenerateParams {
+        max_new_tokens: 1,
+        stop_tokens: Some(vec![]),
+        ..Default::default()
+    };
+    let first = gen.generate(&[whole], &params, None).unwrap().sequences[0].tokens[0];
+    assert_eq!(paramx::generate::argmax(&logits), first);
+    assert!(gen.next_logits(&[], 8).is_err());
+}

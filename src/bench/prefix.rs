@@ -83,6 +83,22 @@ pub struct Outcome {
     pub copies_error: Option<String>,
     /// `separate.secs / shared.secs`.
     pub speedup: f64,
+    /// Each question whose separate answer parts from the shared one: where, and how close.
+    pub divergences: Vec<Divergence>,
+}
+
+/// Where a question's answer as a separate prompt parts from its answer on the shared prefix.
+#[derive(Debug, Clone, Serialize)]
+pub struct Divergence {
+    pub question: usize,
+    /// The first answer token that differs (0-based).
+    pub step: usize,
+    /// The two tokens there: the separate prompt's and the shared prefix's.
+    pub separate_token: u32,
+    pub shared_token: u32,
+    /// `|logit(separate) - logit(shared)|` in the separate prompt's own logits at that step,
+    /// divided by the spread of those logits (max - min): near 0 is a near tie.
+    pub gap_of_spread: f64,
 }
 
 /// Runs the ways in the order shared, separate, copies (each later one uses more memory, so a
@@ -148,6 +164,26 @@ pub fn run(
             .filter(|(o, s)| o.sequences[0].tokens == **s)
             .count(),
     };
+    let mut divergences = Vec::new();
+    for (i, (o, s)) in alone.iter().zip(&shared_answers).enumerate() {
+        let a = &o.sequences[0].tokens;
+        let Some(step) = a.iter().zip(s).position(|(x, y)| x != y) else {
+            continue;
+        };
+        let ids: Vec<u32> = wholes[i].iter().chain(&a[..step]).copied().collect();
+        let logits = gen.next_logits(&ids, shape.prefill_chunk)?;
+        let (lo, hi) = logits
+            .iter()
+            .fold((f32::MAX, f32::MIN), |(lo, hi), &v| (lo.min(v), hi.max(v)));
+        let at = |t: u32| logits.get(t as usize).copied().unwrap_or(f32::NAN);
+        divergences.push(Divergence {
+            question: i,
+            step,
+            separate_token: a[step],
+            shared_token: s[step],
+            gap_of_spread: ((at(a[step]) - at(s[step])).abs() / (hi - lo).max(1e-9)) as f64,
+        });
+    }
     let mut copies_error = None;
     let copies = if copies {
         let t = Instant::now();
@@ -179,6 +215,7 @@ pub fn run(
         separate,
         copies,
         copies_error,
+        divergences,
         shape,
     })
 }
@@ -218,6 +255,13 @@ prefix {} tokens, {} questions of {} tokens ({} at a time), {} answer tokens eac
         if let Some(e) = &self.copies_error {
             t.push_str(&format!(
                 "| one batch, K/V copied per row | failed: {e} | | | | |\n"
+            ));
+        }
+        for d in &self.divergences {
+            t.push_str(&format!(
+                "question {}: parts at answer token {} ({} alone, {} shared), the two logits \
+{:.2e} of the spread apart\n",
+                d.question, d.step, d.separate_token, d.shared_token, d.gap_of_spread
             ));
         }
         t.push_str(&format!(

@@ -314,7 +314,8 @@ pub fn masked_softmax_(scores: &Tensor, pad: &Tensor, rows: ScoreRows) -> Result
 /// over its visible keys and 0 elsewhere, where `m` is the row's largest scaled score; returns
 /// `(m, l)` (`l` the row's sum of those exponentials), each of the scores' shape with a last
 /// dimension of 1. With `mask` the visible keys follow padding and causality as in
-/// [`masked_softmax_`] (`pad` per sequence); without it every key is visible. A row without a
+/// [`masked_softmax_`] (`pad` per sequence; the rows' own `scale` is not read, `scale` is: the
+/// prefix part has no rows geometry); without it every key is visible. A row without a
 /// visible key gets `m = -1e30`, `l = 0` and zeros, so it adds nothing when the parts are joined.
 ///
 /// Why: the same statistics as candle's `affine`, `max`, `sub`, `exp` and `sum` plus an additive

@@ -116,7 +116,18 @@ impl Linear {
                 let w = q.dequantize(x.device())?;
                 x.to_dtype(w.dtype())?.broadcast_matmul(&w.t()?)?
             }
-            Weight::Quantized(q) => q.forward(x)?,
+            Weight::Quantized(qm) => {
+                // A decode step's few rows: our kernels on the GGUF blocks in place (see
+                // `qgemv`); prefill chunks and other types: candle's.
+                let ours = match qm {
+                    QMatMul::QTensor(q) => super::qgemv::matmul(q, x)?,
+                    _ => None,
+                };
+                match ours {
+                    Some(y) => y,
+                    None => qm.forward(x)?,
+                }
+            }
         };
         let y = match self.parallelism {
             Parallelism::RowParallel if self.comm.world_size() > 1 => {

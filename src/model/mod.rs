@@ -13,6 +13,7 @@ pub mod fused;
 pub mod kv_cache;
 pub mod linear;
 pub mod load;
+pub mod qgemv;
 pub mod qwen2;
 pub mod rope;
 pub mod tokenizer;

@@ -95,6 +95,21 @@ unsafe fn hsum_ps256(v: __m256) -> f32 {
     }
 }
 
+/// `Σ scale·w·x` of one 256-weight block as sixteen i32 lanes: four 64-byte segments of
+/// unpacked weights `w` against the activation block at `xs`, each with its i16 scales.
+#[inline(always)]
+unsafe fn block_sum_avx512(w: &[__m512i; 4], xs: *const i8, scales: &[__m512i; 4]) -> __m512i {
+    // SAFETY: the caller enables AVX-512 BW + VNNI and `xs` points at 256 activation bytes.
+    unsafe {
+        let mut sum = _mm512_setzero_si512();
+        for s in 0..4 {
+            let x = _mm512_loadu_si512(xs.add(64 * s) as *const __m512i);
+            sum = _mm512_dpwssd_epi32(sum, _mm512_maddubs_epi16(w[s], x), scales[s]);
+        }
+        sum
+    }
+}
+
 /// One `Q4_K` weight row times activation rows `i0 .. i0 + R`, AVX-512.
 ///
 /// # Safety
@@ -130,12 +145,7 @@ pub(super) unsafe fn q4k_rows_avx512<const R: usize>(w: &[u8], a: &Q8Rows, i0: u
             let d_dmin = f16_pair(wb.as_ptr());
             for r in 0..R {
                 let bi = (i0 + r) * a.blocks + b;
-                let xs = a.qs.as_ptr().add(bi * QK);
-                let mut sum = _mm512_setzero_si512();
-                for s in 0..4 {
-                    let x = _mm512_loadu_si512(xs.add(64 * s) as *const __m512i);
-                    sum = _mm512_dpwssd_epi32(sum, _mm512_maddubs_epi16(nib[s], x), scales[s]);
-                }
+                let sum = block_sum_avx512(&nib, a.qs.as_ptr().add(bi * QK), &scales);
                 let f = _mm_mul_ps(d_dmin, _mm_set1_ps(*a.d.get_unchecked(bi)));
                 acc[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sum), _mm512_broadcastss_ps(f), acc[r]);
                 let bs = _mm_loadu_si128(a.bsums32.as_ptr().add(bi * 8) as *const __m128i);
@@ -144,6 +154,19 @@ pub(super) unsafe fn q4k_rows_avx512<const R: usize>(w: &[u8], a: &Q8Rows, i0: u
             }
         }
         std::array::from_fn(|r| _mm512_reduce_add_ps(acc[r]) - hsum_ps128(acc_min[r]))
+    }
+}
+
+/// The `Q6_K` weights' offset of 32 for one block: `acc + 32·f·Σ scale·Σx`, with the sixteen
+/// i16 scales `sc`, the block's sixteen activation sums at `bsums` and `f = d·dx` in lane 0.
+#[inline(always)]
+unsafe fn q6k_offset_avx2(sc: __m256i, bsums: *const i16, f: __m128, acc: __m256) -> __m256 {
+    // SAFETY: the caller enables AVX2 + FMA and `bsums` points at 16 i16.
+    unsafe {
+        let bs = _mm256_loadu_si256(bsums as *const __m256i);
+        let off = _mm256_cvtepi32_ps(_mm256_madd_epi16(sc, bs));
+        let f32x = _mm256_broadcastss_ps(_mm_mul_ss(f, _mm_set_ss(32.0)));
+        _mm256_fmadd_ps(off, f32x, acc)
     }
 }
 
@@ -190,19 +213,10 @@ pub(super) unsafe fn q6k_rows_avx512<const R: usize>(w: &[u8], a: &Q8Rows, i0: u
             ));
             for r in 0..R {
                 let bi = (i0 + r) * a.blocks + b;
-                let xs = a.qs.as_ptr().add(bi * QK);
-                let mut sum = _mm512_setzero_si512();
-                for s in 0..4 {
-                    let x = _mm512_loadu_si512(xs.add(64 * s) as *const __m512i);
-                    sum = _mm512_dpwssd_epi32(sum, _mm512_maddubs_epi16(q[s], x), scales[s]);
-                }
+                let sum = block_sum_avx512(&q, a.qs.as_ptr().add(bi * QK), &scales);
                 let f = _mm_mul_ss(d, _mm_set_ss(*a.d.get_unchecked(bi)));
                 acc[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sum), _mm512_broadcastss_ps(f), acc[r]);
-                // The weights' offset of 32: Σ scale·Σx, times 32·d·dx.
-                let bs = _mm256_loadu_si256(a.bsums.as_ptr().add(bi * 16) as *const __m256i);
-                let off = _mm256_cvtepi32_ps(_mm256_madd_epi16(sc, bs));
-                let f32x = _mm256_broadcastss_ps(_mm_mul_ss(f, _mm_set_ss(32.0)));
-                acc_off[r] = _mm256_fmadd_ps(off, f32x, acc_off[r]);
+                acc_off[r] = q6k_offset_avx2(sc, a.bsums.as_ptr().add(bi * 16), f, acc_off[r]);
             }
         }
         std::array::from_fn(|r| _mm512_reduce_add_ps(acc[r]) - hsum_ps256(acc_off[r]))
@@ -345,10 +359,7 @@ pub(super) unsafe fn q6k_rows_avx2<const R: usize>(w: &[u8], a: &Q8Rows, i0: usi
                 }
                 let f = _mm_mul_ss(d, _mm_set_ss(*a.d.get_unchecked(bi)));
                 acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sum), _mm256_broadcastss_ps(f), acc[r]);
-                let bs = _mm256_loadu_si256(a.bsums.as_ptr().add(bi * 16) as *const __m256i);
-                let off = _mm256_cvtepi32_ps(_mm256_madd_epi16(sc16, bs));
-                let f32x = _mm256_broadcastss_ps(_mm_mul_ss(f, _mm_set_ss(32.0)));
-                acc_off[r] = _mm256_fmadd_ps(off, f32x, acc_off[r]);
+                acc_off[r] = q6k_offset_avx2(sc16, a.bsums.as_ptr().add(bi * 16), f, acc_off[r]);
             }
         }
         std::array::from_fn(|r| hsum_ps256(acc[r]) - hsum_ps256(acc_off[r]))

@@ -14,6 +14,7 @@ cd "$(dirname "$0")/.."
 model=${1:-qwen2.5-coder-1.5b}
 threads=${2:-2}
 out=${3:-out/dev-${model}}
+mkdir -p "$(dirname "$out")"
 gold=../shared/corpus/gold/gold_standard.csv
 [ -f "$gold" ] || { echo "dev_quality: $gold not found (the dev corpus lives beside the checkout)" >&2; exit 2; }
 cargo build --release --locked -q

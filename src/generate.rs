@@ -108,6 +108,10 @@ pub struct BatchOutput {
     /// Generated tokens that were forced by the mask ([`LogitsMask::forced`]) and computed
     /// together with the token before them.
     pub forced_tokens: usize,
+    /// Seconds the logits mask took after the first token (its masks, commits and forced
+    /// tokens), inside `decode_secs`: the grammar's cost on the critical path, so that
+    /// `decode_secs - mask_secs` is what the same steps take unconstrained.
+    pub mask_secs: f64,
 }
 
 /// The answers to questions asked on one shared prefix ([`Generator::generate_shared`]).
@@ -129,6 +133,8 @@ struct DecodeState {
     steps: usize,
     decode_tokens: usize,
     forced_tokens: usize,
+    /// Seconds in the mask's calls after the first token (see [`BatchOutput::mask_secs`]).
+    mask_secs: f64,
 }
 
 impl DecodeState {
@@ -145,6 +151,7 @@ impl DecodeState {
             steps: 0,
             decode_tokens: 0,
             forced_tokens: 0,
+            mask_secs: 0.0,
         }
     }
 }
@@ -396,11 +403,22 @@ impl<'m> Generator<'m> {
         // Finished sequences are dropped from the batch so that later steps only compute the
         // ones still running.
         while !live.is_empty() && live.iter().any(|&i| state.finish[i].is_none()) {
-            let mut next = self.choose(&last, params.sampling, &live, &mut state.rngs, mask)?;
+            let mut mask_secs = 0.0;
+            let mut next = self.choose(
+                &last,
+                params.sampling,
+                &live,
+                &mut state.rngs,
+                mask,
+                &mut mask_secs,
+            )?;
             if prefill_secs.is_none() {
                 prefill_secs = Some(start.elapsed().as_secs_f64());
                 decode_start = Instant::now();
+            } else {
+                state.mask_secs += mask_secs;
             }
+            let grammar_start = Instant::now();
             // With one row, the tokens a grammar forces after the chosen one are computed in
             // the same forward pass; with several, rows would need ragged chunks, so each
             // forced token takes its own step (the mask simply allows only it).
@@ -438,6 +456,9 @@ impl<'m> Generator<'m> {
                         }
                     }
                 }
+            }
+            if mask.is_some() && steps > 0 {
+                state.mask_secs += grammar_start.elapsed().as_secs_f64();
             }
             let keep: Vec<usize> = (0..live.len())
                 .filter(|&r| state.finish[live[r]].is_none())
@@ -499,6 +520,7 @@ impl<'m> Generator<'m> {
             decode_steps: state.steps,
             decode_tokens: state.decode_tokens,
             forced_tokens: state.forced_tokens,
+            mask_secs: state.mask_secs,
         })
     }
 
@@ -510,6 +532,7 @@ impl<'m> Generator<'m> {
         live: &[usize],
         rngs: &mut [SplitMix64],
         mask: &mut Option<&mut dyn LogitsMask>,
+        mask_secs: &mut f64,
     ) -> Result<Vec<u32>> {
         if sampling == Sampling::Greedy && mask.is_none() {
             // Only (max, argmax) pairs cross ranks: no full-vocabulary gather.
@@ -520,7 +543,9 @@ impl<'m> Generator<'m> {
         for (r, mut row) in logits.into_iter().enumerate() {
             let i = live[r];
             if let Some(m) = mask.as_mut() {
+                let t = Instant::now();
                 m.mask(i, &mut row)?;
+                *mask_secs += t.elapsed().as_secs_f64();
                 if row.iter().all(|v| *v == f32::NEG_INFINITY) {
                     bail!("the logits mask forbade every token of sequence {i}");
                 }

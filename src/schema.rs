@@ -126,6 +126,10 @@ pub struct Field {
     /// False for identity columns and for columns marked `scored = false`.
     pub scored: bool,
     pub merge: Merge,
+    /// What the experiments of one paper share unless one says otherwise (participant pool,
+    /// apparatus): an experiment that states no value takes the nearest earlier experiment's,
+    /// with that value's quote, marked inherited. Never a per-experiment count.
+    pub inherit: bool,
     /// One of the fields that show whether an extractor reads the paper.
     pub reads_paper: bool,
     /// The constant answer of the honesty baseline, if the baseline answers this field.
@@ -245,6 +249,8 @@ struct RawField {
     scored: Option<bool>,
     #[serde(default)]
     merge: Option<String>,
+    #[serde(default)]
+    inherit: bool,
     #[serde(default)]
     reads_paper: bool,
     #[serde(default)]
@@ -470,6 +476,9 @@ impl Field {
             Some("sum") => Merge::Sum,
             Some(other) => bail!("unknown merge `{other}` (expected union or sum)"),
         };
+        if rf.inherit && merge == Merge::Sum {
+            bail!("a per-experiment count (merge = \"sum\") cannot be inherited");
+        }
         let mut field = Field {
             name: rf.name,
             description: rf.description,
@@ -477,6 +486,7 @@ impl Field {
             role,
             scored,
             merge,
+            inherit: rf.inherit,
             reads_paper: rf.reads_paper,
             baseline: rf.baseline,
             vocabulary: rf.term,

@@ -131,6 +131,10 @@ impl LogitsMask for GrammarMask<'_> {
 pub struct RunSummary {
     pub counts: manifest::Counts,
     pub model_secs: f64,
+    /// Of `model_secs`, the decode steps after each answer's first token, and the answer
+    /// grammar's share of them (see [`record::Timing::grammar_secs`]).
+    pub decode_secs: f64,
+    pub grammar_secs: f64,
     pub wall_secs: f64,
     /// The hash that keys this job's records (see [`Runner::new`]).
     pub job_hash: String,
@@ -432,9 +436,11 @@ plan counts per question",
             question::ground(self.schema, doc, &prep.sentences, exp, a, &mut grounded);
         }
         question::inherit_repeated(self.schema, doc, &prep.experiments, &mut grounded);
+        question::inherit_shared(self.schema, &mut grounded);
         let timing = generated.as_ref().map(|out| Timing {
             prefill_secs: out.prefix_secs + out.rows.prefill_secs,
             decode_secs: out.rows.decode_secs,
+            grammar_secs: out.rows.mask_secs,
             batch_secs: secs,
             batch_size: 1,
         });
@@ -542,7 +548,7 @@ const TITLE_PAGE_HEAD_BYTES: usize = 2500;
 
 /// Bumped whenever the prompt, the answer grammar or grounding change what a run produces, so
 /// that records of an older paramx are redone rather than reused.
-pub const PIPELINE_VERSION: u32 = 8;
+pub const PIPELINE_VERSION: u32 = 9;
 
 fn floor_char_boundary(s: &str, max: usize) -> usize {
     let mut i = max.min(s.len());
@@ -731,6 +737,8 @@ impl RunSummary {
         }
         if let Some(t) = &rec.timing {
             self.model_secs += t.prefill_secs + t.decode_secs;
+            self.decode_secs += t.decode_secs;
+            self.grammar_secs += t.grammar_secs;
         }
     }
 }

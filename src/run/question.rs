@@ -88,9 +88,48 @@ fn ends_abbreviation(before: &str) -> bool {
     ABBREVIATIONS.contains(&word) || (word.len() == 1 && word.chars().all(char::is_alphabetic))
 }
 
+/// The median length in characters of the non-blank lines of `text`: a full line of this
+/// document's layout (one or two columns, a manuscript's wide lines).
+fn median_line_chars(text: &str) -> usize {
+    let mut lens: Vec<usize> = text
+        .lines()
+        .map(|l| l.trim().chars().count())
+        .filter(|&n| n > 0)
+        .collect();
+    if lens.is_empty() {
+        return 0;
+    }
+    let mid = lens.len() / 2;
+    *lens.select_nth_unstable(mid).1
+}
+
+/// Whether the blank line at byte `at` of `text` ends a sentence. PDF text puts a blank line
+/// at every page and column break, and a double-spaced manuscript after every line, so a
+/// blank line alone does not: it does after sentence-final punctuation, before a lower-case
+/// continuation it never does, and otherwise only after a short line (a heading, a table
+/// row): a full-width line that ends in a word or comma runs on (`were recruited for` /
+/// `Experiment 1, and 26 subjects…`).
+fn blank_line_ends_sentence(text: &str, at: usize, full_line: usize) -> bool {
+    let before = text[..at].trim_end();
+    let line = before.rsplit('\n').next().unwrap_or(before).trim();
+    if line.is_empty() || line.ends_with(['.', '?', '!', ':', ';']) {
+        return true;
+    }
+    if text[at..]
+        .trim_start()
+        .chars()
+        .next()
+        .is_some_and(char::is_lowercase)
+    {
+        return false;
+    }
+    line.chars().count() * 10 < full_line * 7
+}
+
 /// The paper's sentences, in order, without references and acknowledgements.
 pub fn sentences(doc: &Document) -> Vec<Sentence> {
     let text = &doc.text;
+    let full_line = median_line_chars(text);
     let mut cuts: Vec<(usize, usize)> = Vec::new();
     let bytes = text.as_bytes();
     let mut s = 0;
@@ -106,7 +145,9 @@ pub fn sentences(doc: &Document) -> Vec<Sentence> {
                 .is_some_and(|c| c.is_uppercase() || c.is_ascii_digit() || c == '(');
             next_ws && starts && !(b == b'.' && ends_abbreviation(&text[s..i]))
         } else {
-            b == b'\n' && bytes.get(i + 1) == Some(&b'\n')
+            b == b'\n'
+                && bytes.get(i + 1) == Some(&b'\n')
+                && blank_line_ends_sentence(text, i, full_line)
         };
         if boundary {
             cuts.push((s, i + 1));
@@ -1149,6 +1190,32 @@ pub fn inherit_repeated(
     }
 }
 
+/// What the experiments of a paper share, stated once: an experiment that states no value for a
+/// field the schema marks `inherit` (participant pool, apparatus) takes the nearest earlier
+/// experiment's value, with the quote it came from, marked inherited. Its own statement always
+/// wins, and later experiments never lend to earlier ones: papers state common methods first
+/// and then say how each experiment differs.
+pub fn inherit_shared(schema: &Schema, out: &mut crate::run::answer::Grounded) {
+    let mut order: Vec<usize> = (0..out.experiments.len()).collect();
+    order.sort_by_key(|&i| out.experiments[i].experiment);
+    for f in schema.parameters().filter(|f| f.inherit) {
+        let mut last: Option<crate::run::answer::GroundedValue> = None;
+        for &i in &order {
+            let values = &mut out.experiments[i].values;
+            match values.get(&f.name) {
+                Some(v) => last = Some(v.clone()),
+                None => {
+                    if let Some(v) = &last {
+                        let mut v = v.clone();
+                        v.inherited = true;
+                        values.insert(f.name.clone(), v);
+                    }
+                }
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1194,6 +1261,31 @@ mod tests {
             &d.text[s[1].start..s[1].end],
             "The cursor was rotated by 45°."
         );
+    }
+
+    #[test]
+    fn a_blank_line_ends_a_sentence_only_where_the_sentence_ends() {
+        // A double-spaced manuscript (a blank line after every line), a page break inside a
+        // sentence, a heading, and a paragraph end.
+        let d = doc("Participants and apparatus\n\nEighty human subjects [57 women, mean age 20.4 yrs.] were recruited for\n\n\
+Experiment 1, and 26 subjects [18 women, mean age 19.7 yrs.] were recruited for Experiment\n\n\
+2 from the research participation pool of the Department of Psychology at the University.\n\n\
+In the Scalar feedback group, participants received online feedback of their hand position\n\n\
+shown as a scalar point. Then a new paragraph starts here with full-width lines of text\n");
+        let texts: Vec<String> = sentences(&d).into_iter().map(|s| s.text).collect();
+        assert_eq!(texts[0], "Participants and apparatus");
+        assert!(
+            texts[1].starts_with("Eighty human subjects")
+                && texts[1].contains("Experiment 1, and 26 subjects")
+                && texts[1].ends_with("of Psychology at the University."),
+            "{texts:?}"
+        );
+        assert_eq!(
+            texts[2],
+            "In the Scalar feedback group, participants received online feedback of their hand \
+position shown as a scalar point."
+        );
+        assert_eq!(texts.len(), 4, "{texts:?}");
     }
 
     #[test]
@@ -1567,6 +1659,55 @@ Twenty healthy volunteers took part. Following baseline, a 45° counterclockwise
         // Without a methods section the detection may have failed: everything is kept.
         d.sections.retain(|s| s.kind != SectionKind::Methods);
         assert_eq!(sentences(&d).len(), 3);
+    }
+
+    #[test]
+    fn shared_fields_pass_to_later_experiments_that_state_none() -> Result<()> {
+        use crate::run::answer::{Grounded, GroundedExperiment, GroundedValue};
+        use crate::run::locate::Span;
+        let schema = Schema::load_default()?;
+        let v = |value: &str, quote: &str| GroundedValue {
+            raw: value.into(),
+            value: value.into(),
+            quote: quote.into(),
+            span: Span { start: 0, end: 1 },
+            page: Some(1),
+            inherited: false,
+            sole_offer: false,
+        };
+        let exp = |n: u32, vals: Vec<(&str, GroundedValue)>| GroundedExperiment {
+            experiment: n,
+            label: None,
+            values: vals.into_iter().map(|(k, v)| (k.to_string(), v)).collect(),
+        };
+        let tablet = "Participants moved a stylus on a digitizing tablet.";
+        let mut g = Grounded {
+            // out of order on purpose: inheritance follows experiment numbers
+            experiments: vec![
+                exp(3, vec![("environment", v("mouse", "They used a mouse."))]),
+                exp(1, vec![("environment", v("tablet", tablet)), ("n_total", v("20", "20 participants"))]),
+                exp(2, vec![]),
+                exp(4, vec![]),
+            ],
+            dropped: Vec::new(),
+        };
+        inherit_shared(&schema, &mut g);
+        let get = |n: u32, f: &str| {
+            g.experiments
+                .iter()
+                .find(|e| e.experiment == n)
+                .and_then(|e| e.values.get(f))
+                .cloned()
+        };
+        let e2 = get(2, "environment").expect("experiment 2 inherits the apparatus");
+        assert_eq!((e2.value.as_str(), e2.quote.as_str(), e2.inherited), ("tablet", tablet, true));
+        let e3 = get(3, "environment").expect("its own value");
+        assert_eq!((e3.value.as_str(), e3.inherited), ("mouse", false), "own statement wins");
+        let e4 = get(4, "environment").expect("the nearest earlier experiment's");
+        assert_eq!((e4.value.as_str(), e4.inherited), ("mouse", true));
+        assert!(get(1, "environment").is_some_and(|v| !v.inherited));
+        assert!(get(2, "n_total").is_none(), "a per-experiment count is never inherited");
+        Ok(())
     }
 
     #[test]

@@ -75,6 +75,11 @@ pub struct Timing {
     /// This paper's share of the batch's prefill and decode time.
     pub prefill_secs: f64,
     pub decode_secs: f64,
+    /// Of `decode_secs`, the seconds the answer grammar took on the critical path (token
+    /// masks, commits, forced tokens): `decode_secs - grammar_secs` is the same decode
+    /// unconstrained. 0 in records written before it was measured.
+    #[serde(default)]
+    pub grammar_secs: f64,
     pub batch_secs: f64,
     pub batch_size: usize,
 }

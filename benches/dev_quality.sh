@@ -9,6 +9,8 @@
 #
 #   benches/dev_quality.sh [MODEL] [THREADS] [OUT_DIR]
 #   MODEL: qwen2.5-coder-1.5b (default) or qwen2.5-coder-0.5b. Reuses finished papers of OUT_DIR.
+#   PARAMX_BIN=path runs that binary instead of building this checkout (a saved binary of an
+#   earlier commit, for a side-by-side pair).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 model=${1:-qwen2.5-coder-1.5b}
@@ -17,8 +19,12 @@ out=${3:-out/dev-${model}}
 mkdir -p "$(dirname "$out")"
 gold=../shared/corpus/gold/gold_standard.csv
 [ -f "$gold" ] || { echo "dev_quality: $gold not found (the dev corpus lives beside the checkout)" >&2; exit 2; }
-cargo build --release --locked -q
-bin=target/release/paramx
+if [ -n "${PARAMX_BIN:-}" ]; then
+  bin=$PARAMX_BIN
+else
+  cargo build --release --locked -q
+  bin=target/release/paramx
+fi
 $bin fetch-model --model "$model" --dir models >/dev/null
 start=$(date +%s)
 $bin run --config configs/dev-cpu.toml --model "models/${model}-instruct-q4_k_m.gguf" \

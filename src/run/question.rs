@@ -475,14 +475,28 @@ fn push_new(v: &mut Vec<String>, item: String) {
 
 /// Whether the number at `at` may be a value at all: not a spread (`7.2 ± 1.8`, `SD 3.24`)
 /// unless the field reads spreads, and not an experiment's label (`Experiment 1
-/// Participants`).
+/// Participants`). A spread sign (`±`, `+/-`) makes a spread only after a number: with no
+/// number before it, it is the number's sign (`a rotation of ± 0°, 2°, 4°`, `(±9.3°)`).
 fn own_number(field: &Field, words: &[String], at: usize) -> bool {
     if is_share(field, words, at) {
         return false;
     }
-    at.checked_sub(1)
-        .and_then(|p| words.get(p))
-        .is_none_or(|prev| !field.is_foreign_spread(prev) && !field.is_label_word(prev))
+    let Some(p) = at.checked_sub(1) else {
+        return true;
+    };
+    let prev = &words[p];
+    if field.is_label_word(prev) {
+        return false;
+    }
+    if !field.is_foreign_spread(prev) {
+        return true;
+    }
+    let is_sign = !prev.chars().any(char::is_alphabetic);
+    let after_number = p
+        .checked_sub(1)
+        .and_then(|q| words.get(q))
+        .is_some_and(|w| w.starts_with(|c: char| c.is_ascii_digit()));
+    is_sign && !after_number
 }
 
 /// Whether the number at `at` is a percentage (`85%`) of a field that has no `%` unit: a
@@ -1392,6 +1406,19 @@ position shown as a scalar point."
             "Eighty human subjects [57 women, mean age 20.4 (SD 3.24) yrs.] were recruited.",
         );
         assert!(o.numbers.contains(&"3.24".to_string()), "{:?}", o.numbers);
+        // With no number before it, `±` is a sign: every size of the list is offered.
+        let o = offered(
+            &schema,
+            "perturbation_magnitude",
+            "An angular rotation of ± 0°, 2°, 4°, 8°, and 16° was imposed on the cursor.",
+        );
+        assert_eq!(o.numbers, vec!["0°", "2°", "4°", "8°", "16°"]);
+        let o = offered(
+            &schema,
+            "perturbation_magnitude",
+            "The cursor was rotated (±9.3°) on miss trials.",
+        );
+        assert_eq!(o.numbers, vec!["9.3°"]);
         // A result's spread is no rotation size (nor is its unitless mean).
         let o = offered(
             &schema,

@@ -1712,7 +1712,13 @@ Twenty healthy volunteers took part. Following baseline, a 45° counterclockwise
             // out of order on purpose: inheritance follows experiment numbers
             experiments: vec![
                 exp(3, vec![("environment", v("mouse", "They used a mouse."))]),
-                exp(1, vec![("environment", v("tablet", tablet)), ("n_total", v("20", "20 participants"))]),
+                exp(
+                    1,
+                    vec![
+                        ("environment", v("tablet", tablet)),
+                        ("n_total", v("20", "20 participants")),
+                    ],
+                ),
                 exp(2, vec![]),
                 exp(4, vec![]),
             ],
@@ -1727,13 +1733,23 @@ Twenty healthy volunteers took part. Following baseline, a 45° counterclockwise
                 .cloned()
         };
         let e2 = get(2, "environment").expect("experiment 2 inherits the apparatus");
-        assert_eq!((e2.value.as_str(), e2.quote.as_str(), e2.inherited), ("tablet", tablet, true));
+        assert_eq!(
+            (e2.value.as_str(), e2.quote.as_str(), e2.inherited),
+            ("tablet", tablet, true)
+        );
         let e3 = get(3, "environment").expect("its own value");
-        assert_eq!((e3.value.as_str(), e3.inherited), ("mouse", false), "own statement wins");
+        assert_eq!(
+            (e3.value.as_str(), e3.inherited),
+            ("mouse", false),
+            "own statement wins"
+        );
         let e4 = get(4, "environment").expect("the nearest earlier experiment's");
         assert_eq!((e4.value.as_str(), e4.inherited), ("mouse", true));
         assert!(get(1, "environment").is_some_and(|v| !v.inherited));
-        assert!(get(2, "n_total").is_none(), "a per-experiment count is never inherited");
+        assert!(
+            get(2, "n_total").is_none(),
+            "a per-experiment count is never inherited"
+        );
         Ok(())
     }
 

@@ -148,12 +148,23 @@ pub(super) unsafe fn q4k_rows_avx512<const R: usize>(w: &[u8], a: &Q8Rows, i0: u
                 let sum = block_sum_avx512(&nib, a.qs.as_ptr().add(bi * QK), &scales);
                 let f = _mm_mul_ps(d_dmin, _mm_set1_ps(*a.d.get_unchecked(bi)));
                 acc[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sum), _mm512_broadcastss_ps(f), acc[r]);
-                let bs = _mm_loadu_si128(a.bsums32.as_ptr().add(bi * 8) as *const __m128i);
-                let m = _mm_cvtepi32_ps(_mm_madd_epi16(mins, bs));
-                acc_min[r] = _mm_fmadd_ps(m, _mm_permute_ps(f, 0b01_01_01_01), acc_min[r]);
+                acc_min[r] = q4k_mins_sse(mins, a.bsums32.as_ptr().add(bi * 8), f, acc_min[r]);
             }
         }
         std::array::from_fn(|r| _mm512_reduce_add_ps(acc[r]) - hsum_ps128(acc_min[r]))
+    }
+}
+
+/// The `Q4_K` weights' minimum term of one block: `acc + Σ min·Σx · (dmin·dx)`, with the
+/// eight i16 mins in `mins`, the block's eight i16 activation sums (per 32 values) at `bsums`,
+/// and `f = (d·dx, dmin·dx, …)`. Shared by the AVX-512 and AVX2 kernels.
+#[inline(always)]
+unsafe fn q4k_mins_sse(mins: __m128i, bsums: *const i16, f: __m128, acc: __m128) -> __m128 {
+    // SAFETY: the caller enables AVX2 + FMA and `bsums` points at 8 i16.
+    unsafe {
+        let bs = _mm_loadu_si128(bsums as *const __m128i);
+        let m = _mm_cvtepi32_ps(_mm_madd_epi16(mins, bs));
+        _mm_fmadd_ps(m, _mm_permute_ps(f, 0b01_01_01_01), acc)
     }
 }
 
@@ -262,9 +273,7 @@ pub(super) unsafe fn q4k_rows_avx2<const R: usize>(w: &[u8], a: &Q8Rows, i0: usi
                 }
                 let f = _mm_mul_ps(d_dmin, _mm_set1_ps(*a.d.get_unchecked(bi)));
                 acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sum), _mm256_broadcastss_ps(f), acc[r]);
-                let bs = _mm_loadu_si128(a.bsums32.as_ptr().add(bi * 8) as *const __m128i);
-                let m = _mm_cvtepi32_ps(_mm_madd_epi16(mins, bs));
-                acc_min[r] = _mm_fmadd_ps(m, _mm_permute_ps(f, 0b01_01_01_01), acc_min[r]);
+                acc_min[r] = q4k_mins_sse(mins, a.bsums32.as_ptr().add(bi * 8), f, acc_min[r]);
             }
         }
         std::array::from_fn(|r| hsum_ps256(acc[r]) - hsum_ps128(acc_min[r]))

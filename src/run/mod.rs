@@ -25,6 +25,7 @@ pub mod question;
 pub mod record;
 pub mod shard;
 pub mod store;
+pub mod tables;
 
 use crate::generate::{GenerateParams, LogitsMask, Sampling};
 use crate::model::chat::ChatMessage;
@@ -274,7 +275,8 @@ impl<'a> Runner<'a> {
     /// The questions of one paper, the prefix they share, and their token ids.
     pub fn prepare(&self, doc: &Document) -> Result<Prepared> {
         let experiments = experiments::detect(&doc.text, &self.schema.experiments);
-        let all = question::sentences(doc);
+        let all =
+            question::with_table_rows(doc, &self.schema.experiments, question::sentences(doc));
         // Questions within the per-question token bound the plan counts: with a tokenizer
         // that spends many tokens per character (byte-level ones), fewer sentences are shown.
         let mut max_sentences = question::MAX_SENTENCES;
@@ -548,7 +550,7 @@ const TITLE_PAGE_HEAD_BYTES: usize = 2500;
 
 /// Bumped whenever the prompt, the answer grammar or grounding change what a run produces, so
 /// that records of an older paramx are redone rather than reused.
-pub const PIPELINE_VERSION: u32 = 9;
+pub const PIPELINE_VERSION: u32 = 10;
 
 fn floor_char_boundary(s: &str, max: usize) -> usize {
     let mut i = max.min(s.len());

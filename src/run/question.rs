@@ -48,6 +48,18 @@ pub struct Sentence {
     words: Vec<String>,
     /// How much the section it stands in is worth for design parameters.
     weight: i32,
+    /// A table row that names its experiment (`Experiment 2: n Analyzed 20; …`, see
+    /// [`crate::run::tables`]): that experiment's own text, wherever the table stands, and no
+    /// other experiment's.
+    row_of: Option<u32>,
+}
+
+impl Sentence {
+    /// Whether this sentence is experiment `exp`'s own text: it stands in one of the
+    /// experiment's spans, or it is a table row naming it.
+    fn is_own(&self, exp: &Experiment) -> bool {
+        exp.owns(self.start) || self.row_of == Some(exp.number)
+    }
 }
 
 /// How much a sentence of a section of `kind` is worth for design parameters; `None`: never
@@ -183,9 +195,128 @@ pub fn sentences(doc: &Document) -> Vec<Sentence> {
                 words: evidence::words(&without_citations(piece)),
                 text: shown,
                 weight,
+                row_of: None,
             });
         }
     }
+    out
+}
+
+/// Longest caption shown before a table row (cut at a word boundary): enough for its subject
+/// (`Table 1. Overview of included and excluded participants …`), leaving room for the cells.
+const MAX_CAPTION_CHARS: usize = 90;
+
+/// `sentences` with the rows of the paper's column-wise tables (see [`crate::run::tables`])
+/// added where their table stands. Each row reads as one sentence: the caption's start, the
+/// row's label and each cell after its column header (`Table 1. Overview of … participants …,
+/// Experiment 2: n Analyzed 20; Men 4; Age, yr 21 (19; 30)`), with the whole table as its
+/// span. Headers lose their bracketed notes (`Age, yr [mean (min; max)]` is `Age, yr`), so a
+/// cell stands next to its header's words; cells that would take the row past
+/// `MAX_SENTENCE_CHARS` are left out, the first columns kept. A row whose label names an
+/// experiment (`Experiment` / `2`, or a cell `Exp. 2`) is that experiment's own.
+pub fn with_table_rows(
+    doc: &Document,
+    naming: &crate::schema::Experiments,
+    mut all: Vec<Sentence>,
+) -> Vec<Sentence> {
+    let has_methods = doc.sections.iter().any(|s| {
+        matches!(
+            s.kind,
+            SectionKind::Methods | SectionKind::Participants | SectionKind::Procedure
+        )
+    });
+    for row in crate::run::tables::rows(&doc.text) {
+        let Some(weight) = section_weight(doc.section_at(row.start).map(|s| &s.kind), has_methods)
+        else {
+            continue;
+        };
+        let (head, cell) = (&row.label.0, &row.label.1);
+        let row_of = experiment_label(naming, head, cell);
+        let label = match row_of {
+            Some(n) if cell.parse::<u32>().is_ok() => format!("{head} {n}"),
+            _ => cell.clone(),
+        };
+        let mut text = format!("{}, {label}:", cut_at_word(&row.caption, MAX_CAPTION_CHARS));
+        let mut first = true;
+        for (h, c) in &row.cells {
+            let part = format!("{} {}", without_brackets(h), c);
+            if text.chars().count() + part.chars().count() + 2 > MAX_SENTENCE_CHARS {
+                break;
+            }
+            text.push_str(if first { " " } else { "; " });
+            text.push_str(&part);
+            first = false;
+        }
+        if first {
+            continue; // not even one cell fits
+        }
+        let shown = crate::run::prompt::sanitize(&text);
+        all.push(Sentence {
+            start: row.start,
+            end: row.end,
+            words: evidence::words(&shown),
+            text: shown,
+            weight,
+            row_of,
+        });
+    }
+    all.sort_by_key(|s| s.start);
+    all
+}
+
+/// The experiment a table row's label names: a heading word over a column of numbers
+/// (`Experiment` / `2`), or a cell that is a heading (`Exp. 3`).
+fn experiment_label(naming: &crate::schema::Experiments, head: &str, cell: &str) -> Option<u32> {
+    let is_word = |w: &str| {
+        let w = w.trim_end_matches(['.', ':']).to_lowercase();
+        naming
+            .heading_words
+            .iter()
+            .any(|h| h.trim_end_matches('.').eq_ignore_ascii_case(&w))
+    };
+    if is_word(head.trim()) {
+        if let Ok(n) = cell.trim().parse::<u32>() {
+            return Some(n);
+        }
+    }
+    let mut words = cell.split_whitespace();
+    match (words.next(), words.next(), words.next()) {
+        (Some(w), Some(n), None) if is_word(w) => n.parse().ok(),
+        _ => None,
+    }
+}
+
+/// `s` without its bracketed parts (`Age, yr [mean (min; max)]` → `Age, yr`).
+fn without_brackets(s: &str) -> String {
+    let mut out = String::new();
+    let mut depth = 0usize;
+    for c in s.chars() {
+        match c {
+            '(' | '[' => depth += 1,
+            ')' | ']' => depth = depth.saturating_sub(1),
+            c if depth == 0 => out.push(c),
+            _ => {}
+        }
+    }
+    out.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// `s` cut to at most `max` characters at a word boundary, with `…` where it was cut.
+fn cut_at_word(s: &str, max: usize) -> String {
+    if s.chars().count() <= max {
+        return s.to_string();
+    }
+    let mut out = String::new();
+    for w in s.split_whitespace() {
+        if out.chars().count() + w.chars().count() + 1 > max {
+            break;
+        }
+        if !out.is_empty() {
+            out.push(' ');
+        }
+        out.push_str(w);
+    }
+    out.push('…');
     out
 }
 
@@ -517,7 +648,7 @@ fn offers(
     if !eligible(field, s, exp, others) {
         return None;
     }
-    let shared_count = field.merge == crate::schema::Merge::Sum && !exp.owns(s.start);
+    let shared_count = field.merge == crate::schema::Merge::Sum && !s.is_own(exp);
     Some(options(field, s, shared_count.then_some(exp.number)))
 }
 
@@ -710,28 +841,48 @@ pub fn groups(schema: &Schema) -> Vec<(String, Vec<&Field>)> {
 }
 
 /// Whether sentence `s` may give `field`'s value for experiment `exp`: it is not another
-/// experiment's own text, and a per-experiment count (`merge = "sum"`) is never inherited when
+/// experiment's own text (its span, or a table row naming it), and a shared sentence that
+/// names experiments by label (`For experiment 2, a 32° rotation was exchanged…`) speaks of
+/// those and no others. A per-experiment count (`merge = "sum"`) is never inherited when
 /// the paper gives its experiments their own text, unless the shared sentence names this
 /// experiment (`Eighty subjects were recruited for Experiment 1, and 26 for Experiment 2`).
 fn eligible(field: &Field, s: &Sentence, exp: &Experiment, others: &[&Experiment]) -> bool {
-    let own = exp.owns(s.start);
-    if own {
+    if let Some(n) = s.row_of {
+        return n == exp.number;
+    }
+    if exp.owns(s.start) {
         return true;
     }
     if others.iter().any(|o| o.owns(s.start)) {
         return false;
     }
-    field.merge != crate::schema::Merge::Sum
-        || exp.spans.is_empty()
-        || names_experiment(field, &s.words, exp.number)
+    let named = named_experiments(field, &s.words);
+    let names_another = named.iter().any(|n| others.iter().any(|o| o.number == *n));
+    if names_another && !named.contains(&exp.number) {
+        return false;
+    }
+    field.merge != crate::schema::Merge::Sum || exp.spans.is_empty() || named.contains(&exp.number)
 }
 
-/// Whether `words` name experiment `number` by a heading word (`Experiment 2`, `Exp 2`).
-fn names_experiment(field: &Field, words: &[String], number: u32) -> bool {
-    let number = number.to_string();
-    words
-        .windows(2)
-        .any(|w| field.is_label_word(&w[0]) && w[1] == number)
+/// The experiments `words` name by a heading word and number (`Experiment 2`, `Exp 2`).
+fn named_experiments(field: &Field, words: &[String]) -> Vec<u32> {
+    let mut out: Vec<u32> = Vec::new();
+    for w in words.windows(2) {
+        if field.is_label_word(&w[0]) {
+            if let Ok(n) = w[1].parse::<u32>() {
+                if !out.contains(&n) {
+                    out.push(n);
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Whether `s` is experiment `exp`'s own statement for `field`: its own text, or a shared
+/// sentence that names this experiment and no other.
+fn speaks_for(field: &Field, s: &Sentence, exp: &Experiment) -> bool {
+    s.is_own(exp) || named_experiments(field, &s.words) == [exp.number]
 }
 
 /// The sentences worth showing for `field` in experiment `exp` (best first).
@@ -757,7 +908,7 @@ fn retrieve(
         let score = 2 * cue_hits.min(3)
             + if opts.terms.is_empty() { 0 } else { 2 }
             + s.weight
-            + if exp.owns(s.start) { 3 } else { 0 };
+            + if speaks_for(field, s, exp) { 3 } else { 0 };
         scored.push((score, i));
     }
     scored.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
@@ -1154,7 +1305,7 @@ pub fn ground(
                     end: s.end,
                 },
                 page: page_of(&starts, s.start),
-                inherited: !exp.spans.is_empty() && !exp.owns(s.start),
+                inherited: !exp.spans.is_empty() && !speaks_for(field, s, exp),
                 sole_offer: a.sole_offer,
             },
         );
@@ -1467,6 +1618,91 @@ position shown as a scalar point."
             assert!(!grammar.contains(&format!("\"{theirs}\"")), "{grammar}");
             // ... a shared count that names none is no experiment's own.
             assert!(!grammar.contains("\"12\""), "{grammar}");
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn a_table_row_gives_its_experiment_and_no_other_its_count_and_age() -> Result<()> {
+        let schema = Schema::load_default()?;
+        let d = doc(
+            "Methods\nNinety-four participants gave written informed consent.\n\n\
+Table 1. Overview of included and excluded participants and trials for all experiments\n\n\
+Experiment\n\n1\n2\n\nn Analyzed\n\n22\n20\n\nMen\n\n7\n4\n\n\
+Age, yr [mean (min; max)]\n\n25 (20; 30)\n21 (19; 30)\n\n\
+Experiment 1\nThe cursor was rotated by 45° for all reaches to the target.\n\
+Experiment 2\nThe cursor was rotated by 30° for all reaches to the target.\n",
+        );
+        let all = with_table_rows(&d, &schema.experiments, sentences(&d));
+        let rows: Vec<&Sentence> = all.iter().filter(|s| s.row_of.is_some()).collect();
+        assert_eq!(rows.len(), 2);
+        assert_eq!(
+            rows[1].text,
+            "Table 1. Overview of included and excluded participants and trials for all \
+experiments, Experiment 2: n Analyzed 20; Men 4; Age, yr 21 (19; 30)"
+        );
+        let exps = crate::run::experiments::detect(&d.text, &schema.experiments);
+        assert_eq!(exps.len(), 2, "{exps:?}");
+        for exp in &exps {
+            let qs = questions_for(&schema, &all, exp, &exps, MAX_SENTENCES);
+            let part = qs
+                .iter()
+                .find(|q| q.group == "participants")
+                .expect("a participants question");
+            let (n, age, other_n) = if exp.number == 1 {
+                ("22", "25", "20")
+            } else {
+                ("20", "21", "22")
+            };
+            let at = |field: &str| part.fields.iter().position(|f| f == field);
+            let sole = |field: &str| {
+                at(field)
+                    .and_then(|i| part.sole_offers[i].clone())
+                    .map(|(_, v)| v)
+            };
+            assert_eq!(sole("n_total").as_deref(), Some(n), "{}", part.text);
+            assert_eq!(sole("age_mean").as_deref(), Some(age), "{}", part.text);
+            assert!(
+                !part.grammar.contains(&format!("\"{other_n}\"")),
+                "{}",
+                part.grammar
+            );
+            // The row is the experiment's own text, not an inherited one.
+            let answers = read_answer(part, "{}")?;
+            let mut out = crate::run::answer::Grounded::default();
+            ground(&schema, &d, &all, exp, &answers, &mut out);
+            let v = &out.experiments[0].values["n_total"];
+            assert_eq!(v.value, n);
+            assert!(!v.inherited);
+            assert!(v
+                .quote
+                .contains(&format!("Experiment {}: n Analyzed {n}", exp.number)));
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn a_shared_sentence_naming_experiments_speaks_only_for_them() -> Result<()> {
+        let schema = Schema::load_default()?;
+        let d = doc("Methods\nAn angular rotation of ± 0°, 2°, 4°, 8°, and 16° was imposed on the cursor in Experiment 1. For experiment 2, a 32° rotation was exchanged for the 2° rotation, such that the rotations imposed were ± 0°, 4°, 8°, 16°, and 32°. The cursor was rotated by 45° in a pilot.\nExperiment 1\nTwenty participants reached to the targets.\nExperiment 2\nTen participants reached to the targets.\n");
+        let all = sentences(&d);
+        let exps = crate::run::experiments::detect(&d.text, &schema.experiments);
+        assert_eq!(exps.len(), 2, "{exps:?}");
+        for exp in &exps {
+            let qs = questions_for(&schema, &all, exp, &exps, MAX_SENTENCES);
+            let q = qs
+                .iter()
+                .find(|q| q.group == "perturbation")
+                .expect("a perturbation question");
+            let (mine, theirs) = if exp.number == 1 {
+                ("in Experiment 1", "For experiment 2")
+            } else {
+                ("For experiment 2", "in Experiment 1")
+            };
+            assert!(q.text.contains(mine), "{}", q.text);
+            assert!(!q.text.contains(theirs), "{}", q.text);
+            // A shared sentence that names no experiment is shown to both.
+            assert!(q.text.contains("in a pilot"), "{}", q.text);
         }
         Ok(())
     }

@@ -81,6 +81,11 @@ pub struct Term {
     /// groups`): a question never offers the term on their strength.
     #[serde(default)]
     pub not_evidence: Vec<String>,
+    /// The term of the same field that this one is a kind of (`kinarm` is a
+    /// `robot_manipulandum`): a sentence naming both (`a robotic manipulandum (KINARM
+    /// End-Point)`) states this one, and is not offered the broader one beside it.
+    #[serde(default)]
+    pub broader: Option<String>,
 }
 
 /// A unit: `factor` converts a value in this unit to the field's first (base) unit.
@@ -527,6 +532,16 @@ impl Field {
                 if !known {
                     bail!(
                         "term `{}`: not_evidence `{weak}` is none of its spellings or cues",
+                        term.canonical
+                    );
+                }
+            }
+        }
+        for term in &field.vocabulary {
+            if let Some(b) = &term.broader {
+                if b == &term.canonical || !field.vocabulary.iter().any(|t| &t.canonical == b) {
+                    bail!(
+                        "term `{}`: broader `{b}` is no other term of this field",
                         term.canonical
                     );
                 }

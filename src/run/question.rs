@@ -138,10 +138,30 @@ fn blank_line_ends_sentence(text: &str, at: usize, full_line: usize) -> bool {
     line.chars().count() * 10 < full_line * 7
 }
 
+/// Where a section's heading line starts and where the text after it starts (sorted byte
+/// offsets): a sentence never runs across them. A heading followed by a single line break
+/// would otherwise start the sentence after it (`Experiment 1: Cursor and Scalar feedback` /
+/// `Materials and Methods` / `Participants` / `Twenty-four participants … were recruited`),
+/// and that sentence would take the section of the heading's start: the introduction's, and
+/// be dropped with it.
+fn heading_bounds(doc: &Document) -> Vec<usize> {
+    let mut out: Vec<usize> = Vec::new();
+    for s in &doc.sections {
+        out.push(s.start);
+        if let Some(nl) = doc.text.get(s.start..).and_then(|t| t.find('\n')) {
+            out.push(s.start + nl + 1);
+        }
+    }
+    out.sort_unstable();
+    out.dedup();
+    out
+}
+
 /// The paper's sentences, in order, without references and acknowledgements.
 pub fn sentences(doc: &Document) -> Vec<Sentence> {
     let text = &doc.text;
     let full_line = median_line_chars(text);
+    let headings = heading_bounds(doc);
     let mut cuts: Vec<(usize, usize)> = Vec::new();
     let bytes = text.as_bytes();
     let mut s = 0;
@@ -158,8 +178,9 @@ pub fn sentences(doc: &Document) -> Vec<Sentence> {
             next_ws && starts && !(b == b'.' && ends_abbreviation(&text[s..i]))
         } else {
             b == b'\n'
-                && bytes.get(i + 1) == Some(&b'\n')
-                && blank_line_ends_sentence(text, i, full_line)
+                && (headings.binary_search(&(i + 1)).is_ok()
+                    || bytes.get(i + 1) == Some(&b'\n')
+                        && blank_line_ends_sentence(text, i, full_line))
         };
         if boundary {
             cuts.push((s, i + 1));
@@ -181,6 +202,12 @@ pub fn sentences(doc: &Document) -> Vec<Sentence> {
         let raw = &text[a..b];
         let lead = raw.len() - raw.trim_start().len();
         let (a, raw) = (a + lead, raw.trim());
+        let is_heading = |s: &crate::pdf::Section| {
+            s.start == a && crate::run::prompt::sanitize(raw).eq_ignore_ascii_case(&s.heading)
+        };
+        if doc.sections.iter().any(is_heading) {
+            continue; // a heading line, no sentence
+        }
         let weight = section_weight(doc.section_at(a).map(|s| &s.kind), has_methods);
         let Some(weight) = weight else { continue };
         for (pa, pb) in pieces(raw, MAX_SENTENCE_CHARS) {
@@ -771,9 +798,18 @@ fn options(field: &Field, s: &Sentence, clause: Option<u32>) -> Options {
         }
     }
     if matches!(field.kind, FieldKind::Category | FieldKind::NumberSet) {
-        o.terms = evidence::cued_terms(field, &s.words)
-            .into_iter()
-            .map(str::to_string)
+        let cued = evidence::cued_terms(field, &s.words);
+        // A term whose narrower term the sentence also names is not offered beside it.
+        let narrower_named = |t: &str| {
+            field
+                .vocabulary
+                .iter()
+                .any(|n| n.broader.as_deref() == Some(t) && cued.contains(&n.canonical.as_str()))
+        };
+        o.terms = cued
+            .iter()
+            .filter(|t| !narrower_named(t))
+            .map(|t| t.to_string())
             .collect();
     }
     o
@@ -1418,7 +1454,7 @@ mod tests {
         assert_eq!(
             texts,
             vec![
-                "Methods Twenty-four adults (e.g. students) took part, see Fig. 2.",
+                "Twenty-four adults (e.g. students) took part, see Fig. 2.",
                 "The cursor was rotated by 45°.",
             ]
         );
@@ -1426,6 +1462,28 @@ mod tests {
             &d.text[s[1].start..s[1].end],
             "The cursor was rotated by 45°."
         );
+    }
+
+    #[test]
+    fn a_sentence_never_runs_across_a_section_heading() {
+        let text = "Introduction\nPrior work used mirrors. We ask more.\n\nExperiment 1: Cursor feedback\nMaterials and Methods\nParticipants\nTwenty-four participants were recruited.\n";
+        let at = |needle: &str| text.find(needle).expect("in the text");
+        let section = |kind, heading: &str, start, end| Section {
+            kind,
+            heading: heading.into(),
+            start,
+            end,
+        };
+        let mut d = doc(text);
+        d.sections = vec![
+            section(SectionKind::Introduction, "Introduction", 0, at("Materials")),
+            section(SectionKind::Methods, "Materials and Methods", at("Materials"), at("Participants")),
+            section(SectionKind::Participants, "Participants", at("Participants"), text.len()),
+        ];
+        let texts: Vec<String> = sentences(&d).into_iter().map(|s| s.text).collect();
+        // The introduction is left out (the paper has methods); the participants' sentence is
+        // its own, not the tail of the heading lines before it, which start in the introduction.
+        assert_eq!(texts, vec!["Twenty-four participants were recruited."]);
     }
 
     #[test]
@@ -1466,7 +1524,7 @@ position shown as a scalar point."
             .expect("participants");
         assert!(part
             .text
-            .contains("[1] Methods Twenty-four right-handed participants"));
+            .contains("[1] Twenty-four right-handed participants"));
         assert!(part.grammar.contains("\"24\""), "{}", part.grammar);
         assert!(
             !part.grammar.contains("\"45\""),
@@ -1476,7 +1534,7 @@ position shown as a scalar point."
         let got = read_answer(part, answer)?;
         assert_eq!(got.len(), 2);
         assert_eq!(got[0].value, "24");
-        assert_eq!(all[got[0].sentence].start, 0);
+        assert_eq!(all[got[0].sentence].start, "Methods\n".len());
         assert!(read_answer(part, r#"{"n_total": {"sentence": 9, "value": "24"}}"#).is_err());
         Ok(())
     }
@@ -1704,6 +1762,24 @@ experiments, Experiment 2: n Analyzed 20; Men 4; Age, yr 21 (19; 30)"
             // A shared sentence that names no experiment is shown to both.
             assert!(q.text.contains("in a pilot"), "{}", q.text);
         }
+        Ok(())
+    }
+
+    #[test]
+    fn a_sentence_naming_a_kind_and_its_broader_term_offers_the_kind() -> Result<()> {
+        let schema = Schema::load_default()?;
+        let o = offered(
+            &schema,
+            "environment",
+            "Subjects made planar reaching movements while holding onto the handle of a 2-link robotic manipulandum (KINARM End-Point, BKIN Technologies).",
+        );
+        assert_eq!(o.terms, vec!["kinarm"]);
+        let o = offered(
+            &schema,
+            "environment",
+            "Subjects made planar reaching movements while holding a robotic manipulandum.",
+        );
+        assert_eq!(o.terms, vec!["robot_manipulandum"]);
         Ok(())
     }
 
@@ -2053,7 +2129,7 @@ Twenty healthy volunteers took part. Following baseline, a 45° counterclockwise
         let v = &kept["handedness"];
         assert_eq!(
             &d.text[v.span.start..v.span.end],
-            "Methods\nA total of 158 right-handed subjects were recruited."
+            "A total of 158 right-handed subjects were recruited."
         );
         Ok(())
     }

@@ -1476,9 +1476,24 @@ mod tests {
         };
         let mut d = doc(text);
         d.sections = vec![
-            section(SectionKind::Introduction, "Introduction", 0, at("Materials")),
-            section(SectionKind::Methods, "Materials and Methods", at("Materials"), at("Participants")),
-            section(SectionKind::Participants, "Participants", at("Participants"), text.len()),
+            section(
+                SectionKind::Introduction,
+                "Introduction",
+                0,
+                at("Materials"),
+            ),
+            section(
+                SectionKind::Methods,
+                "Materials and Methods",
+                at("Materials"),
+                at("Participants"),
+            ),
+            section(
+                SectionKind::Participants,
+                "Participants",
+                at("Participants"),
+                text.len(),
+            ),
         ];
         let texts: Vec<String> = sentences(&d).into_iter().map(|s| s.text).collect();
         // The introduction is left out (the paper has methods); the participants' sentence is

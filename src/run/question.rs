@@ -1574,9 +1574,16 @@ position shown as a scalar point."
         let o = offered(
             &schema,
             "n_total",
-            "A total of 94 participants (n = 20 per group) took part (Smith 2010).",
+            "A total of 94 participants (n = 20) took part (Smith 2010).",
         );
         assert_eq!(o.numbers, vec!["94", "20"]);
+        // A group's size is no total.
+        let o = offered(
+            &schema,
+            "n_total",
+            "Experiment 1 compared two SPE conditions (n = 20 per group; total n = 60, 33 female, age range 18-25 years).",
+        );
+        assert_eq!(o.numbers, vec!["60"]);
         Ok(())
     }
 

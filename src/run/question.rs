@@ -100,6 +100,16 @@ fn ends_abbreviation(before: &str) -> bool {
     ABBREVIATIONS.contains(&word) || (word.len() == 1 && word.chars().all(char::is_alphabetic))
 }
 
+/// Whether the paper has a detected methods section (see [`section_weight`]).
+fn has_methods(doc: &Document) -> bool {
+    doc.sections.iter().any(|s| {
+        matches!(
+            s.kind,
+            SectionKind::Methods | SectionKind::Participants | SectionKind::Procedure
+        )
+    })
+}
+
 /// The median length in characters of the non-blank lines of `text`: a full line of this
 /// document's layout (one or two columns, a manuscript's wide lines).
 fn median_line_chars(text: &str) -> usize {
@@ -191,12 +201,7 @@ pub fn sentences(doc: &Document) -> Vec<Sentence> {
     if s < text.len() {
         cuts.push((s, text.len()));
     }
-    let has_methods = doc.sections.iter().any(|s| {
-        matches!(
-            s.kind,
-            SectionKind::Methods | SectionKind::Participants | SectionKind::Procedure
-        )
-    });
+    let has_methods = has_methods(doc);
     let mut out = Vec::new();
     for (a, b) in cuts {
         let raw = &text[a..b];
@@ -246,12 +251,7 @@ pub fn with_table_rows(
     naming: &crate::schema::Experiments,
     mut all: Vec<Sentence>,
 ) -> Vec<Sentence> {
-    let has_methods = doc.sections.iter().any(|s| {
-        matches!(
-            s.kind,
-            SectionKind::Methods | SectionKind::Participants | SectionKind::Procedure
-        )
-    });
+    let has_methods = has_methods(doc);
     for row in crate::run::tables::rows(&doc.text) {
         let Some(weight) = section_weight(doc.section_at(row.start).map(|s| &s.kind), has_methods)
         else {

@@ -275,8 +275,7 @@ impl<'a> Runner<'a> {
     /// The questions of one paper, the prefix they share, and their token ids.
     pub fn prepare(&self, doc: &Document) -> Result<Prepared> {
         let experiments = experiments::detect(&doc.text, &self.schema.experiments);
-        let all =
-            question::with_table_rows(doc, &self.schema.experiments, question::sentences(doc));
+        let all = question::with_table_rows(doc, self.schema.lexicon(), question::sentences(doc));
         // Questions within the per-question token bound the plan counts: with a tokenizer
         // that spends many tokens per character (byte-level ones), fewer sentences are shown.
         let mut max_sentences = question::MAX_SENTENCES;

@@ -248,7 +248,7 @@ const MAX_CAPTION_CHARS: usize = 90;
 /// experiment (`Experiment` / `2`, or a cell `Exp. 2`) is that experiment's own.
 pub fn with_table_rows(
     doc: &Document,
-    naming: &crate::schema::Experiments,
+    lexicon: &crate::schema::Lexicon,
     mut all: Vec<Sentence>,
 ) -> Vec<Sentence> {
     let has_methods = has_methods(doc);
@@ -258,7 +258,7 @@ pub fn with_table_rows(
             continue;
         };
         let (head, cell) = (&row.label.0, &row.label.1);
-        let row_of = experiment_label(naming, head, cell);
+        let row_of = experiment_label(lexicon, head, cell);
         let label = match row_of {
             Some(n) if cell.parse::<u32>().is_ok() => format!("{head} {n}"),
             _ => cell.clone(),
@@ -293,13 +293,11 @@ pub fn with_table_rows(
 
 /// The experiment a table row's label names: a heading word over a column of numbers
 /// (`Experiment` / `2`), or a cell that is a heading (`Exp. 3`).
-fn experiment_label(naming: &crate::schema::Experiments, head: &str, cell: &str) -> Option<u32> {
+fn experiment_label(lexicon: &crate::schema::Lexicon, head: &str, cell: &str) -> Option<u32> {
     let is_word = |w: &str| {
-        let w = w.trim_end_matches(['.', ':']).to_lowercase();
-        naming
-            .heading_words
-            .iter()
-            .any(|h| h.trim_end_matches('.').eq_ignore_ascii_case(&w))
+        lexicon
+            .label_words
+            .contains(&w.trim_end_matches(['.', ':']).to_lowercase())
     };
     if is_word(head.trim()) {
         if let Ok(n) = cell.trim().parse::<u32>() {
@@ -1446,6 +1444,14 @@ mod tests {
         }
     }
 
+    /// A test paper as the run reads it: its sentences (table rows included) and experiments.
+    fn paper(schema: &Schema, text: &str) -> (Document, Vec<Sentence>, Vec<Experiment>) {
+        let d = doc(text);
+        let all = with_table_rows(&d, schema.lexicon(), sentences(&d));
+        let exps = crate::run::experiments::detect(&d.text, &schema.experiments);
+        (d, all, exps)
+    }
+
     #[test]
     fn sentences_split_at_ends_not_at_abbreviations() {
         let d = doc("Methods\nTwenty-four adults (e.g. students) took part, see Fig. 2. The cursor was rotated by 45°. Done here now.");
@@ -1529,9 +1535,7 @@ position shown as a scalar point."
     #[test]
     fn questions_offer_only_what_their_sentences_hold() -> Result<()> {
         let schema = Schema::load_default()?;
-        let d = doc("Methods\nTwenty-four right-handed participants took part in the study. Participants moved a stylus on a digitizing tablet to one of 8 targets. The cursor was rotated by 45° after a delay of 500 ms.");
-        let all = sentences(&d);
-        let exps = crate::run::experiments::detect(&d.text, &schema.experiments);
+        let (_, all, exps) = paper(&schema, "Methods\nTwenty-four right-handed participants took part in the study. Participants moved a stylus on a digitizing tablet to one of 8 targets. The cursor was rotated by 45° after a delay of 500 ms.");
         let qs = questions_for(&schema, &all, &exps[0], &exps, MAX_SENTENCES);
         let part = qs
             .iter()
@@ -1680,9 +1684,7 @@ position shown as a scalar point."
     #[test]
     fn a_shared_sentence_gives_a_count_to_the_experiment_it_names() -> Result<()> {
         let schema = Schema::load_default()?;
-        let d = doc("Methods\nParticipants. Eighty human subjects were recruited for Experiment 1, and 26 subjects for Experiment 2. Twelve volunteers were recruited.\nExperiment 1\nThe cursor was rotated by 45° for all reaches to the target.\nExperiment 2\nThe cursor was rotated by 30° for all reaches to the target.\n");
-        let all = sentences(&d);
-        let exps = crate::run::experiments::detect(&d.text, &schema.experiments);
+        let (_, all, exps) = paper(&schema, "Methods\nParticipants. Eighty human subjects were recruited for Experiment 1, and 26 subjects for Experiment 2. Twelve volunteers were recruited.\nExperiment 1\nThe cursor was rotated by 45° for all reaches to the target.\nExperiment 2\nThe cursor was rotated by 30° for all reaches to the target.\n");
         assert_eq!(exps.len(), 2, "{exps:?}");
         for exp in &exps {
             let qs = questions_for(&schema, &all, exp, &exps, MAX_SENTENCES);
@@ -1705,7 +1707,8 @@ position shown as a scalar point."
     #[test]
     fn a_table_row_gives_its_experiment_and_no_other_its_count_and_age() -> Result<()> {
         let schema = Schema::load_default()?;
-        let d = doc(
+        let (d, all, exps) = paper(
+            &schema,
             "Methods\nNinety-four participants gave written informed consent.\n\n\
 Table 1. Overview of included and excluded participants and trials for all experiments\n\n\
 Experiment\n\n1\n2\n\nn Analyzed\n\n22\n20\n\nMen\n\n7\n4\n\n\
@@ -1713,7 +1716,6 @@ Age, yr [mean (min; max)]\n\n25 (20; 30)\n21 (19; 30)\n\n\
 Experiment 1\nThe cursor was rotated by 45° for all reaches to the target.\n\
 Experiment 2\nThe cursor was rotated by 30° for all reaches to the target.\n",
         );
-        let all = with_table_rows(&d, &schema.experiments, sentences(&d));
         let rows: Vec<&Sentence> = all.iter().filter(|s| s.row_of.is_some()).collect();
         assert_eq!(rows.len(), 2);
         assert_eq!(
@@ -1721,7 +1723,6 @@ Experiment 2\nThe cursor was rotated by 30° for all reaches to the target.\n",
             "Table 1. Overview of included and excluded participants and trials for all \
 experiments, Experiment 2: n Analyzed 20; Men 4; Age, yr 21 (19; 30)"
         );
-        let exps = crate::run::experiments::detect(&d.text, &schema.experiments);
         assert_eq!(exps.len(), 2, "{exps:?}");
         for exp in &exps {
             let qs = questions_for(&schema, &all, exp, &exps, MAX_SENTENCES);
@@ -1764,9 +1765,7 @@ experiments, Experiment 2: n Analyzed 20; Men 4; Age, yr 21 (19; 30)"
     #[test]
     fn a_shared_sentence_naming_experiments_speaks_only_for_them() -> Result<()> {
         let schema = Schema::load_default()?;
-        let d = doc("Methods\nAn angular rotation of ± 0°, 2°, 4°, 8°, and 16° was imposed on the cursor in Experiment 1. For experiment 2, a 32° rotation was exchanged for the 2° rotation, such that the rotations imposed were ± 0°, 4°, 8°, 16°, and 32°. The cursor was rotated by 45° in a pilot.\nExperiment 1\nTwenty participants reached to the targets.\nExperiment 2\nTen participants reached to the targets.\n");
-        let all = sentences(&d);
-        let exps = crate::run::experiments::detect(&d.text, &schema.experiments);
+        let (_, all, exps) = paper(&schema, "Methods\nAn angular rotation of ± 0°, 2°, 4°, 8°, and 16° was imposed on the cursor in Experiment 1. For experiment 2, a 32° rotation was exchanged for the 2° rotation, such that the rotations imposed were ± 0°, 4°, 8°, 16°, and 32°. The cursor was rotated by 45° in a pilot.\nExperiment 1\nTwenty participants reached to the targets.\nExperiment 2\nTen participants reached to the targets.\n");
         assert_eq!(exps.len(), 2, "{exps:?}");
         for exp in &exps {
             let qs = questions_for(&schema, &all, exp, &exps, MAX_SENTENCES);
@@ -1871,10 +1870,8 @@ experiments, Experiment 2: n Analyzed 20; Men 4; Age, yr 21 (19; 30)"
     #[test]
     fn a_null_takes_the_value_every_shown_sentence_states() -> Result<()> {
         let schema = Schema::load_default()?;
-        let d = doc("Methods
+        let (_, all, exps) = paper(&schema, "Methods
 Twenty healthy volunteers took part. Following baseline, a 45° counterclockwise rotation was imposed for 112 trials.");
-        let all = sentences(&d);
-        let exps = crate::run::experiments::detect(&d.text, &schema.experiments);
         let qs = questions_for(&schema, &all, &exps[0], &exps, MAX_SENTENCES);
         let q = qs
             .iter()
@@ -1964,9 +1961,7 @@ Twenty healthy volunteers took part. Following baseline, a 45° counterclockwise
     #[test]
     fn a_question_lists_what_each_sentence_states() -> Result<()> {
         let schema = Schema::load_default()?;
-        let d = doc("Methods\nParticipants moved a stylus on a digitizing tablet. The cursor was rotated by 45° for 80 trials.");
-        let all = sentences(&d);
-        let exps = crate::run::experiments::detect(&d.text, &schema.experiments);
+        let (_, all, exps) = paper(&schema, "Methods\nParticipants moved a stylus on a digitizing tablet. The cursor was rotated by 45° for 80 trials.");
         let qs = questions_for(&schema, &all, &exps[0], &exps, MAX_SENTENCES);
         let q = qs
             .iter()
@@ -2091,9 +2086,7 @@ Twenty healthy volunteers took part. Following baseline, a 45° counterclockwise
     fn a_planted_unsupported_value_is_dropped_with_its_reason() -> Result<()> {
         use crate::run::answer::{DropReason, Grounded};
         let schema = Schema::load_default()?;
-        let d = doc("Methods\nA total of 158 right-handed subjects were recruited. Participants moved a stylus on a digitizing tablet.");
-        let all = sentences(&d);
-        let exps = crate::run::experiments::detect(&d.text, &schema.experiments);
+        let (d, all, exps) = paper(&schema, "Methods\nA total of 158 right-handed subjects were recruited. Participants moved a stylus on a digitizing tablet.");
         let planted = [
             Answered {
                 field: "n_total".into(),

@@ -130,14 +130,30 @@ fn gguf_vs_candle(path: &std::path::Path) -> f32 {
     diff / spread
 }
 
+/// How far two correct 8-bit engines' logits may lie apart, relative to their spread. Both
+/// round every activation to 8 bits per block before a quantized matmul; where an activation
+/// sits on a rounding edge, ~1e-7 of f32 summation-order difference upstream rounds it up in one
+/// engine and down in the other, a step of 1/127 of its block's largest value, and the next
+/// layers carry it on. Which engine sums in which order depends on the CPU's SIMD level (ours
+/// and candle's kernels are chosen at run time), so the gap is 0 on an AVX2-only box and was
+/// 6.3e-3 on the CI machine of stop 29 (on weights drawn anew per process then). A real fault
+/// (a wrong bias, RoPE or head layout) moves the logits by a good share of their spread.
+const QUANTIZED_ENGINES_TOLERANCE: f32 = 2e-2;
+
 #[test]
 fn gguf_logits_match_candle_quantized_qwen2() {
     let tiny = build();
     let rel = gguf_vs_candle(&tiny.gguf_path());
-    assert!(rel <= 1e-3, "Q8_0: relative diff {rel}");
+    assert!(
+        rel <= QUANTIZED_ENGINES_TOLERANCE,
+        "Q8_0: relative diff {rel}"
+    );
     // Q5_0 matrices go through our lossless Q5_0 -> Q8_0 re-encoding; candle runs them as Q5_0.
     let rel = gguf_vs_candle(&tiny.gguf_mixed_path());
-    assert!(rel <= 1e-3, "Q5_0/Q8_0: relative diff {rel}");
+    assert!(
+        rel <= QUANTIZED_ENGINES_TOLERANCE,
+        "Q5_0/Q8_0: relative diff {rel}"
+    );
 }
 
 #[test]

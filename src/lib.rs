@@ -11,6 +11,7 @@ pub mod model;
 pub mod pdf;
 pub mod plan;
 pub mod report;
+pub mod rng;
 pub mod run;
 pub mod schema;
 pub mod table;

@@ -76,9 +76,10 @@ pub struct Term {
     /// (`"stylus"` for a tablet): evidence for the term, never read as a cell's value.
     #[serde(default)]
     pub cues: Vec<String>,
-    /// Spellings (synonyms, or the canonical name itself) that read a gold cell but are too
-    /// common in running text to show the term (`old` in `18-32 years old`, `both` in `both
-    /// groups`): a question never offers the term on their strength.
+    /// Phrases of running text in which a spelling of the term (a synonym, a cue, or the
+    /// canonical name) says nothing of it: the spelling alone (`old` in `18-32 years old`,
+    /// `both` in `both groups`) or a longer phrase over it (`no feedback washout`). A question
+    /// never offers the term on a spelling one of them stands over. Each holds a spelling.
     #[serde(default)]
     pub not_evidence: Vec<String>,
     /// The term of the same field that this one is a kind of (`kinarm` is a
@@ -528,10 +529,10 @@ impl Field {
                 let known = std::iter::once(&term.canonical)
                     .chain(&term.synonyms)
                     .chain(&term.cues)
-                    .any(|s| s.eq_ignore_ascii_case(weak));
+                    .any(|s| contains_phrase(weak, s));
                 if !known {
                     bail!(
-                        "term `{}`: not_evidence `{weak}` is none of its spellings or cues",
+                        "term `{}`: not_evidence `{weak}` holds none of its spellings or cues",
                         term.canonical
                     );
                 }
@@ -636,6 +637,20 @@ impl Field {
 /// Word lists as the schema's readers compare them: trimmed and lower-cased.
 fn lowered(list: &[String]) -> Vec<String> {
     list.iter().map(|c| c.trim().to_lowercase()).collect()
+}
+
+/// Whether the words of `phrase` hold the words of `spelling` as one run (case, hyphens and
+/// underscores aside): a `not_evidence` phrase must hold a spelling of its term to bar it.
+fn contains_phrase(phrase: &str, spelling: &str) -> bool {
+    let split = |s: &str| -> Vec<String> {
+        s.to_lowercase()
+            .split(|c: char| c.is_whitespace() || c == '-' || c == '_')
+            .filter(|w| !w.is_empty())
+            .map(String::from)
+            .collect()
+    };
+    let (p, s) = (split(phrase), split(spelling));
+    !s.is_empty() && p.windows(s.len()).any(|w| w == s.as_slice())
 }
 
 #[cfg(test)]

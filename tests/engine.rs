@@ -303,6 +303,67 @@ impl paramx::generate::LogitsMask for OnlyTwo {
     }
 }
 
+/// Counts the prefill chunks it is asked about and ends the generation at chunk `stop_at`
+/// (1-based), as a run's stop vote does.
+struct StopAtChunk {
+    asked: usize,
+    stop_at: usize,
+}
+impl paramx::generate::LogitsMask for StopAtChunk {
+    fn mask(&mut self, _seq: usize, _logits: &mut [f32]) -> anyhow::Result<()> {
+        Ok(())
+    }
+    fn before_chunk(&mut self) -> anyhow::Result<()> {
+        self.asked += 1;
+        if self.asked == self.stop_at {
+            anyhow::bail!("stopped by signal");
+        }
+        Ok(())
+    }
+}
+
+#[test]
+fn a_stop_is_honoured_between_prefill_chunks() {
+    let tiny = build();
+    let loaded = paramx::model::load(&tiny.gguf_path(), &opts(4)).unwrap();
+    let gen = Generator::new(&loaded.model, &loaded.tokenizer);
+    let params = GenerateParams {
+        max_new_tokens: 2,
+        prefill_chunk: 8,
+        ..Default::default()
+    };
+    // The prefix is 5 chunks of 8; the questions, one group of 2 rows, 2 chunks of 6.
+    let prefix = prompt(40, 1);
+    let suffixes = vec![prompt(12, 2), prompt(9, 3)];
+    // Asked before every chunk: the prefix's 5, then the question group's 2.
+    let mut go_on = StopAtChunk {
+        asked: 0,
+        stop_at: usize::MAX,
+    };
+    gen.generate_shared(&prefix, &suffixes, 2, &params, Some(&mut go_on))
+        .unwrap();
+    assert_eq!(go_on.asked, 7);
+    // A stop at the prefix's third chunk ends the call there, with the hook's error.
+    let mut stop = StopAtChunk {
+        asked: 0,
+        stop_at: 3,
+    };
+    let err = gen
+        .generate_shared(&prefix, &suffixes, 2, &params, Some(&mut stop))
+        .unwrap_err();
+    assert_eq!(stop.asked, 3);
+    assert!(err.to_string().contains("stopped by signal"), "{err:#}");
+    // And in a plain generation.
+    let mut stop = StopAtChunk {
+        asked: 0,
+        stop_at: 2,
+    };
+    assert!(gen
+        .generate(&[prefix.clone()], &params, Some(&mut stop))
+        .is_err());
+    assert_eq!(stop.asked, 2);
+}
+
 #[test]
 fn stop_tokens_limits_chat_and_logits_mask() {
     let tiny = build();

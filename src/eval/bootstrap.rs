@@ -1,40 +1,11 @@
 //! Bootstrap 95% interval of micro-F1 over papers, with a fixed-seed generator so that the same
 //! inputs always print the same interval.
 //!
-//! The generator is SplitMix64 (a few lines, well studied, good enough for resampling indices);
-//! a crate would add a dependency for one function.
+//! The generator is the crate's SplitMix64 (`crate::rng`), good enough for resampling indices.
 
 use super::Counts;
 
-/// SplitMix64: deterministic 64-bit generator.
-#[derive(Debug, Clone)]
-pub struct SplitMix64(u64);
-
-impl SplitMix64 {
-    pub fn new(seed: u64) -> Self {
-        SplitMix64(seed)
-    }
-
-    pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform index in `0..n` (`n > 0`), by rejection so there is no modulo bias.
-    pub fn below(&mut self, n: usize) -> usize {
-        let n = n as u64;
-        let zone = u64::MAX - (u64::MAX % n);
-        loop {
-            let x = self.next_u64();
-            if x < zone {
-                return (x % n) as usize;
-            }
-        }
-    }
-}
+pub use crate::rng::SplitMix64;
 
 /// 2.5% and 97.5% percentiles of micro-F1 over `resamples` resamples (with replacement) of the
 /// per-paper counts. `(0, 0)` when there are no papers.

@@ -85,30 +85,38 @@ pub fn term_phrases<'f>(field: &'f Field, canonical: &str) -> Vec<std::borrow::C
 }
 
 /// The canonical terms of `field` that `text_words` gives evidence for, in vocabulary order,
-/// leaving out spellings the schema marks `not_evidence` (too common in running text): what a
-/// question may offer as the field's value for a sentence.
+/// leaving out spellings the schema marks `not_evidence`: what a question may offer as the
+/// field's value for a sentence.
 ///
-/// A spelling is `not_evidence` as the *text* writes it: an occurrence of a phrase is left out
-/// when the words it covers are exactly a `not_evidence` spelling, inflections included, so
-/// `gradual` does not stand in `payoffs gradually shifted` when `gradually` is not evidence,
-/// while a longer cue (`gradually increased`) still does.
+/// A `not_evidence` spelling is a phrase of the *text* in which a term's spelling says nothing
+/// of the term: an occurrence of a spelling is left out when a `not_evidence` phrase occurs
+/// over all of its words, inflections included. So `old` does not stand in `years old`, `no
+/// feedback` not in `the no-feedback washout block` (a phase, not the experiment's feedback),
+/// `vertical` not in a caption's `vertical dotted lines`, and `gradual` not in `payoffs
+/// gradually shifted` when `gradually` is not evidence, while a longer cue that the barred
+/// phrase does not cover (`gradually increased`) still is.
 pub fn cued_terms<'f>(field: &'f Field, text_words: &[String]) -> Vec<&'f str> {
     field
         .vocabulary
         .iter()
         .filter(|t| {
-            let barred: Vec<Vec<String>> = t
+            // Where each barred phrase stands: (first word, one past its last).
+            let barred: Vec<(usize, usize)> = t
                 .not_evidence
                 .iter()
-                .map(|w| words(&w.replace('_', " ")))
+                .flat_map(|w| {
+                    let len = words(&w.replace('_', " ")).len();
+                    phrase_positions(text_words, &w.replace('_', " "))
+                        .into_iter()
+                        .map(move |at| (at, at + len))
+                })
                 .collect();
             term_phrases(field, &t.canonical).iter().any(|p| {
                 let len = words(p).len();
                 phrase_positions(text_words, p).into_iter().any(|at| {
-                    let seen = &text_words[at..at + len];
-                    !barred.iter().any(|b| {
-                        b.len() == len && seen.iter().zip(b).all(|(s, w)| word_matches(s, w))
-                    })
+                    !barred
+                        .iter()
+                        .any(|&(from, to)| from <= at && at + len <= to)
                 })
             })
         })
@@ -166,10 +174,41 @@ fn number(value: f64) -> Number {
     }
 }
 
+/// A number spelled out at the start of `ws` (lower-case words): one to ninety-nine
+/// (`twenty four`), and hundreds (`one hundred`, `two hundred and forty`). Returns the value and
+/// how many words it takes. Sample sizes above ninety-nine are spelled out too (`A total of
+/// one-hundred human volunteers participated`).
+fn spelled(ws: &[&str]) -> Option<(f64, usize)> {
+    let below_hundred = |ws: &[&str]| -> Option<(f64, usize)> {
+        let first = ws.first()?;
+        if let Some(t) = tens_word(first) {
+            return match ws.get(1).and_then(|w| unit_word(w)).filter(|u| *u < 10.0) {
+                Some(u) => Some((t + u, 2)),
+                None => Some((t, 1)),
+            };
+        }
+        unit_word(first).map(|u| (u, 1))
+    };
+    let (v, n) = below_hundred(ws)?;
+    if v >= 10.0 || ws.get(n) != Some(&"hundred") {
+        return Some((v, n));
+    }
+    let (mut value, mut used) = (v * 100.0, n + 1);
+    let skip_and = usize::from(ws.get(used) == Some(&"and"));
+    if let Some((rest, k)) = below_hundred(&ws[used + skip_and..]) {
+        value += rest;
+        used += skip_and + k;
+    }
+    Some((value, used))
+}
+
+/// The longest spelled number can take: `two hundred and forty four`.
+const MAX_SPELLED_WORDS: usize = 5;
+
 /// The numbers of `text`, in order: digits (with a decimal part, `.5` included) and number
-/// words from one to ninety-nine (`twenty-four`, `twenty four`, `Twelve`). A minus sign and
-/// thousands separators are not read: signs are ignored by the support rule, and design values
-/// are small.
+/// words (`twenty-four`, `twenty four`, `Twelve`, `one-hundred`; see [`spelled`]). A minus
+/// sign and thousands separators are not read: signs are ignored by the support rule, and
+/// design values are small.
 pub fn numbers(text: &str) -> Vec<Number> {
     let mut out = Vec::new();
     let chars: Vec<char> = text.chars().collect();
@@ -199,31 +238,31 @@ pub fn numbers(text: &str) -> Vec<Number> {
             continue;
         }
         if c.is_alphabetic() {
-            let s = i;
-            while i < chars.len() && chars[i].is_alphabetic() {
-                i += 1;
-            }
-            // A word glued to digits (`Exp3`) is not a number word.
-            let w: String = chars[s..i].iter().collect::<String>().to_lowercase();
-            if let Some(t) = tens_word(&w) {
-                // `twenty-four` / `twenty four`
-                let mut j = i;
-                if j < chars.len() && (chars[j] == '-' || chars[j] == ' ') {
+            // This word and the next few joined by a hyphen or a space (`twenty-four`,
+            // `one hundred and two`), with where each ends.
+            let mut ws: Vec<(String, usize)> = Vec::new();
+            let mut j = i;
+            loop {
+                let s = j;
+                while j < chars.len() && chars[j].is_alphabetic() {
                     j += 1;
-                    let k0 = j;
-                    while j < chars.len() && chars[j].is_alphabetic() {
-                        j += 1;
-                    }
-                    let next: String = chars[k0..j].iter().collect::<String>().to_lowercase();
-                    if let Some(u) = unit_word(&next).filter(|u| *u < 10.0) {
-                        out.push(number(t + u));
-                        i = j;
-                        continue;
-                    }
                 }
-                out.push(number(t));
-            } else if let Some(u) = unit_word(&w) {
-                out.push(number(u));
+                ws.push((chars[s..j].iter().collect::<String>().to_lowercase(), j));
+                let joined = j < chars.len()
+                    && (chars[j] == '-' || chars[j] == ' ')
+                    && chars.get(j + 1).is_some_and(|c| c.is_alphabetic());
+                if !joined || ws.len() == MAX_SPELLED_WORDS {
+                    break;
+                }
+                j += 1;
+            }
+            let lower: Vec<&str> = ws.iter().map(|(w, _)| w.as_str()).collect();
+            match spelled(&lower) {
+                Some((v, n)) => {
+                    out.push(number(v));
+                    i = ws[n - 1].1;
+                }
+                None => i = ws[0].1,
             }
             continue;
         }
@@ -245,20 +284,14 @@ pub fn numbers_at(words: &[String]) -> Vec<(usize, Number)> {
             if let Ok(v) = w.parse::<f64>() {
                 out.push((i, number(v)));
             }
-        } else if let Some(t) = tens_word(w) {
-            match words
-                .get(i + 1)
-                .and_then(|n| unit_word(n))
-                .filter(|u| *u < 10.0)
-            {
-                Some(u) => {
-                    out.push((i, number(t + u)));
-                    i += 1;
-                }
-                None => out.push((i, number(t))),
+        } else {
+            let end = (i + MAX_SPELLED_WORDS).min(words.len());
+            let ahead: Vec<&str> = words[i..end].iter().map(String::as_str).collect();
+            if let Some((v, n)) = spelled(&ahead) {
+                out.push((i, number(v)));
+                i += n;
+                continue;
             }
-        } else if let Some(u) = unit_word(w) {
-            out.push((i, number(u)));
         }
         i += 1;
     }
@@ -569,6 +602,88 @@ mod tests {
         );
         assert_eq!(w[10], "°");
         assert_eq!(phrase_positions(&w, "aged"), vec![3]);
+    }
+
+    #[test]
+    fn a_not_evidence_phrase_bars_the_spellings_it_stands_over() {
+        let terms = |f: &str, t: &str| -> Vec<String> {
+            let f = field(f);
+            cued_terms(&f, &words(t))
+                .into_iter()
+                .map(String::from)
+                .collect()
+        };
+        // A phase of the session is no feedback type (Butcher 2018, Parvin 2018).
+        let fb = "feedback_type";
+        assert!(terms(
+            fb,
+            "and 3) the first eight trials of the no-feedback washout block."
+        )
+        .is_empty());
+        assert!(terms(fb, "Next, 24 trials of a no-feedback baseline block").is_empty());
+        assert_eq!(
+            terms(
+                fb,
+                "Participants reached without visual feedback of the cursor"
+            ),
+            vec!["no_feedback"]
+        );
+        assert!(terms(fb, "participants without neurological disorders").is_empty());
+        // A figure's lines are no plane of movement (McDougle 2019's captions).
+        let cf = "coordinate_frame";
+        assert!(terms(cf, "Vertical dotted lines represent predicted locations").is_empty());
+        assert!(terms(cf, "Vertical lines delineate the task block").is_empty());
+        assert_eq!(
+            terms(
+                cf,
+                "made horizontal reaching movements; vertical lines mark blocks"
+            ),
+            vec!["horizontal"]
+        );
+        // Answer words in running text.
+        let co = "center_out";
+        assert!(terms(
+            co,
+            "At no point was the true hand position shown at the start"
+        )
+        .is_empty());
+        assert_eq!(terms(co, "a center-out reaching task"), vec!["yes"]);
+        // Blocks of trials are no blocked schedule; conditions in blocks are.
+        let sb = "schedule_blocking";
+        assert!(terms(
+            sb,
+            "within a block of eight trials, targets were shown once"
+        )
+        .is_empty());
+        assert_eq!(
+            terms(sb, "the two rotations were presented in blocks"),
+            vec!["blocked"]
+        );
+    }
+
+    #[test]
+    fn hundreds_are_spelled_numbers_too() {
+        // Schween et al. 2019: "A total of one-hundred human volunteers participated".
+        let values = |t: &str| numbers(t).into_iter().map(|n| n.value).collect::<Vec<_>>();
+        assert_eq!(
+            values("A total of one-hundred human volunteers"),
+            vec![100.0]
+        );
+        assert_eq!(values("two hundred and forty-four subjects"), vec![244.0]);
+        assert_eq!(values("one hundred twelve, then 3"), vec![112.0, 3.0]);
+        assert_eq!(values("a hundred trials"), Vec::<f64>::new());
+        let w = words("one-hundred human volunteers (twenty women) and two hundred and five");
+        let at: Vec<(usize, f64)> = numbers_at(&w)
+            .into_iter()
+            .map(|(i, n)| (i, n.value))
+            .collect();
+        assert_eq!(at, vec![(0, 100.0), (4, 20.0), (7, 205.0)]);
+        // The support rule reads the same number on both sides.
+        let n_total = field("n_total");
+        assert_eq!(
+            support(&n_total, "100", "one-hundred human volunteers participated"),
+            Ok(())
+        );
     }
 
     #[test]

@@ -12,7 +12,8 @@
 //!   step is a deterministic function of what was shared: prompt packing (the model's own
 //!   tokenizer), grammar, greedy choice from the gathered full logits, parsing and grounding.
 //! - **When to stop** (SIGUSR1/SIGTERM) is voted: every rank calls [`Lockstep::stop_vote`] at
-//!   the same points (before each batch, and once per decode step inside the grammar hook) and
+//!   the same points (before each batch, before each prefill chunk and once per decode step,
+//!   inside the grammar hook) and
 //!   all stop when any rank has been asked to. The decision is sticky, so a batch cut short is
 //!   known as such on every rank.
 //! - **Errors**: a generation error on one rank leaves its peers inside a collective, so under

@@ -86,7 +86,7 @@ pub fn discover(inputs: &[PathBuf]) -> Result<Vec<PathBuf>> {
 }
 
 /// Set by the SIGUSR1/SIGTERM handlers (`cmd::install_stop_handlers`): the batch in flight is
-/// abandoned at its next decode step (its papers are redone by the next run), records already
+/// abandoned at its next prefill chunk or decode step (its papers are redone by the next run), records already
 /// written stay, and the run ends with the requeue exit code.
 pub static STOP_REQUESTED: std::sync::LazyLock<std::sync::Arc<AtomicBool>> =
     std::sync::LazyLock::new(|| std::sync::Arc::new(AtomicBool::new(false)));
@@ -124,6 +124,14 @@ impl LogitsMask for GrammarMask<'_> {
     }
     fn forced(&mut self, seq: usize) -> Result<Vec<u32>> {
         Ok(self.constraints[seq].forced())
+    }
+    /// The stop vote before every prefill chunk too (every rank prefills the same chunks, so
+    /// they vote at the same points): a stop is honoured within one chunk.
+    fn before_chunk(&mut self) -> Result<()> {
+        if self.lockstep.stop_vote()? {
+            anyhow::bail!("stopped by signal");
+        }
+        Ok(())
     }
 }
 
@@ -549,7 +557,7 @@ const TITLE_PAGE_HEAD_BYTES: usize = 2500;
 
 /// Bumped whenever the prompt, the answer grammar or grounding change what a run produces, so
 /// that records of an older paramx are redone rather than reused.
-pub const PIPELINE_VERSION: u32 = 10;
+pub const PIPELINE_VERSION: u32 = 11;
 
 fn floor_char_boundary(s: &str, max: usize) -> usize {
     let mut i = max.min(s.len());

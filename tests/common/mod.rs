@@ -83,33 +83,20 @@ pub fn config_json(tied: bool) -> String {
     .to_string()
 }
 
-/// A seeded normal sampler (splitmix64 and Box-Muller), so the tiny model is the same model in
-/// every process and on every machine. candle's CPU `randn` cannot be seeded: with it, a test
-/// comparing two quantized engines met a different model on each run, and a rare one put an
-/// activation on a Q8_0 rounding edge that one engine rounds up and the other down (CI at stop 29:
-/// Q8_0 logits 6.3e-3 of their spread apart, against ~1e-5 on most draws).
-pub struct Normal(u64);
+/// A seeded normal sampler (the crate's SplitMix64 and Box-Muller), so the tiny model is the
+/// same model in every process and on every machine. candle's CPU `randn` cannot be seeded:
+/// with it, a test comparing two quantized engines met a different model on each run, and a
+/// rare one put an activation on a Q8_0 rounding edge that one engine rounds up and the other
+/// down (CI at stop 29: Q8_0 logits 6.3e-3 of their spread apart).
+pub struct Normal(paramx::rng::SplitMix64);
 
 impl Normal {
     pub fn new(seed: u64) -> Self {
-        Normal(seed)
-    }
-
-    fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform in (0, 1]: never 0, so the logarithm below is finite.
-    fn uniform(&mut self) -> f64 {
-        ((self.next_u64() >> 11) + 1) as f64 / (1u64 << 53) as f64
+        Normal(paramx::rng::SplitMix64::new(seed))
     }
 
     pub fn sample(&mut self) -> f64 {
-        let (u, v) = (self.uniform(), self.uniform());
+        let (u, v) = (self.0.next_f64_open0(), self.0.next_f64_open0());
         (-2.0 * u.ln()).sqrt() * (std::f64::consts::TAU * v).cos()
     }
 

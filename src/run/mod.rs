@@ -86,8 +86,8 @@ pub fn discover(inputs: &[PathBuf]) -> Result<Vec<PathBuf>> {
 }
 
 /// Set by the SIGUSR1/SIGTERM handlers (`cmd::install_stop_handlers`): the batch in flight is
-/// abandoned at its next prefill chunk or decode step (its papers are redone by the next run), records already
-/// written stay, and the run ends with the requeue exit code.
+/// abandoned at its next prefill chunk or decode step (its papers are redone by the next run),
+/// records already written stay, and the run ends with the requeue exit code.
 pub static STOP_REQUESTED: std::sync::LazyLock<std::sync::Arc<AtomicBool>> =
     std::sync::LazyLock::new(|| std::sync::Arc::new(AtomicBool::new(false)));
 

@@ -100,27 +100,31 @@ pub fn cued_terms<'f>(field: &'f Field, text_words: &[String]) -> Vec<&'f str> {
         .vocabulary
         .iter()
         .filter(|t| {
-            // Where each barred phrase stands: (first word, one past its last).
-            let barred: Vec<(usize, usize)> = t
-                .not_evidence
-                .iter()
-                .flat_map(|w| {
-                    let len = words(&w.replace('_', " ")).len();
-                    phrase_positions(text_words, &w.replace('_', " "))
-                        .into_iter()
-                        .map(move |at| (at, at + len))
-                })
-                .collect();
-            term_phrases(field, &t.canonical).iter().any(|p| {
-                let len = words(p).len();
-                phrase_positions(text_words, p).into_iter().any(|at| {
-                    !barred
-                        .iter()
-                        .any(|&(from, to)| from <= at && at + len <= to)
-                })
-            })
+            let said = spans(text_words, term_phrases(field, &t.canonical).iter());
+            if said.is_empty() {
+                return false;
+            }
+            let barred = spans(text_words, t.not_evidence.iter());
+            said.iter()
+                .any(|&(at, end)| !barred.iter().any(|&(from, to)| from <= at && end <= to))
         })
         .map(|t| t.canonical.as_str())
+        .collect()
+}
+
+/// Where each of `phrases` stands in `text_words`: (first word, one past its last), every
+/// occurrence (`words` reads `_` as a space, so a canonical name is its own phrase).
+fn spans<S: AsRef<str>>(
+    text_words: &[String],
+    phrases: impl Iterator<Item = S>,
+) -> Vec<(usize, usize)> {
+    phrases
+        .flat_map(|p| {
+            let len = words(p.as_ref()).len();
+            phrase_positions(text_words, p.as_ref())
+                .into_iter()
+                .map(move |at| (at, at + len))
+        })
         .collect()
 }
 
@@ -178,24 +182,25 @@ fn number(value: f64) -> Number {
 /// (`twenty four`), and hundreds (`one hundred`, `two hundred and forty`). Returns the value and
 /// how many words it takes. Sample sizes above ninety-nine are spelled out too (`A total of
 /// one-hundred human volunteers participated`).
-fn spelled(ws: &[&str]) -> Option<(f64, usize)> {
-    let below_hundred = |ws: &[&str]| -> Option<(f64, usize)> {
-        let first = ws.first()?;
+fn spelled<S: AsRef<str>>(ws: &[S]) -> Option<(f64, usize)> {
+    let word = |i: usize| ws.get(i).map(AsRef::as_ref);
+    let below_hundred = |from: usize| -> Option<(f64, usize)> {
+        let first = word(from)?;
         if let Some(t) = tens_word(first) {
-            return match ws.get(1).and_then(|w| unit_word(w)).filter(|u| *u < 10.0) {
+            return match word(from + 1).and_then(unit_word).filter(|u| *u < 10.0) {
                 Some(u) => Some((t + u, 2)),
                 None => Some((t, 1)),
             };
         }
         unit_word(first).map(|u| (u, 1))
     };
-    let (v, n) = below_hundred(ws)?;
-    if v >= 10.0 || ws.get(n) != Some(&"hundred") {
+    let (v, n) = below_hundred(0)?;
+    if v >= 10.0 || word(n) != Some("hundred") {
         return Some((v, n));
     }
     let (mut value, mut used) = (v * 100.0, n + 1);
-    let skip_and = usize::from(ws.get(used) == Some(&"and"));
-    if let Some((rest, k)) = below_hundred(&ws[used + skip_and..]) {
+    let skip_and = usize::from(word(used) == Some("and"));
+    if let Some((rest, k)) = below_hundred(used + skip_and) {
         value += rest;
         used += skip_and + k;
     }
@@ -286,8 +291,7 @@ pub fn numbers_at(words: &[String]) -> Vec<(usize, Number)> {
             }
         } else {
             let end = (i + MAX_SPELLED_WORDS).min(words.len());
-            let ahead: Vec<&str> = words[i..end].iter().map(String::as_str).collect();
-            if let Some((v, n)) = spelled(&ahead) {
+            if let Some((v, n)) = spelled(&words[i..end]) {
                 out.push((i, number(v)));
                 i += n;
                 continue;

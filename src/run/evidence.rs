@@ -42,6 +42,35 @@ pub fn words(text: &str) -> Vec<String> {
         .collect()
 }
 
+/// A clause mark between two words of a text (see [`clause_marks`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mark {
+    Colon,
+    Semicolon,
+}
+
+/// The colons and semicolons of `text`, each with the index in [`words`]`(text)` of the word
+/// after it. [`words`] reads them as spaces; a number's bond to the words around it stops at
+/// them (`two action effects: Participants…` states no number of participants).
+pub fn clause_marks(text: &str) -> Vec<(usize, Mark)> {
+    let mut out = Vec::new();
+    let mut count = 0;
+    let mut rest = text;
+    // `words` of the pieces between marks add up to `words` of the whole: a mark is a
+    // separator there, so no word spans one.
+    while let Some(i) = rest.find([':', ';']) {
+        count += words(&rest[..i]).len();
+        let mark = if rest[i..].starts_with(':') {
+            Mark::Colon
+        } else {
+            Mark::Semicolon
+        };
+        out.push((count, mark));
+        rest = &rest[i + 1..];
+    }
+    out
+}
+
 /// Whether `text_word` is `cue_word` or one of its plain inflections (`reach` -> `reaches`,
 /// `reached`, `reaching`): enough for English cue words without a stemmer.
 fn word_matches(text_word: &str, cue_word: &str) -> bool {
@@ -523,6 +552,21 @@ mod tests {
             .field(name)
             .expect("field")
             .clone()
+    }
+
+    #[test]
+    fn clause_marks_index_the_words_after_them() {
+        let text = "Two effects: Participants (n = 17; 9 female) moved.";
+        let w = words(text);
+        let marks = clause_marks(text);
+        assert_eq!(marks, vec![(2, Mark::Colon), (5, Mark::Semicolon)]);
+        assert_eq!(w[2], "participants");
+        assert_eq!(w[5], "9");
+        // Pieces between marks add up to the whole, so the indices hold at the ends too.
+        assert_eq!(
+            clause_marks(":a;"),
+            vec![(0, Mark::Colon), (1, Mark::Semicolon)]
+        );
     }
 
     #[test]

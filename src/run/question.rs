@@ -46,6 +46,9 @@ pub struct Sentence {
     /// One line, as the model sees it (see `prompt::sanitize`).
     pub text: String,
     words: Vec<String>,
+    /// The `:` and `;` between `words` (see [`evidence::clause_marks`]): where a number's bond
+    /// to a `near_before`/`near_after` word ends.
+    marks: Vec<(usize, evidence::Mark)>,
     /// How much the section it stands in is worth for design parameters.
     weight: i32,
     /// A table row that names its experiment (`Experiment 2: n Analyzed 20; …`, see
@@ -221,10 +224,12 @@ pub fn sentences(doc: &Document) -> Vec<Sentence> {
                 continue;
             }
             let shown = crate::run::prompt::sanitize(piece);
+            let cited = without_citations(piece);
             out.push(Sentence {
                 start: a + pa,
                 end: a + pb,
-                words: evidence::words(&without_citations(piece)),
+                words: evidence::words(&cited),
+                marks: evidence::clause_marks(&cited),
                 text: shown,
                 weight,
                 row_of: None,
@@ -282,6 +287,7 @@ pub fn with_table_rows(
             start: row.start,
             end: row.end,
             words: evidence::words(&shown),
+            marks: evidence::clause_marks(&shown),
             text: shown,
             weight,
             row_of,
@@ -461,15 +467,16 @@ fn near_words(field: &Field) -> Vec<&str> {
 /// over participants`, `7 trials across subjects`) breaks the bond.
 fn near_numbers(
     field: &Field,
-    words: &[String],
+    s: &Sentence,
     numbers: &[usize],
     ranges: &[(usize, usize)],
 ) -> Vec<usize> {
+    let words = &s.words;
     let either: Vec<usize> = near_words(field)
         .iter()
         .flat_map(|w| evidence::phrase_positions(words, w))
         .collect();
-    let bound = bound_numbers(field, words, numbers, ranges);
+    let bound = bound_numbers(field, s, numbers, ranges);
     numbers
         .iter()
         .copied()
@@ -487,11 +494,11 @@ fn near_numbers(
 /// counter-clockwise`, where the PDF lost the degree sign).
 fn bound_numbers(
     field: &Field,
-    words: &[String],
+    s: &Sentence,
     numbers: &[usize],
     ranges: &[(usize, usize)],
 ) -> Vec<usize> {
-    let tied = tied_numbers(field, words, numbers, &field.near_before, &field.near_after);
+    let tied = tied_numbers(field, s, numbers, &field.near_before, &field.near_after);
     // The other end of a range (`18-22 years`, `aged 18 to 22`) binds with the bound end.
     numbers
         .iter()
@@ -507,14 +514,17 @@ fn bound_numbers(
 
 /// The numbers that a phrase of `before` stands before, or a phrase of `after` after, with
 /// nothing between them but content words: another number or a function word (`1 SEM over
-/// participants`) breaks the bond.
+/// participants`) breaks the bond, and so does a clause mark. A colon ends only the bond to
+/// the words after it: it introduces what follows (`Participants: 24` binds), so a number
+/// before it is not theirs (`two action effects: Participants were…`); a semicolon ends both.
 fn tied_numbers(
     field: &Field,
-    words: &[String],
+    s: &Sentence,
     numbers: &[usize],
     before: &[String],
     after: &[String],
 ) -> Vec<usize> {
+    let words = &s.words;
     // (first word, one past the last word) of each occurrence of each phrase
     let spans = |list: &[String]| -> Vec<(usize, usize)> {
         list.iter()
@@ -528,21 +538,25 @@ fn tied_numbers(
     };
     let before = spans(before);
     let after = spans(after);
-    // Whether the words strictly between `a` and `b` leave a number bound to a phrase.
-    let bound = |a: usize, b: usize| {
+    // Whether the words strictly between `a` and `b` leave a number bound to a phrase; `ends`
+    // says which clause marks end the bond.
+    let bound = |a: usize, b: usize, ends: fn(evidence::Mark) -> bool| {
         b > a
             && b - a <= NEAR_WINDOW
             && !numbers.iter().any(|&n| a < n && n < b)
             && !words[a + 1..b].iter().any(|w| field.is_stopword(w))
+            && !s.marks.iter().any(|&(k, m)| a < k && k <= b && ends(m))
     };
+    let semicolon = |m: evidence::Mark| m == evidence::Mark::Semicolon;
+    let any_mark = |_: evidence::Mark| true;
     numbers
         .iter()
         .copied()
         .filter(|&at| {
             before
                 .iter()
-                .any(|&(_, end)| end <= at && bound(end - 1, at))
-                || after.iter().any(|&(start, _)| bound(at, start))
+                .any(|&(_, end)| end <= at && bound(end - 1, at, semicolon))
+                || after.iter().any(|&(start, _)| bound(at, start, any_mark))
         })
         .collect()
 }
@@ -724,8 +738,8 @@ fn options(field: &Field, s: &Sentence, clause: Option<u32>) -> Options {
     let at_all: Vec<usize> = found.iter().map(|(at, _)| *at).collect();
     let mine = clause.map(|n| clause_numbers(field, &s.words, &at_all, n));
     let all_ranges = range_pairs(&s.text, &s.words, &at_all);
-    let near = near_numbers(field, &s.words, &at_all, &all_ranges);
-    let bound = bound_numbers(field, &s.words, &at_all, &all_ranges);
+    let near = near_numbers(field, s, &at_all, &all_ranges);
+    let bound = bound_numbers(field, s, &at_all, &all_ranges);
     // A number field reads a range as one value (`18-22`): its ends alone are no value.
     let ranges: Vec<(usize, usize)> = match field.kind {
         FieldKind::Number { .. } => all_ranges
@@ -736,7 +750,7 @@ fn options(field: &Field, s: &Sentence, clause: Option<u32>) -> Options {
     };
     let elsewhere = tied_numbers(
         field,
-        &s.words,
+        s,
         &at_all,
         &field.not_near_before,
         &field.not_near_after,
@@ -785,7 +799,7 @@ fn options(field: &Field, s: &Sentence, clause: Option<u32>) -> Options {
                     // A count names its noun with only content words between (`12
                     // off-cardinal locations`); `one of eight locations` picks one of them.
                     let counted = s.words.get(at + 1).is_none_or(|w| w != "of")
-                        && tied_numbers(field, &s.words, &at_all, &[], count_words).contains(&at);
+                        && tied_numbers(field, s, &at_all, &[], count_words).contains(&at);
                     if counted {
                         let word = count_words.first().map_or("targets", String::as_str);
                         push_new(&mut o.counts, format!("{} {word}", n.text));
@@ -1588,6 +1602,19 @@ position shown as a scalar point."
             "Experiment 1 compared two SPE conditions (n = 20 per group; total n = 60, 33 female, age range 18-25 years).",
         );
         assert_eq!(o.numbers, vec!["60"]);
+        // A colon ends a number's bond to the words after it, not to those before it.
+        let o = offered(
+            &schema,
+            "n_total",
+            "Experiment 2 tested two different action effects: Participants (n = 17) moved a cursor.",
+        );
+        assert_eq!(o.numbers, vec!["17"]);
+        let o = offered(
+            &schema,
+            "n_total",
+            "In total, n: 24 right-handed students took part.",
+        );
+        assert_eq!(o.numbers, vec!["24"]);
         Ok(())
     }
 

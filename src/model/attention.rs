@@ -9,7 +9,7 @@
 //! `-inf`: a padding *query* row then has a finite (ignored) result instead of NaN, and NaN could
 //! otherwise leak through `0 x NaN` into real rows via the padding values in V.
 
-use super::fused::{masked_softmax_, softmax_part_, ScoreRows};
+use super::fused::{masked_softmax_, matmul, softmax_part_, ScoreRows};
 use candle_core::{DType, Device, Result, Tensor, D};
 
 /// Additive mask value for forbidden keys (exp underflows to exactly 0 in f32).
@@ -71,7 +71,7 @@ fn blocked(
             .reshape((b, kv_heads, group * n, d))?;
         let blk = Block { qb, q0, n, keys };
         let p = probs(&blk, &k.narrow(2, 0, keys)?)?;
-        let out = p.matmul(&v.narrow(2, 0, keys)?)?; // (b, kv, group*n, d)
+        let out = matmul(&p, &v.narrow(2, 0, keys)?)?; // (b, kv, group*n, d)
         outs.push(out.reshape((b, kv_heads, group, n, d))?);
         q0 += n;
     }
@@ -92,7 +92,7 @@ pub fn attention_fused(
 ) -> Result<Tensor> {
     let scale = (1.0 / (q.dim(3)? as f64).sqrt()) as f32;
     blocked(q, k, v, layout, |blk, kb| {
-        let s = blk.qb.matmul(&kb.t()?)?;
+        let s = matmul(&blk.qb, &kb.t()?)?;
         let (_, kv_heads, rows, _) = blk.qb.dims4()?;
         masked_softmax_(
             &s,
@@ -123,7 +123,7 @@ pub fn attention(
         let (n, keys) = (blk.n, blk.keys);
         // One f32 score buffer and at most one transient copy at a time (each reassignment
         // drops the previous tensor).
-        let mut s = blk.qb.matmul(&kb.t()?)?;
+        let mut s = matmul(&blk.qb, &kb.t()?)?;
         s = s.to_dtype(DType::F32)?;
         s = s.affine(scale, 0.0)?;
         if let Some(mask) = block_mask(layout, blk.q0, n, keys, blk.qb.device())? {
@@ -190,7 +190,7 @@ pub fn attention_shared(
         let mut s = s.to_dtype(DType::F32)?;
         if fused {
             let (m, l) = softmax_part_(&s, scale as f32, mask.map(|(r, _)| (layout.pad, r)))?;
-            let o = s.matmul(vals)?;
+            let o = matmul(&s, vals)?;
             return Ok((m, l, o));
         }
         s = s.affine(scale, 0.0)?;
@@ -208,7 +208,7 @@ pub fn attention_shared(
         let e = shifted.exp()?;
         drop(shifted);
         let l = e.sum_keepdim(D::Minus1)?;
-        let o = e.to_dtype(dtype)?.matmul(vals)?.to_dtype(DType::F32)?;
+        let o = matmul(&e.to_dtype(dtype)?, vals)?.to_dtype(DType::F32)?;
         Ok((m, l, o))
     };
     let mut outs = Vec::with_capacity(t.div_ceil(block));
@@ -221,7 +221,7 @@ pub fn attention_shared(
             .permute((1, 0, 2, 3, 4))?
             .contiguous()?
             .reshape((1, kv_heads, b * g * n, d))?;
-        let (mp, lp, op) = part(qp.matmul(&prefix_k.t()?)?, prefix_v, None)?;
+        let (mp, lp, op) = part(matmul(&qp, &prefix_k.t()?)?, prefix_v, None)?;
         let back = |x: Tensor, w: usize| -> Result<Tensor> {
             x.reshape((kv_heads, b, g * n, w))?
                 .permute((1, 0, 2, 3))?
@@ -241,7 +241,7 @@ pub fn attention_shared(
             true => None,
             false => block_mask(layout, q0, n, keys, q.device())?,
         };
-        let sr = qr.matmul(&k.narrow(2, 0, keys)?.t()?)?;
+        let sr = matmul(&qr, &k.narrow(2, 0, keys)?.t()?)?;
         let (mr, lr, or) = part(sr, &v.narrow(2, 0, keys)?, Some((rows, mask)))?;
         // Join: rescale both parts to the common max.
         let m = mp.maximum(&mr)?;

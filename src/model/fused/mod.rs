@@ -23,13 +23,15 @@
 
 #[cfg(feature = "cuda")]
 mod cuda;
+mod matmul_cpu;
 mod softmax_cpu;
+
+pub use matmul_cpu::matmul;
 
 use candle_core::{
     backend::BackendStorage, CpuStorage, CustomOp1, CustomOp3, DType, InplaceOp1, InplaceOp2,
     InplaceOp3, Layout, Result, Shape, Tensor, WithDType,
 };
-use rayon::prelude::*;
 
 /// Which implementation of the layer's glue the model runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum, serde::Serialize)]
@@ -477,12 +479,27 @@ macro_rules! with_float {
 }
 
 /// Work (element operations, roughly) below which a CPU op stays on the calling thread: waking
-/// rayon's workers costs more than a small op (measured on the tiny model: an add + RMSNorm of one
-/// 64-wide row took 3.5 us through rayon, candle's two sequential ops 0.4 us).
+/// the pool's workers costs more than a small op (measured on the tiny model: an add + RMSNorm of
+/// one 64-wide row took 3.5 us through rayon, candle's two sequential ops 0.4 us).
 const PARALLEL_MIN_WORK: usize = 1 << 16;
 
-/// Runs `f(index, chunk)` over the `chunk`-sized pieces of `data`: on rayon's pool when `work` is
-/// at least [`PARALLEL_MIN_WORK`], else on this thread.
+/// A pointer the pool's workers share; each touches only its own chunks.
+struct SharedMut<T>(*mut T);
+// Not derived: a derive would ask `T: Copy`; the pointer is copyable whatever it points to.
+impl<T> Clone for SharedMut<T> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+impl<T> Copy for SharedMut<T> {}
+// SAFETY: `for_chunks` hands each chunk index to exactly one worker, and chunks are disjoint.
+unsafe impl<T: Send> Send for SharedMut<T> {}
+unsafe impl<T: Send> Sync for SharedMut<T> {}
+
+/// Runs `f(index, chunk)` over the `chunk`-sized pieces of `data`: on candle's barrier pool when
+/// `work` is at least [`PARALLEL_MIN_WORK`], else on this thread. The barrier pool, not rayon's:
+/// the quantized projections and the attention products run there, and two pools on the same
+/// cores spin against each other (see `matmul_cpu`).
 fn for_chunks<T: Send>(
     data: &mut [T],
     chunk: usize,
@@ -490,15 +507,25 @@ fn for_chunks<T: Send>(
     f: impl Fn(usize, &mut [T]) + Sync + Send,
 ) {
     let chunk = chunk.max(1);
-    if work >= PARALLEL_MIN_WORK {
-        data.par_chunks_mut(chunk)
-            .enumerate()
-            .for_each(|(i, c)| f(i, c));
-    } else {
+    if work < PARALLEL_MIN_WORK {
         data.chunks_mut(chunk)
             .enumerate()
             .for_each(|(i, c)| f(i, c));
+        return;
     }
+    let len = data.len();
+    let ptr = SharedMut(data.as_mut_ptr());
+    candle_core::utils::barrier_pool().execute_chunked(len.div_ceil(chunk), |range| {
+        let ptr = ptr;
+        for i in range {
+            let start = i * chunk;
+            // SAFETY: chunk `i` is `start .. min(start + chunk, len)` of `data`, which this call
+            // borrows mutably until every worker is done; no other index covers it.
+            let c =
+                unsafe { std::slice::from_raw_parts_mut(ptr.0.add(start), chunk.min(len - start)) };
+            f(i, c);
+        }
+    });
 }
 
 /// `x + bias` (one head) rotated by the token's `[cos | sin]` in the NeoX halves layout, in f32:
@@ -883,16 +910,14 @@ impl InplaceOp1 for SoftmaxPart {
             st[0] = if lo < hi { m } else { -1.0e30 };
             st[1] = l;
         };
-        if x.len() >= PARALLEL_MIN_WORK {
-            x.par_chunks_mut(keys)
-                .zip(stats.par_chunks_mut(2))
-                .enumerate()
-                .for_each(|(i, (x, st))| row(i, x, st));
-        } else {
-            for (i, (x, st)) in x.chunks_mut(keys).zip(stats.chunks_mut(2)).enumerate() {
-                row(i, x, st);
-            }
-        }
+        let st = SharedMut(stats.as_mut_ptr());
+        for_chunks(x, keys, x.len(), |i, x| {
+            let st = st;
+            // SAFETY: row `i` owns `stats[2 i .. 2 i + 2]` as it owns its chunk of `x`, and
+            // `stats` outlives the call.
+            let st = unsafe { std::slice::from_raw_parts_mut(st.0.add(2 * i), 2) };
+            row(i, x, st);
+        });
         *self
             .stats
             .lock()

@@ -136,6 +136,11 @@ pub struct Field {
     /// apparatus): an experiment that states no value takes the nearest earlier experiment's,
     /// with that value's quote, marked inherited. Never a per-experiment count.
     pub inherit: bool,
+    /// Values stated per experiment in one shared sentence (`80 subjects … for Experiment 1,
+    /// and 26 … for Experiment 2`): such a sentence offers each experiment only its own
+    /// clause's numbers. True for per-experiment counts (`merge = "sum"`) unless the schema
+    /// says otherwise.
+    pub by_clause: bool,
     /// One of the fields that show whether an extractor reads the paper.
     pub reads_paper: bool,
     /// The constant answer of the honesty baseline, if the baseline answers this field.
@@ -257,6 +262,8 @@ struct RawField {
     merge: Option<String>,
     #[serde(default)]
     inherit: bool,
+    #[serde(default)]
+    by_clause: Option<bool>,
     #[serde(default)]
     reads_paper: bool,
     #[serde(default)]
@@ -493,6 +500,7 @@ impl Field {
             scored,
             merge,
             inherit: rf.inherit,
+            by_clause: rf.by_clause.unwrap_or(merge == Merge::Sum),
             reads_paper: rf.reads_paper,
             baseline: rf.baseline,
             vocabulary: rf.term,

@@ -676,8 +676,9 @@ fn is_share(field: &Field, words: &[String], at: usize) -> bool {
 }
 
 /// What sentence `s` offers `field` for experiment `exp`, or `None` when the sentence may not
-/// give this experiment's value (see [`eligible`]). A shared sentence offers a per-experiment
-/// count (`merge = "sum"`) only from the experiment's own clause (see [`clause_numbers`]).
+/// give this experiment's value (see [`eligible`]). A shared sentence offers a field stated
+/// per experiment (`by_clause`: counts, ages) only from the experiment's own clause (see
+/// [`clause_numbers`]).
 fn offers(
     field: &Field,
     s: &Sentence,
@@ -687,8 +688,8 @@ fn offers(
     if !eligible(field, s, exp, others) {
         return None;
     }
-    let shared_count = field.merge == crate::schema::Merge::Sum && !s.is_own(exp);
-    Some(options(field, s, shared_count.then_some(exp.number)))
+    let shared = field.by_clause && !s.is_own(exp);
+    Some(options(field, s, shared.then_some(exp.number)))
 }
 
 /// The numbers (positions in `words`) that a sentence naming experiments by label gives
@@ -1667,7 +1668,7 @@ position shown as a scalar point."
             "age_sd",
             "Eighty human subjects [57 women, mean age 20.4 (SD 3.24) yrs.] were recruited.",
         );
-        assert!(o.numbers.contains(&"3.24".to_string()), "{:?}", o.numbers);
+        assert_eq!(o.numbers, vec!["3.24"]);
         // With no number before it, `±` is a sign: every size of the list is offered.
         let o = offered(
             &schema,
@@ -1727,6 +1728,28 @@ position shown as a scalar point."
             assert!(!grammar.contains(&format!("\"{theirs}\"")), "{grammar}");
             // ... a shared count that names none is no experiment's own.
             assert!(!grammar.contains("\"12\""), "{grammar}");
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn a_shared_sentence_gives_each_experiment_the_ages_of_its_clause() -> Result<()> {
+        let schema = Schema::load_default()?;
+        let (_, all, exps) = paper(&schema, "Methods\nParticipants. Eighty human subjects [57 women, mean age 20.4 (SD 3.24) yrs.] were recruited for Experiment 1, and 26 subjects [18 women, mean age 19.69 (SD 1.35) yrs.] for Experiment 2.\nExperiment 1\nThe cursor was rotated by 45° for all reaches to the target.\nExperiment 2\nThe cursor was rotated by 30° for all reaches to the target.\n");
+        assert_eq!(exps.len(), 2, "{exps:?}");
+        for exp in &exps {
+            let qs = questions_for(&schema, &all, exp, &exps, MAX_SENTENCES);
+            let part = qs.iter().find(|q| q.group == "participants");
+            let grammar = part.map_or("", |q| q.grammar.as_str());
+            let (mine, theirs) = if exp.number == 1 {
+                (["20.4", "3.24"], ["19.69", "1.35"])
+            } else {
+                (["19.69", "1.35"], ["20.4", "3.24"])
+            };
+            for (m, t) in mine.iter().zip(theirs) {
+                assert!(grammar.contains(&format!("\"{m}\"")), "{grammar}");
+                assert!(!grammar.contains(&format!("\"{t}\"")), "{grammar}");
+            }
         }
         Ok(())
     }

@@ -34,6 +34,8 @@ impl Experiment {
 #[derive(Debug, Clone, PartialEq)]
 enum Heading {
     Numbered(u32),
+    /// A section of several experiments: `Experiments 2 and 3`, `Experiments 1–3`.
+    Several(Vec<u32>),
     Named(String),
 }
 
@@ -79,6 +81,40 @@ fn heading_tail(rest: &str) -> bool {
 }
 
 /// What heading `line` is, if any.
+/// The experiments a plural heading names after its word (`2 and 3`, `1, 2 and 3`, `1–3`),
+/// with the rest of the line; `None` unless they run consecutively (a section of experiments
+/// 2 and 3 shares their methods; `1 and 3` is a comparison, no section).
+fn several(rest: &str) -> Option<(Vec<u32>, &str)> {
+    let (first, mut tail) = parse_number(rest)?;
+    let mut list = vec![first];
+    loop {
+        let t = tail.trim_start();
+        let (joined, range) = if let Some(t) = t.strip_prefix("and ") {
+            (t, false)
+        } else if let Some(t) = t.strip_prefix(',') {
+            (t.trim_start().strip_prefix("and ").unwrap_or(t), false)
+        } else if let Some(t) = t.strip_prefix(['-', '–', '—']) {
+            (t, true)
+        } else if let Some(t) = t.strip_prefix("to ") {
+            (t, true)
+        } else {
+            break;
+        };
+        let Some((n, after)) = parse_number(joined.trim_start()) else {
+            break;
+        };
+        let last = *list.last()?;
+        if range && n > last {
+            list.extend(last + 1..=n);
+        } else {
+            list.push(n);
+        }
+        tail = after;
+    }
+    let consecutive = list.windows(2).all(|w| w[1] == w[0] + 1);
+    (list.len() >= 2 && consecutive).then_some((list, tail))
+}
+
 fn heading_of(line: &str, naming: &Naming) -> Option<Heading> {
     let line = line.trim();
     if line.is_empty() || line.chars().count() > MAX_HEADING_CHARS {
@@ -87,6 +123,16 @@ fn heading_of(line: &str, naming: &Naming) -> Option<Heading> {
     let lower = line.to_ascii_lowercase();
     for w in &naming.heading_words {
         let w = w.to_ascii_lowercase();
+        // `Experiments 2 and 3` heads the section the two share.
+        let plural = format!("{}s ", w.trim_end_matches('.'));
+        if let Some(rest) = lower.strip_prefix(&plural) {
+            let rest_orig = &line[line.len() - rest.len()..];
+            if let Some((list, tail)) = several(rest_orig.trim_start()) {
+                if heading_tail(tail) && line.chars().next().is_some_and(char::is_uppercase) {
+                    return Some(Heading::Several(list));
+                }
+            }
+        }
         if let Some(rest) = lower.strip_prefix(&w) {
             let rest_orig = &line[line.len() - rest.len()..];
             // `Experiment 2`, `Exp. 3`, `Exp.3`, `Study 1`
@@ -156,11 +202,16 @@ pub fn detect(text: &str, naming: &Naming) -> Vec<Experiment> {
         }
         pos += line.len() + 1;
     }
-    // The first run 1, 2, …, k fixes how many numbered experiments there are.
+    // The first run 1, 2, …, k fixes how many numbered experiments there are; a plural
+    // heading that goes on from it (`Experiment 1` … `Experiments 2 and 3`) extends it.
     let mut k = 0u32;
     for (_, h, _) in &heads {
-        if *h == Heading::Numbered(k + 1) {
-            k += 1;
+        match h {
+            Heading::Numbered(n) if *n == k + 1 => k += 1,
+            Heading::Several(list) if k >= 1 && list.first() == Some(&(k + 1)) => {
+                k = list.last().copied().unwrap_or(k);
+            }
+            _ => {}
         }
     }
     let mut named: Vec<String> = Vec::new();
@@ -198,7 +249,7 @@ pub fn detect(text: &str, naming: &Naming) -> Vec<Experiment> {
     // headings count once the first run has started (`Experiment 1` seen).
     let mut started = false;
     for (i, (start, h, line)) in heads.iter().enumerate() {
-        let idx = match h {
+        let owners: Vec<usize> = match h {
             Heading::Numbered(n) if *n >= 1 && *n <= k => {
                 if *n == 1 {
                     started = true;
@@ -206,12 +257,17 @@ pub fn detect(text: &str, naming: &Naming) -> Vec<Experiment> {
                 if !started {
                     continue;
                 }
-                (*n - 1) as usize
+                vec![(*n - 1) as usize]
             }
+            Heading::Several(list) if started => list
+                .iter()
+                .filter(|&&n| n >= 1 && n <= k)
+                .map(|&n| (n - 1) as usize)
+                .collect(),
             Heading::Named(name) if started => {
                 let key = name.to_lowercase();
                 match named.iter().position(|m| m.to_lowercase() == key) {
-                    Some(j) => k as usize + j,
+                    Some(j) => vec![k as usize + j],
                     None => continue,
                 }
             }
@@ -224,11 +280,13 @@ pub fn detect(text: &str, naming: &Naming) -> Vec<Experiment> {
             .find(|&e| e > *start)
             .unwrap_or(text.len());
         let end = next_head.min(next_end);
-        let e = &mut exps[idx];
-        if e.label.is_empty() {
-            e.label = line.to_string();
+        for idx in owners {
+            let e = &mut exps[idx];
+            if e.label.is_empty() {
+                e.label = line.to_string();
+            }
+            e.spans.push(*start..end);
         }
-        e.spans.push(*start..end);
     }
     exps
 }
@@ -295,6 +353,29 @@ mod tests {
         // general methods are shared
         let shared = text.find("Twenty").expect("shared text");
         assert!(!e[0].owns(shared) && !e[1].owns(shared));
+    }
+
+    #[test]
+    fn a_plural_heading_opens_a_span_that_its_experiments_share() {
+        let text = "Methods\nThree experiments were conducted.\nExperiment 1\nYoung people reached.\nExperiments 2 and 3\nExperiment 2 (Fig. 3) consisted of a baseline block.\nExperiment 3 (Fig. 3) was identical to Experiment 2.\nResults\nDiscussion\nd\n";
+        let e = detect(text, &naming());
+        assert_eq!(e.len(), 3, "{e:?}");
+        let at = text.find("consisted").expect("own text");
+        assert!(!e[0].owns(at) && e[1].owns(at) && e[2].owns(at));
+        assert_eq!(e[2].label, "Experiments 2 and 3");
+        let n = naming();
+        assert_eq!(
+            heading_of("Experiments 1–3", &n),
+            Some(Heading::Several(vec![1, 2, 3]))
+        );
+        assert_eq!(
+            heading_of("Experiments 1, 2 and 3: Methods", &n),
+            Some(Heading::Several(vec![1, 2, 3]))
+        );
+        // Two experiments compared in running text, or not consecutive: no section.
+        assert_eq!(heading_of("Experiments 1 and 2 showed that", &n), None);
+        assert_eq!(heading_of("Experiments 1 and 3", &n), None);
+        assert_eq!(heading_of("Experimental design", &n), None);
     }
 
     #[test]

@@ -1709,21 +1709,28 @@ position shown as a scalar point."
         Ok(())
     }
 
+    /// The participants question's grammar of each experiment of a two-experiment paper.
+    fn participants_grammars(schema: &Schema, text: &str) -> Vec<(u32, String)> {
+        let (_, all, exps) = paper(schema, text);
+        assert_eq!(exps.len(), 2, "{exps:?}");
+        exps.iter()
+            .map(|exp| {
+                let qs = questions_for(schema, &all, exp, &exps, MAX_SENTENCES);
+                let part = qs.iter().find(|q| q.group == "participants");
+                (
+                    exp.number,
+                    part.map_or(String::new(), |q| q.grammar.clone()),
+                )
+            })
+            .collect()
+    }
+
     #[test]
     fn a_shared_sentence_gives_a_count_to_the_experiment_it_names() -> Result<()> {
         let schema = Schema::load_default()?;
-        let (_, all, exps) = paper(&schema, "Methods\nParticipants. Eighty human subjects were recruited for Experiment 1, and 26 subjects for Experiment 2. Twelve volunteers were recruited.\nExperiment 1\nThe cursor was rotated by 45° for all reaches to the target.\nExperiment 2\nThe cursor was rotated by 30° for all reaches to the target.\n");
-        assert_eq!(exps.len(), 2, "{exps:?}");
-        for exp in &exps {
-            let qs = questions_for(&schema, &all, exp, &exps, MAX_SENTENCES);
-            let part = qs.iter().find(|q| q.group == "participants");
-            let grammar = part.map_or("", |q| q.grammar.as_str());
+        for (number, grammar) in participants_grammars(&schema, "Methods\nParticipants. Eighty human subjects were recruited for Experiment 1, and 26 subjects for Experiment 2. Twelve volunteers were recruited.\nExperiment 1\nThe cursor was rotated by 45° for all reaches to the target.\nExperiment 2\nThe cursor was rotated by 30° for all reaches to the target.\n") {
             // The sentence naming both experiments offers each the count of its clause ...
-            let (mine, theirs) = if exp.number == 1 {
-                ("80", "26")
-            } else {
-                ("26", "80")
-            };
+            let (mine, theirs) = if number == 1 { ("80", "26") } else { ("26", "80") };
             assert!(grammar.contains(&format!("\"{mine}\"")), "{grammar}");
             assert!(!grammar.contains(&format!("\"{theirs}\"")), "{grammar}");
             // ... a shared count that names none is no experiment's own.
@@ -1735,13 +1742,8 @@ position shown as a scalar point."
     #[test]
     fn a_shared_sentence_gives_each_experiment_the_ages_of_its_clause() -> Result<()> {
         let schema = Schema::load_default()?;
-        let (_, all, exps) = paper(&schema, "Methods\nParticipants. Eighty human subjects [57 women, mean age 20.4 (SD 3.24) yrs.] were recruited for Experiment 1, and 26 subjects [18 women, mean age 19.69 (SD 1.35) yrs.] for Experiment 2.\nExperiment 1\nThe cursor was rotated by 45° for all reaches to the target.\nExperiment 2\nThe cursor was rotated by 30° for all reaches to the target.\n");
-        assert_eq!(exps.len(), 2, "{exps:?}");
-        for exp in &exps {
-            let qs = questions_for(&schema, &all, exp, &exps, MAX_SENTENCES);
-            let part = qs.iter().find(|q| q.group == "participants");
-            let grammar = part.map_or("", |q| q.grammar.as_str());
-            let (mine, theirs) = if exp.number == 1 {
+        for (number, grammar) in participants_grammars(&schema, "Methods\nParticipants. Eighty human subjects [57 women, mean age 20.4 (SD 3.24) yrs.] were recruited for Experiment 1, and 26 subjects [18 women, mean age 19.69 (SD 1.35) yrs.] for Experiment 2.\nExperiment 1\nThe cursor was rotated by 45° for all reaches to the target.\nExperiment 2\nThe cursor was rotated by 30° for all reaches to the target.\n") {
+            let (mine, theirs) = if number == 1 {
                 (["20.4", "3.24"], ["19.69", "1.35"])
             } else {
                 (["19.69", "1.35"], ["20.4", "3.24"])

@@ -149,7 +149,7 @@ mod tests {
     fn ramp(shape: &[usize], seed: f32) -> Result<Tensor> {
         let n: usize = shape.iter().product();
         let v: Vec<f32> = (0..n)
-            .map(|i| ((i as f32 * 0.37 + seed).sin() * 2.0))
+            .map(|i| (i as f32 * 0.37 + seed).sin() * 2.0)
             .collect();
         Tensor::from_vec(v, shape, &Device::Cpu)
     }

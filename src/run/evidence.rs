@@ -42,33 +42,34 @@ pub fn words(text: &str) -> Vec<String> {
         .collect()
 }
 
-/// A clause mark between two words of a text (see [`clause_marks`]).
+/// A clause mark between two words of a text (see [`words_and_marks`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Mark {
     Colon,
     Semicolon,
 }
 
-/// The colons and semicolons of `text`, each with the index in [`words`]`(text)` of the word
-/// after it. [`words`] reads them as spaces; a number's bond to the words around it stops at
-/// them (`two action effects: Participants…` states no number of participants).
-pub fn clause_marks(text: &str) -> Vec<(usize, Mark)> {
+/// [`words`]`(text)`, with the colons and semicolons of `text`, each with the index of the word
+/// after it: [`words`] reads them as spaces, while a number's bond to the words around it
+/// stops at them (`two action effects: Participants…` states no number of participants). One
+/// pass: the words of the pieces between marks are the words of the whole, since no word spans
+/// a mark.
+pub fn words_and_marks(text: &str) -> (Vec<String>, Vec<(usize, Mark)>) {
     let mut out = Vec::new();
-    let mut count = 0;
+    let mut marks = Vec::new();
     let mut rest = text;
-    // `words` of the pieces between marks add up to `words` of the whole: a mark is a
-    // separator there, so no word spans one.
     while let Some(i) = rest.find([':', ';']) {
-        count += words(&rest[..i]).len();
+        out.extend(words(&rest[..i]));
         let mark = if rest[i..].starts_with(':') {
             Mark::Colon
         } else {
             Mark::Semicolon
         };
-        out.push((count, mark));
+        marks.push((out.len(), mark));
         rest = &rest[i + 1..];
     }
-    out
+    out.extend(words(rest));
+    (out, marks)
 }
 
 /// Whether `text_word` is `cue_word` or one of its plain inflections (`reach` -> `reaches`,
@@ -557,14 +558,14 @@ mod tests {
     #[test]
     fn clause_marks_index_the_words_after_them() {
         let text = "Two effects: Participants (n = 17; 9 female) moved.";
-        let w = words(text);
-        let marks = clause_marks(text);
+        let (w, marks) = words_and_marks(text);
+        assert_eq!(w, words(text));
         assert_eq!(marks, vec![(2, Mark::Colon), (5, Mark::Semicolon)]);
         assert_eq!(w[2], "participants");
         assert_eq!(w[5], "9");
         // Pieces between marks add up to the whole, so the indices hold at the ends too.
         assert_eq!(
-            clause_marks(":a;"),
+            words_and_marks(":a;").1,
             vec![(0, Mark::Colon), (1, Mark::Semicolon)]
         );
     }

@@ -46,7 +46,7 @@ pub struct Sentence {
     /// One line, as the model sees it (see `prompt::sanitize`).
     pub text: String,
     words: Vec<String>,
-    /// The `:` and `;` between `words` (see [`evidence::clause_marks`]): where a number's bond
+    /// The `:` and `;` between `words` (see [`evidence::words_and_marks`]): where a number's bond
     /// to a `near_before`/`near_after` word ends.
     marks: Vec<(usize, evidence::Mark)>,
     /// How much the section it stands in is worth for design parameters.
@@ -224,12 +224,12 @@ pub fn sentences(doc: &Document) -> Vec<Sentence> {
                 continue;
             }
             let shown = crate::run::prompt::sanitize(piece);
-            let cited = without_citations(piece);
+            let (words, marks) = evidence::words_and_marks(&without_citations(piece));
             out.push(Sentence {
                 start: a + pa,
                 end: a + pb,
-                words: evidence::words(&cited),
-                marks: evidence::clause_marks(&cited),
+                words,
+                marks,
                 text: shown,
                 weight,
                 row_of: None,
@@ -283,11 +283,12 @@ pub fn with_table_rows(
             continue; // not even one cell fits
         }
         let shown = crate::run::prompt::sanitize(&text);
+        let (words, marks) = evidence::words_and_marks(&shown);
         all.push(Sentence {
             start: row.start,
             end: row.end,
-            words: evidence::words(&shown),
-            marks: evidence::clause_marks(&shown),
+            words,
+            marks,
             text: shown,
             weight,
             row_of,
@@ -538,25 +539,27 @@ fn tied_numbers(
     };
     let before = spans(before);
     let after = spans(after);
-    // Whether the words strictly between `a` and `b` leave a number bound to a phrase; `ends`
-    // says which clause marks end the bond.
-    let bound = |a: usize, b: usize, ends: fn(evidence::Mark) -> bool| {
+    // Whether the words strictly between `a` and `b` leave a number bound to a phrase; a
+    // semicolon always ends the bond, a colon only with `colon_ends` (a number before the
+    // phrase).
+    let bound = |a: usize, b: usize, colon_ends: bool| {
         b > a
             && b - a <= NEAR_WINDOW
             && !numbers.iter().any(|&n| a < n && n < b)
             && !words[a + 1..b].iter().any(|w| field.is_stopword(w))
-            && !s.marks.iter().any(|&(k, m)| a < k && k <= b && ends(m))
+            && !s
+                .marks
+                .iter()
+                .any(|&(k, m)| a < k && k <= b && (colon_ends || m == evidence::Mark::Semicolon))
     };
-    let semicolon = |m: evidence::Mark| m == evidence::Mark::Semicolon;
-    let any_mark = |_: evidence::Mark| true;
     numbers
         .iter()
         .copied()
         .filter(|&at| {
             before
                 .iter()
-                .any(|&(_, end)| end <= at && bound(end - 1, at, semicolon))
-                || after.iter().any(|&(start, _)| bound(at, start, any_mark))
+                .any(|&(_, end)| end <= at && bound(end - 1, at, false))
+                || after.iter().any(|&(start, _)| bound(at, start, true))
         })
         .collect()
 }

@@ -35,13 +35,6 @@ pub fn matmul(a: &Tensor, b: &Tensor) -> Result<Tensor> {
 
 struct PoolMatMul;
 
-/// The output pointer shared by the pieces; each writes only its own rows.
-#[derive(Clone, Copy)]
-struct OutPtr(*mut f32);
-// SAFETY: pieces write disjoint rows of the output, and the call that owns it waits for all.
-unsafe impl Send for OutPtr {}
-unsafe impl Sync for OutPtr {}
-
 /// Element offset of each batch item of `layout` (the dims before the last two), in order.
 fn batch_offsets(layout: &Layout) -> Vec<usize> {
     let dims = layout.dims();
@@ -98,7 +91,7 @@ impl CustomOp2 for PoolMatMul {
         let bands = want.min(m.div_ceil(MIN_BAND_ROWS)).max(1);
         let band = m.div_ceil(bands);
         let bands = m.div_ceil(band);
-        let ptr = OutPtr(out.as_mut_ptr());
+        let ptr = super::SharedMut(out.as_mut_ptr());
         let piece = |p: usize| {
             let ptr = ptr;
             let (item, r0) = (p / bands, (p % bands) * band);

@@ -483,7 +483,8 @@ macro_rules! with_float {
 /// one 64-wide row took 3.5 us through rayon, candle's two sequential ops 0.4 us).
 const PARALLEL_MIN_WORK: usize = 1 << 16;
 
-/// A pointer the pool's workers share; each touches only its own chunks.
+/// A pointer the pool's workers share; each touches only its own part (a chunk of
+/// `for_chunks`, a band of `matmul_cpu`'s output).
 struct SharedMut<T>(*mut T);
 // Not derived: a derive would ask `T: Copy`; the pointer is copyable whatever it points to.
 impl<T> Clone for SharedMut<T> {
@@ -492,7 +493,8 @@ impl<T> Clone for SharedMut<T> {
     }
 }
 impl<T> Copy for SharedMut<T> {}
-// SAFETY: `for_chunks` hands each chunk index to exactly one worker, and chunks are disjoint.
+// SAFETY: every user hands each part to exactly one worker, parts are disjoint, and the call
+// that owns the buffer waits for all workers.
 unsafe impl<T: Send> Send for SharedMut<T> {}
 unsafe impl<T: Send> Sync for SharedMut<T> {}
 

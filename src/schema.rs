@@ -443,6 +443,27 @@ impl Field {
         self.lexicon.label_words.contains(word)
     }
 
+    /// Whether `word` (lower-cased, one word of a sentence) may stand between two items of one
+    /// list of this field's numbers: a unit spelling (`°`, `deg`), a direction word (`cw`,
+    /// `counter` of `counter-clockwise`, `±`) or a word among the schema's delimiters (`and`). Commas are no words: a sentence's
+    /// `15°, 30°, and 45°` reads `15 ° 30 ° and 45 °`.
+    pub fn joins_list(&self, word: &str) -> bool {
+        let lex = &self.lexicon;
+        let in_phrase = |phrase: &String| {
+            phrase == word
+                || phrase
+                    .split(|c: char| !c.is_alphanumeric())
+                    .any(|part| part == word)
+        };
+        lex.direction_words.iter().any(in_phrase)
+            || lex.delimiters.iter().any(|d| d.trim() == word)
+            || self.units.iter().any(|u| {
+                std::iter::once(&u.symbol)
+                    .chain(&u.aliases)
+                    .any(|a| a.eq_ignore_ascii_case(word))
+            })
+    }
+
     fn build(rf: RawField, lexicon: &Arc<Lexicon>) -> Result<Field> {
         let kind = match rf.kind.as_str() {
             "integer" => FieldKind::Integer,

@@ -564,6 +564,42 @@ fn tied_numbers(
         .collect()
 }
 
+/// The numbers of a list of two or more (positions in `words`) that holds none of the `bound`
+/// numbers, in a sentence that binds one: the list stands beside the field's value, not in it
+/// (`a 30° visuomotor rotation was introduced to one of eight locations: 0°, 45°, 90°, …`
+/// lists directions, not sizes of the rotation). Items of one list have nothing between them
+/// but what [`Field::joins_list`] accepts (`15°, 30°, and 45° CW`). With no bound number the
+/// sentence does not say which numbers are the field's, and nothing is set aside.
+fn unbound_lists(
+    field: &Field,
+    words: &[String],
+    numbers: &[usize],
+    bound: &[usize],
+) -> Vec<usize> {
+    if bound.is_empty() {
+        return Vec::new();
+    }
+    let mut out = Vec::new();
+    let mut list: Vec<usize> = Vec::new();
+    let mut close = |list: &mut Vec<usize>| {
+        if list.len() >= 2 && !list.iter().any(|n| bound.contains(n)) {
+            out.extend_from_slice(list);
+        }
+        list.clear();
+    };
+    for &at in numbers {
+        let joined = list
+            .last()
+            .is_some_and(|&prev| words[prev + 1..at].iter().all(|w| field.joins_list(w)));
+        if !joined {
+            close(&mut list);
+        }
+        list.push(at);
+    }
+    close(&mut list);
+    out
+}
+
 /// The pairs of numbers (positions in `words`, the words of `text`) written as a range, the
 /// first the smaller: joined by a dash in `text` (`18-22`, `18 – 22`), by `to` (`18 to 22`),
 /// or `between` (`between the ages of 18 and 22`). A comma is no joiner (`mean age 21, 30 women`), and a number ends
@@ -759,10 +795,15 @@ fn options(field: &Field, s: &Sentence, clause: Option<u32>) -> Options {
         &field.not_near_before,
         &field.not_near_after,
     );
+    let beside = match field.kind {
+        FieldKind::NumberSet => unbound_lists(field, &s.words, &at_all, &bound),
+        _ => Vec::new(),
+    };
     for (at, n) in found {
         if !near.contains(&at)
             || !own_number(field, &s.words, at)
             || elsewhere.contains(&at)
+            || beside.contains(&at)
             || mine.as_ref().is_some_and(|m| !m.contains(&at))
         {
             continue;
@@ -1028,6 +1069,27 @@ fn value_rules(field: &Field, opts: &Options, name: &str, g: &mut String) -> Opt
     Some(())
 }
 
+/// A number set's terms stand in for its numbers (`clamped` where a paper gives an error
+/// clamp no size): where any sentence shown for the field states a number, the terms are not
+/// offered, and a sentence that offered only terms offers nothing. Other kinds pass unchanged.
+fn numbers_before_terms(field: &Field, stated: Vec<(usize, Options)>) -> Vec<(usize, Options)> {
+    let any_number = stated.iter().any(|(_, o)| !o.numbers.is_empty());
+    if !matches!(field.kind, FieldKind::NumberSet) || !any_number {
+        return stated;
+    }
+    stated
+        .into_iter()
+        .map(|(si, o)| {
+            let numbers_only = Options {
+                terms: Vec::new(),
+                ..o
+            };
+            (si, numbers_only)
+        })
+        .filter(|(_, o)| !o.is_empty())
+        .collect()
+}
+
 /// Builds the questions of one experiment: one per field group that has any sentence to show,
 /// each showing at most `max_sentences` sentences.
 pub fn questions_for(
@@ -1067,10 +1129,12 @@ pub fn questions_for(
             top.push(format!("f{fi}"));
             let mut alts: Vec<String> = Vec::new();
             let mut field_offers = Vec::new();
-            for (si, &i) in shown.iter().enumerate() {
-                let Some(opts) = offers(f, &all[i], exp, &others) else {
-                    continue;
-                };
+            let stated: Vec<(usize, Options)> = shown
+                .iter()
+                .enumerate()
+                .filter_map(|(si, &i)| offers(f, &all[i], exp, &others).map(|o| (si, o)))
+                .collect();
+            for (si, opts) in numbers_before_terms(f, stated) {
                 let name = format!("v{fi}_{si}");
                 if value_rules(f, &opts, &name, &mut g).is_some() {
                     alts.push(format!(
@@ -2201,6 +2265,60 @@ Twenty healthy volunteers took part. Following baseline, a 45° counterclockwise
             &d.text[v.span.start..v.span.end],
             "A total of 158 right-handed subjects were recruited."
         );
+        Ok(())
+    }
+
+    #[test]
+    fn a_list_beside_a_bound_size_is_no_size() -> Result<()> {
+        let schema = Schema::load_default()?;
+        let size = |text: &str| offered(&schema, "perturbation_magnitude", text).numbers;
+        // The rotation's size is bound to its words; the directions listed beside it are not.
+        assert_eq!(
+            size("In the subsequent rotation phase, a 30° visuomotor rotation was introduced to a single training movement direction (selected from eight possible locations: 0°, 45°, 90°, 135°, 180°; counterbalanced across subjects)."),
+            vec!["30°"]
+        );
+        // A list that holds the bound size is the field's list, every item of it.
+        assert_eq!(
+            size("The cursor was rotated by 15°, 30°, and 45° CW in separate blocks."),
+            vec!["15°", "30°", "45°"]
+        );
+        // Nothing bound: the sentence does not say which are sizes, and all are offered.
+        assert_eq!(
+            size("During the rotation block, targets appeared at 0°, 45° and 90°."),
+            vec!["0°", "45°", "90°"]
+        );
+        // One unbound number beside a bound one is no list: a second size of the sentence.
+        assert_eq!(
+            size("A 15° rotation was applied in the first block and 30° in the second."),
+            vec!["15°", "30°"]
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn a_number_sets_terms_stand_in_only_where_no_number_is_stated() -> Result<()> {
+        let schema = Schema::load_default()?;
+        let grammar_of = |text: &str| -> Result<(String, String)> {
+            let (_, all, exps) = paper(&schema, text);
+            let qs = questions_for(&schema, &all, &exps[0], &exps, MAX_SENTENCES);
+            let q = qs
+                .iter()
+                .find(|q| q.group == "perturbation")
+                .expect("a perturbation question");
+            Ok((q.grammar.clone(), q.text.clone()))
+        };
+        // A size stated anywhere in the question: `clamped` is not offered beside it.
+        let (grammar, text) = grammar_of("Methods
+Subjects received either delayed endpoint feedback or clamped visual feedback. In the rotation phase, a 30° visuomotor rotation was introduced.")?;
+        assert!(grammar.contains("30°"), "{grammar}");
+        assert!(!grammar.contains("clamped"), "{grammar}");
+        assert!(!text.contains("[1] clamped"), "{text}");
+        // No size stated: the term stands in for it.
+        let (grammar, _) = grammar_of(
+            "Methods
+On miss trials, task-irrelevant clamped feedback was shown during the rotation block.",
+        )?;
+        assert!(grammar.contains("clamped"), "{grammar}");
         Ok(())
     }
 }

@@ -854,6 +854,9 @@ fn options(field: &Field, s: &Sentence, clause: Option<u32>) -> Options {
             FieldKind::Category | FieldKind::FreeText => {}
         }
     }
+    if !counted_in_full(&o) {
+        o.numbers.clear();
+    }
     if matches!(field.kind, FieldKind::Category | FieldKind::NumberSet) {
         let cued = evidence::cued_terms(field, &s.words);
         // A term whose narrower term the sentence also names is not offered beside it.
@@ -870,6 +873,23 @@ fn options(field: &Field, s: &Sentence, clause: Option<u32>) -> Options {
             .collect();
     }
     o
+}
+
+/// Whether the directions a sentence offers (`o.numbers`) are all the locations its count
+/// names, or it names no count: `Eight target locations … spread from 82° to 98° with 2°
+/// spacing, except skipping 90°` writes three angles of eight targets (a range's ends and a
+/// gap), and only the count is the field's value; `one of four targets (45°, 135°, 225°,
+/// 315°)` writes all four, and both agree.
+fn counted_in_full(o: &Options) -> bool {
+    if o.counts.is_empty() || o.numbers.is_empty() {
+        return true;
+    }
+    o.counts.iter().any(|c| {
+        c.split_whitespace()
+            .next()
+            .and_then(|n| n.parse::<usize>().ok())
+            .is_some_and(|n| n == o.numbers.len())
+    })
 }
 
 /// One question: an experiment, a field group, the sentences it shows, and its answer grammar.
@@ -1971,6 +1991,24 @@ experiments, Experiment 2: n Analyzed 20; Men 4; Age, yr 21 (19; 30)"
             (o.counts, o.numbers),
             (vec!["4 targets".to_string()], vec![])
         );
+        // A count the sentence's angles do not spell out in full is the value alone; angles
+        // that list every target stand beside their count.
+        let o = offered(
+            &schema,
+            "number_of_locations",
+            "Eight target locations were again used, however, they were spread from 82° to 98° with 2° spacing, except skipping 90° (straight ahead).",
+        );
+        assert_eq!(
+            (o.counts, o.numbers),
+            (vec!["8 targets".to_string()], vec![])
+        );
+        let o = offered(
+            &schema,
+            "number_of_locations",
+            "The target appeared at one of four locations (45°, 135°, 225° and 315°).",
+        );
+        assert_eq!(o.counts, vec!["4 targets".to_string()]);
+        assert_eq!(o.numbers, vec!["45°", "135°", "225°", "315°"]);
         // A duration or a share before a target word is no count.
         for text in [
             "Once the stylus stayed in the start position for 200 msec, the target was displayed.",

@@ -9,7 +9,7 @@
 use crate::tp::Communicator;
 use candle_core::quantized::{GgmlDType, QMatMul};
 use candle_core::{Module, Result, Tensor};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 /// How a layer's weight is split across ranks (Megatron style).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -39,6 +39,10 @@ pub struct Linear {
     parallelism: Parallelism,
     comm: Arc<dyn Communicator>,
     prefill_dense_min_tokens: Option<usize>,
+    /// A `Q8_0` weight's decode layout (`qgemv::Packed8`), built at its first decode step on
+    /// a CPU that runs the packed kernel; `None` inside where it does not apply. Prefill
+    /// chunks keep the GGUF blocks.
+    packed: OnceLock<Option<super::qgemv::Packed8>>,
 }
 
 impl std::fmt::Debug for Linear {
@@ -64,6 +68,7 @@ impl Linear {
             parallelism,
             comm,
             prefill_dense_min_tokens: None,
+            packed: OnceLock::new(),
         }
     }
 
@@ -89,6 +94,30 @@ impl Linear {
     pub fn with_prefill_dense_min_tokens(mut self, min: Option<usize>) -> Self {
         self.prefill_dense_min_tokens = min;
         self
+    }
+
+    /// The packed copy of a `Q8_0` weight for a decode step of `x`: built on first use, and
+    /// only for few rows on a CPU whose kernel reads it.
+    fn packed_q8_0(
+        &self,
+        q: &candle_core::quantized::QTensor,
+        x: &Tensor,
+    ) -> Option<&super::qgemv::Packed8> {
+        let (n, k) = q.shape().dims2().ok()?;
+        let rows = x.elem_count() / k.max(1);
+        if q.dtype() != GgmlDType::Q8_0
+            || !x.device().is_cpu()
+            || rows > super::qgemv::MAX_ROWS
+            || !super::qgemv::packs_q8_0(k)
+        {
+            return None;
+        }
+        self.packed
+            .get_or_init(|| {
+                let bytes = q.data().ok()?;
+                super::qgemv::Packed8::from_q8_0(&bytes, n, k)
+            })
+            .as_ref()
     }
 
     pub fn parallelism(&self) -> Parallelism {
@@ -117,10 +146,15 @@ impl Linear {
                 x.to_dtype(w.dtype())?.broadcast_matmul(&w.t()?)?
             }
             Weight::Quantized(qm) => {
-                // A decode step's few rows: our kernels on the GGUF blocks in place (see
-                // `qgemv`); prefill chunks and other types: candle's.
+                // A decode step's few rows: our kernels, on a repacked copy for `Q8_0` (see
+                // `qgemv::Packed8`), else on the GGUF blocks in place (see `qgemv`); prefill
+                // chunks and other types: candle's.
                 let ours = match qm {
-                    QMatMul::QTensor(q) => super::qgemv::matmul(q, x)?,
+                    QMatMul::QTensor(q) => match self.packed_q8_0(q, x) {
+                        Some(p) => super::qgemv::matmul_packed(p, x)?,
+                        None => None,
+                    }
+                    .map_or_else(|| super::qgemv::matmul(q, x), |y| Ok(Some(y)))?,
                     _ => None,
                 };
                 match ours {

@@ -19,10 +19,12 @@
 //! in the order `f32` partial sums are added.
 
 mod blocks;
+mod packed;
 #[cfg(target_arch = "x86_64")]
 mod x86;
 
 pub use blocks::{Kind, Q8Rows};
+pub use packed::{Packed8, PackedRows};
 
 use blocks::{q4k_block_dot, q5_0_block_dot, q6k_block_dot, q8_0_block_dot};
 use candle_core::quantized::{GgmlDType, QTensor};
@@ -38,7 +40,7 @@ const ROWS_PER_TASK: usize = 32;
 /// The SIMD level the kernels run at on this CPU.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Level {
-    /// AVX-512 F, BW and VNNI (with AVX2, FMA, F16C).
+    /// AVX-512 F, BW, VL and VNNI (with AVX2, FMA, F16C).
     Avx512,
     /// AVX2, FMA and F16C.
     Avx2,
@@ -62,6 +64,7 @@ pub fn level() -> Level {
             if base
                 && is_x86_feature_detected!("avx512f")
                 && is_x86_feature_detected!("avx512bw")
+                && is_x86_feature_detected!("avx512vl")
                 && is_x86_feature_detected!("avx512vnni")
             {
                 return Level::Avx512;
@@ -120,6 +123,95 @@ pub fn matmul(w: &QTensor, x: &Tensor) -> Result<Option<Tensor>> {
         *last = n;
     }
     Tensor::from_vec(out, shape, &Device::Cpu).map(Some)
+}
+
+/// Whether a `Q8_0` weight of `k` columns is worth repacking ([`Packed8`]) for decode on this
+/// CPU: only where the packed kernel runs (AVX-512 VNNI) and `k` is whole blocks.
+pub fn packs_q8_0(k: usize) -> bool {
+    level() == Level::Avx512 && k.is_multiple_of(blocks::QK32)
+}
+
+/// `x Wᵀ` for a repacked `Q8_0` weight `w` ([`Packed8`]) and `x` (`(..., k)`, `f32`, on the
+/// CPU) of at most [`MAX_ROWS`] rows, on AVX-512 VNNI; `None` otherwise (the caller takes the
+/// weight's other path).
+pub fn matmul_packed(w: &Packed8, x: &Tensor) -> Result<Option<Tensor>> {
+    if level() != Level::Avx512 || !matches!(x.device(), Device::Cpu) || x.dtype() != DType::F32 {
+        return Ok(None);
+    }
+    let (n, k) = (w.rows(), w.width());
+    let dims = x.dims();
+    if dims.last() != Some(&k) {
+        return Ok(None);
+    }
+    let m = x.elem_count() / k;
+    if m == 0 || m > MAX_ROWS {
+        return Ok(None);
+    }
+    let xs = x.flatten_all()?.to_vec1::<f32>()?;
+    let a = PackedRows::quantize(&xs, m, k);
+    let mut out = vec![0f32; m * n];
+    gemv_packed(w, &a, &mut out, level());
+    let mut shape = dims.to_vec();
+    if let Some(last) = shape.last_mut() {
+        *last = n;
+    }
+    Tensor::from_vec(out, shape, &Device::Cpu).map(Some)
+}
+
+/// [`gemv`] for a repacked `Q8_0` weight: `out[i, r] = Σ W[r, ·] x[i, ·]`, on candle's pool.
+/// Below [`Level::Avx512`] the scalar definition (tests).
+pub fn gemv_packed(w: &Packed8, a: &PackedRows, out: &mut [f32], level: Level) {
+    let (n, m) = (w.rows(), a.rows());
+    assert_eq!(out.len(), m * n, "qgemv: output size");
+    let ptr = OutPtr(out.as_mut_ptr());
+    let work = |range: std::ops::Range<usize>| {
+        let ptr = ptr;
+        for t in range {
+            for r in t * ROWS_PER_TASK..((t + 1) * ROWS_PER_TASK).min(n) {
+                let mut i0 = 0;
+                while i0 < m {
+                    let group = (m - i0).min(GROUP);
+                    let mut vals = [0f32; GROUP];
+                    packed_rows_dot(w, r, a, i0, group, level, &mut vals);
+                    for (j, &v) in vals[..group].iter().enumerate() {
+                        // SAFETY: `i0 + j < m`, `r < n`: inside `out`; row `r` is this task's.
+                        unsafe { *ptr.0.add((i0 + j) * n + r) = v };
+                    }
+                    i0 += group;
+                }
+            }
+        }
+    };
+    candle_core::utils::barrier_pool().execute_chunked(n.div_ceil(ROWS_PER_TASK), work);
+}
+
+/// One packed weight row times activation rows `i0 .. i0 + group`, into `out[..group]`.
+fn packed_rows_dot(
+    w: &Packed8,
+    r: usize,
+    a: &PackedRows,
+    i0: usize,
+    group: usize,
+    level: Level,
+    out: &mut [f32; GROUP],
+) {
+    #[cfg(target_arch = "x86_64")]
+    if level == Level::Avx512 {
+        // SAFETY: `Level::Avx512` is only detected on CPUs with every feature the kernel
+        // enables; `r < n` and `i0 + group <= m` by the caller; `w` and `a` share `k`.
+        unsafe {
+            match group {
+                1 => out[..1].copy_from_slice(&packed::rows_avx512::<1>(w, r, a, i0)),
+                2 => out[..2].copy_from_slice(&packed::rows_avx512::<2>(w, r, a, i0)),
+                3 => out[..3].copy_from_slice(&packed::rows_avx512::<3>(w, r, a, i0)),
+                _ => out.copy_from_slice(&packed::rows_avx512::<4>(w, r, a, i0)),
+            }
+        }
+        return;
+    }
+    for (j, o) in out[..group].iter_mut().enumerate() {
+        *o = packed::row_dot_scalar(w, r, a, i0 + j);
+    }
 }
 
 /// The output pointer shared by the workers; each writes only its own rows' columns.
@@ -299,6 +391,44 @@ mod tests {
                 );
             }
         }
+        Ok(())
+    }
+
+    #[test]
+    fn packed_q8_0_gives_the_gguf_kernels_numbers_bit_for_bit() -> Result<()> {
+        // 28 blocks (the 0.5B's width 896) and 3 (an odd count: one padded block); 7 rows:
+        // groups of 4 and 3.
+        for (n, k, m) in [(40, 896, 7), (9, 96, 2)] {
+            let (w, x) = data(n, k, m, 5);
+            let q =
+                QTensor::quantize(&Tensor::from_vec(w, (n, k), &Device::Cpu)?, GgmlDType::Q8_0)?;
+            let bytes = q.data()?;
+            let packed = Packed8::from_q8_0(&bytes, n, k).expect("whole blocks");
+            let rows = PackedRows::quantize(&x, m, k);
+            let a = Q8Rows::quantize(&x, m, Kind::Q8_0);
+            let mut want = vec![0f32; m * n];
+            gemv(Kind::Q8_0, &bytes, n, &a, &mut want, level());
+            let scale = want.iter().map(|v| v.abs()).fold(0f32, f32::max);
+            for lv in levels() {
+                let mut got = vec![0f32; m * n];
+                gemv_packed(&packed, &rows, &mut got, lv);
+                if lv == Level::Avx512 {
+                    // The same lanes, scales and order of additions as the GGUF-layout kernel.
+                    assert_eq!(got, want, "k={k}");
+                } else {
+                    // The scalar definition adds whole blocks in one running sum.
+                    for (j, (g, w)) in got.iter().zip(&want).enumerate() {
+                        assert!(
+                            (g - w).abs() <= 1e-5 * scale,
+                            "k={k} at {lv:?}, {j}: {g} vs {w}"
+                        );
+                    }
+                }
+            }
+        }
+        // Not whole blocks, or not the bytes of that shape: no packing.
+        assert!(Packed8::from_q8_0(&[0; 34], 1, 33).is_none());
+        assert!(Packed8::from_q8_0(&[0; 33], 1, 32).is_none());
         Ok(())
     }
 

@@ -140,10 +140,16 @@ impl Linear {
                 x.broadcast_matmul(&w.t()?)?
             }
             Weight::Quantized(QMatMul::QTensor(q)) if self.dense_rows(x) => {
-                // A multi-token chunk: one dequantized f32 GEMM beats per-row quantized dot
-                // products once the weights are reused across enough rows (see `dense_rows`).
-                let w = q.dequantize(x.device())?;
-                x.to_dtype(w.dtype())?.broadcast_matmul(&w.t()?)?
+                // A multi-token chunk: the 8-bit GEMM where the CPU has one (see
+                // `qgemv::matmul_chunk`), else one dequantized f32 GEMM, which beats per-row
+                // quantized dot products once the weights are reused across enough rows.
+                match super::qgemv::matmul_chunk(q, x)? {
+                    Some(y) => y,
+                    None => {
+                        let w = q.dequantize(x.device())?;
+                        x.to_dtype(w.dtype())?.broadcast_matmul(&w.t()?)?
+                    }
+                }
             }
             Weight::Quantized(qm) => {
                 // A decode step's few rows: our kernels, on a repacked copy for `Q8_0` (see

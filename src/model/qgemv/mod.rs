@@ -20,6 +20,7 @@
 
 mod blocks;
 mod packed;
+mod prefill;
 #[cfg(target_arch = "x86_64")]
 mod x86;
 
@@ -129,6 +130,44 @@ pub fn matmul(w: &QTensor, x: &Tensor) -> Result<Option<Tensor>> {
 /// CPU: only where the packed kernel runs (AVX-512 VNNI) and `k` is whole blocks.
 pub fn packs_q8_0(k: usize) -> bool {
     level() == Level::Avx512 && k.is_multiple_of(blocks::QK32)
+}
+
+/// `x Wᵀ` for a `Q8_0` weight (GGUF blocks) and a prefill chunk `x` (`(..., k)`, `f32`, on
+/// the CPU) of more than [`MAX_ROWS`] rows, on AVX-512 VNNI (see `prefill`); `None`
+/// otherwise (the caller takes candle's kernels or the dense path).
+pub fn matmul_chunk(w: &QTensor, x: &Tensor) -> Result<Option<Tensor>> {
+    if w.dtype() != GgmlDType::Q8_0
+        || level() != Level::Avx512
+        || !matches!(x.device(), Device::Cpu)
+        || x.dtype() != DType::F32
+    {
+        return Ok(None);
+    }
+    let (n, k) = w.shape().dims2()?;
+    let dims = x.dims();
+    if !k.is_multiple_of(blocks::QK32) || dims.last() != Some(&k) {
+        return Ok(None);
+    }
+    let m = x.elem_count() / k;
+    if m <= MAX_ROWS {
+        return Ok(None);
+    }
+    let bytes = w.data()?;
+    if bytes.len() != n * (k / blocks::QK32) * blocks::Q8_0_BYTES {
+        candle_core::bail!(
+            "qgemv: a Q8_0 weight of shape ({n}, {k}) has {} bytes",
+            bytes.len()
+        )
+    }
+    let xs = x.flatten_all()?.to_vec1::<f32>()?;
+    let a = prefill::TiledRows::quantize(&xs, m, k);
+    let mut out = vec![0f32; m * n];
+    prefill::gemm(&bytes, n, &a, &mut out, true);
+    let mut shape = dims.to_vec();
+    if let Some(last) = shape.last_mut() {
+        *last = n;
+    }
+    Tensor::from_vec(out, shape, &Device::Cpu).map(Some)
 }
 
 /// `x Wᵀ` for a repacked `Q8_0` weight `w` ([`Packed8`]) and `x` (`(..., k)`, `f32`, on the
@@ -429,6 +468,42 @@ mod tests {
         // Not whole blocks, or not the bytes of that shape: no packing.
         assert!(Packed8::from_q8_0(&[0; 34], 1, 33).is_none());
         assert!(Packed8::from_q8_0(&[0; 33], 1, 32).is_none());
+        Ok(())
+    }
+
+    #[test]
+    fn q8_0_prefill_gemm_matches_its_scalar_definition_and_the_dense_product() -> Result<()> {
+        // 37 rows: two full tiles and a ragged one; 13 weight rows: a unit of 8 and one of 5.
+        let (n, k, m) = (13, 96, 37);
+        let (w, x) = data(n, k, m, 9);
+        let q = QTensor::quantize(&Tensor::from_vec(w, (n, k), &Device::Cpu)?, GgmlDType::Q8_0)?;
+        let bytes = q.data()?;
+        let a = prefill::TiledRows::quantize(&x, m, k);
+        let mut want = vec![0f32; m * n];
+        prefill::gemm(&bytes, n, &a, &mut want, false);
+        // The scalar definition against the dequantized weights and unrounded activations:
+        // only the activations' 8-bit rounding differs.
+        let xt = Tensor::from_vec(x.clone(), (m, k), &Device::Cpu)?;
+        let dense: Vec<f32> = xt
+            .matmul(&q.dequantize(&Device::Cpu)?.t()?)?
+            .flatten_all()?
+            .to_vec1()?;
+        let scale = dense.iter().map(|v| v.abs()).fold(0f32, f32::max);
+        for (g, d) in want.iter().zip(&dense) {
+            assert!((g - d).abs() <= 1e-2 * scale, "{g} vs {d}");
+        }
+        if level() == Level::Avx512 {
+            let mut got = vec![0f32; m * n];
+            prefill::gemm(&bytes, n, &a, &mut got, true);
+            // Exact integer sums, one fused multiply-add per block instead of two roundings.
+            for (j, (g, w)) in got.iter().zip(&want).enumerate() {
+                assert!((g - w).abs() <= 1e-5 * scale, "{j}: {g} vs {w}");
+            }
+            let xt3 = Tensor::from_vec(x, (1, m, k), &Device::Cpu)?;
+            let y = matmul_chunk(&q, &xt3)?.expect("a chunk of 37 rows");
+            assert_eq!(y.dims(), &[1, m, n]);
+            assert_eq!(y.flatten_all()?.to_vec1::<f32>()?, got);
+        }
         Ok(())
     }
 

@@ -644,9 +644,12 @@ fn dense_prefill_stays_close_to_the_quantized_path() {
             .unwrap();
     let rel = max_abs_diff(&a, &b) / spread;
     eprintln!("dense vs quantized prefill: max |logit diff| / spread {rel:e}");
-    // Only the activations' 8-bit rounding differs (the weights are the same numbers);
-    // measured 4e-3 .. 1e-2 of the spread on these random weights.
-    assert!(rel > 0.0 && rel < 5e-2, "{rel}");
+    // The weights are the same numbers. Where the CPU has AVX-512 VNNI, the prefill chunk
+    // runs the 8-bit GEMM (`qgemv::prefill`) on the same 8-bit activations as the quantized
+    // path, so the two may agree exactly; elsewhere it is a dequantized f32 GEMM and only the
+    // activations' 8-bit rounding differs: measured 4e-3 .. 1e-2 of the spread on these
+    // random weights.
+    assert!(rel < 5e-2, "{rel}");
 }
 
 /// Row `seq` may only emit tokens `40 + (seq + shift) * 10 ..` (ten of them): one "grammar"

@@ -133,8 +133,13 @@ pub fn packs_q8_0(k: usize) -> bool {
 }
 
 /// `x Wᵀ` for a `Q8_0` weight (GGUF blocks) and a prefill chunk `x` (`(..., k)`, `f32`, on
-/// the CPU) of more than [`MAX_ROWS`] rows, on AVX-512 VNNI (see `prefill`); `None`
-/// otherwise (the caller takes candle's kernels or the dense path).
+/// the CPU), on AVX-512 VNNI (see `prefill`); `None` otherwise (the caller takes the dense
+/// path).
+///
+/// Any row count: the caller chooses by tokens per sequence, never by the rows of the whole
+/// batch, and each row's result does not depend on the rows beside it (per-row scales, lanes
+/// summed in block order). A sequence prefilled alone and the same sequence inside a batch
+/// of sequences therefore get the same numbers, and the same greedy tokens.
 pub fn matmul_chunk(w: &QTensor, x: &Tensor) -> Result<Option<Tensor>> {
     if w.dtype() != GgmlDType::Q8_0
         || level() != Level::Avx512
@@ -149,7 +154,7 @@ pub fn matmul_chunk(w: &QTensor, x: &Tensor) -> Result<Option<Tensor>> {
         return Ok(None);
     }
     let m = x.elem_count() / k;
-    if m <= MAX_ROWS {
+    if m == 0 {
         return Ok(None);
     }
     let bytes = w.data()?;
@@ -499,10 +504,21 @@ mod tests {
             for (j, (g, w)) in got.iter().zip(&want).enumerate() {
                 assert!((g - w).abs() <= 1e-5 * scale, "{j}: {g} vs {w}");
             }
-            let xt3 = Tensor::from_vec(x, (1, m, k), &Device::Cpu)?;
+            let xt3 = Tensor::from_vec(x.clone(), (1, m, k), &Device::Cpu)?;
             let y = matmul_chunk(&q, &xt3)?.expect("a chunk of 37 rows");
             assert_eq!(y.dims(), &[1, m, n]);
             assert_eq!(y.flatten_all()?.to_vec1::<f32>()?, got);
+            // Each row alone (one partial tile) gives its numbers inside the chunk, bit for
+            // bit: a sequence's tokens do not depend on the batch it is prefilled in.
+            for i in [0, 17, m - 1] {
+                let row =
+                    Tensor::from_vec(x[i * k..(i + 1) * k].to_vec(), (1, 1, k), &Device::Cpu)?;
+                let alone = matmul_chunk(&q, &row)?.expect("one row");
+                assert_eq!(
+                    alone.flatten_all()?.to_vec1::<f32>()?,
+                    got[i * n..(i + 1) * n]
+                );
+            }
         }
         Ok(())
     }

@@ -25,6 +25,7 @@
 mod cuda;
 mod matmul_cpu;
 mod softmax_cpu;
+mod vec_cpu;
 
 pub use matmul_cpu::matmul;
 
@@ -423,9 +424,11 @@ trait CpuElem: WithDType {
     fn slice_mut(s: &mut CpuStorage) -> Option<&mut [Self]>;
     /// The same slice as f32 where the element type is f32 (for the vectorized f32 loops).
     fn slice_f32(x: &mut [Self]) -> Option<&mut [f32]>;
+    /// [`CpuElem::slice_f32`], read-only.
+    fn as_f32(x: &[Self]) -> Option<&[f32]>;
 }
 macro_rules! cpu_elem {
-    ($t:ty, $v:ident, $as_f32:expr) => {
+    ($t:ty, $v:ident, $as_f32:expr, $as_f32_ref:expr) => {
         impl CpuElem for $t {
             fn slice_mut(s: &mut CpuStorage) -> Option<&mut [Self]> {
                 match s {
@@ -436,12 +439,15 @@ macro_rules! cpu_elem {
             fn slice_f32(x: &mut [Self]) -> Option<&mut [f32]> {
                 $as_f32(x)
             }
+            fn as_f32(x: &[Self]) -> Option<&[f32]> {
+                $as_f32_ref(x)
+            }
         }
     };
 }
-cpu_elem!(f32, F32, Some);
-cpu_elem!(half::bf16, BF16, |_| None);
-cpu_elem!(half::f16, F16, |_| None);
+cpu_elem!(f32, F32, Some, Some);
+cpu_elem!(half::bf16, BF16, |_| None, |_| None);
+cpu_elem!(half::f16, F16, |_| None, |_| None);
 
 fn contiguous_mut<'a, T: CpuElem>(
     s: &'a mut CpuStorage,
@@ -528,6 +534,16 @@ fn for_chunks<T: Send>(
             f(i, c);
         }
     });
+}
+
+/// Key (or value) row `j` of a cascade: the prefix's rows `0..plen` of `pre`, then the row's
+/// own from slot `lo` of `own` (`hd` values each).
+fn key_row<'a, T>(pre: &'a [T], own: &'a [T], plen: usize, lo: usize, hd: usize, j: usize) -> &'a [T] {
+    if j < plen {
+        &pre[j * hd..][..hd]
+    } else {
+        &own[(lo + j - plen) * hd..][..hd]
+    }
 }
 
 /// `x + bias` (one head) rotated by the token's `[cos | sin]` in the NeoX halves layout, in f32:
@@ -979,43 +995,71 @@ impl CustomOp3 for AttnDecode {
                 None => (&[], 0, 0),
             };
             let mut out = vec![T::from_f64(0.0); b * tt * h.heads * hd];
-            // Output chunk (bi, ti, head) of hd values.
+            // Output chunk (bi, ti, kv head): the `group` query heads that share the KV head
+            // are contiguous in `out` and read each key and value row once, together.
             let work = b * tt * h.heads * (plen + q_slot0 + tt) * hd * 2;
-            for_chunks(&mut out, hd, work, |idx, o| {
-                let (head, ti, bi) = (idx % h.heads, (idx / h.heads) % tt, idx / (h.heads * tt));
-                let kvh = head / group;
+            for_chunks(&mut out, group * hd, work, |idx, o| {
+                let (kvh, ti, bi) = (idx % h.kv_heads, (idx / h.kv_heads) % tt, idx / (h.kv_heads * tt));
                 let tok = bi * tt + ti;
-                let (x, bb, c) = (&qkv[tok * w + head * hd..][..hd], &bias[head * hd..][..hd], &cs[tok * hd..][..hd]);
-                let mut q = vec![0f32; hd];
-                rotate_into(x, bb, c, &mut q);
-                q.iter_mut().for_each(|v| *v *= scale);
                 let plane = |part: usize| &cache[((part * b + bi) * h.kv_heads + kvh) * cap * hd..][..cap * hd];
                 let (kp, vp) = (plane(0), plane(1));
                 let lo = pad.get(bi).copied().unwrap_or(0) as usize;
                 let hi = (q_slot0 + ti + 1).min(cap);
-                if lo >= hi && plen == 0 {
+                let own = hi.saturating_sub(lo);
+                if own == 0 && plen == 0 {
                     return; // a padding query: zeros
                 }
                 // Keys: the prefix's (every row sees them whole), then the row's own.
                 let pplane = |part: usize| &pre[(part * h.kv_heads + kvh) * pcap * hd..][..plen * hd];
                 let (pk, pv) = if plen > 0 { (pplane(0), pplane(1)) } else { (&[][..], &[][..]) };
-                let dot = |row: &[T]| -> f32 { row.iter().zip(&q).map(|(&kv, &qv)| f(kv) * qv).sum() };
-                let scores: Vec<f32> = (0..plen)
-                    .map(|k| dot(&pk[k * hd..][..hd]))
-                    .chain((lo..hi.max(lo)).map(|k| dot(&kp[k * hd..][..hd])))
-                    .collect();
-                let m = scores.iter().fold(f32::NEG_INFINITY, |a, &v| a.max(v));
-                let p: Vec<f32> = scores.iter().map(|&v| (v - m).exp()).collect();
-                let l: f32 = p.iter().sum();
-                let mut acc = vec![0f32; hd];
-                for (j, &pj) in p.iter().enumerate() {
-                    let vrow = if j < plen { &pv[j * hd..][..hd] } else { &vp[(lo + j - plen) * hd..][..hd] };
-                    for (a, &vv) in acc.iter_mut().zip(vrow) {
-                        *a += pj * f(vv);
+                let keys = plen + own;
+                // The group's rotated, scaled queries, one after another.
+                let mut q = vec![0f32; group * hd];
+                for (g, qg) in q.chunks_exact_mut(hd).enumerate() {
+                    let head = kvh * group + g;
+                    let (x, bb, c) = (&qkv[tok * w + head * hd..][..hd], &bias[head * hd..][..hd], &cs[tok * hd..][..hd]);
+                    rotate_into(x, bb, c, qg);
+                    qg.iter_mut().for_each(|v| *v *= scale);
+                }
+                // Rows as f32: in place for an f32 cache, else through one row of scratch.
+                let mut scratch = vec![0f32; hd];
+                let mut scores = vec![0f32; group * keys];
+                for j in 0..keys {
+                    let r = key_row(pk, kp, plen, lo, hd, j);
+                    let kr: &[f32] = match T::as_f32(r) {
+                        Some(x) => x,
+                        None => {
+                            scratch.iter_mut().zip(r).for_each(|(s, &v)| *s = f(v));
+                            &scratch
+                        }
+                    };
+                    for (g, qg) in q.chunks_exact(hd).enumerate() {
+                        scores[g * keys + j] = vec_cpu::dot(qg, kr);
                     }
                 }
-                for (oi, a) in o.iter_mut().zip(acc) {
-                    *oi = t(a / l);
+                let mut inv = vec![0f32; group];
+                for (g, sg) in scores.chunks_exact_mut(keys).enumerate() {
+                    let m = softmax_cpu::max_scaled(sg, 1.0);
+                    inv[g] = 1.0 / softmax_cpu::exp_shifted_sum(sg, 1.0, m);
+                }
+                let mut acc = vec![0f32; group * hd];
+                for j in 0..keys {
+                    let r = key_row(pv, vp, plen, lo, hd, j);
+                    let vr: &[f32] = match T::as_f32(r) {
+                        Some(x) => x,
+                        None => {
+                            scratch.iter_mut().zip(r).for_each(|(s, &v)| *s = f(v));
+                            &scratch
+                        }
+                    };
+                    for (g, ag) in acc.chunks_exact_mut(hd).enumerate() {
+                        vec_cpu::axpy(ag, scores[g * keys + j], vr);
+                    }
+                }
+                for (g, (og, ag)) in o.chunks_exact_mut(hd).zip(acc.chunks_exact(hd)).enumerate() {
+                    for (oi, &a) in og.iter_mut().zip(ag) {
+                        *oi = t(a * inv[g]);
+                    }
                 }
             });
             Ok((T::to_cpu_storage_owned(out), Shape::from((b, tt, h.heads * hd))))

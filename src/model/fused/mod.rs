@@ -538,11 +538,29 @@ fn for_chunks<T: Send>(
 
 /// Key (or value) row `j` of a cascade: the prefix's rows `0..plen` of `pre`, then the row's
 /// own from slot `lo` of `own` (`hd` values each).
-fn key_row<'a, T>(pre: &'a [T], own: &'a [T], plen: usize, lo: usize, hd: usize, j: usize) -> &'a [T] {
+fn key_row<'a, T>(
+    pre: &'a [T],
+    own: &'a [T],
+    plen: usize,
+    lo: usize,
+    hd: usize,
+    j: usize,
+) -> &'a [T] {
     if j < plen {
         &pre[j * hd..][..hd]
     } else {
         &own[(lo + j - plen) * hd..][..hd]
+    }
+}
+
+/// `row` as f32: the row itself where the element type is f32, else converted into `scratch`.
+fn row_f32<'a, T: CpuElem>(row: &'a [T], scratch: &'a mut [f32]) -> &'a [f32] {
+    match T::as_f32(row) {
+        Some(x) => x,
+        None => {
+            scratch.iter_mut().zip(row).for_each(|(s, &v)| *s = f(v));
+            scratch
+        }
     }
 }
 
@@ -1026,13 +1044,7 @@ impl CustomOp3 for AttnDecode {
                 let mut scores = vec![0f32; group * keys];
                 for j in 0..keys {
                     let r = key_row(pk, kp, plen, lo, hd, j);
-                    let kr: &[f32] = match T::as_f32(r) {
-                        Some(x) => x,
-                        None => {
-                            scratch.iter_mut().zip(r).for_each(|(s, &v)| *s = f(v));
-                            &scratch
-                        }
-                    };
+                    let kr = row_f32(r, &mut scratch);
                     for (g, qg) in q.chunks_exact(hd).enumerate() {
                         scores[g * keys + j] = vec_cpu::dot(qg, kr);
                     }
@@ -1045,13 +1057,7 @@ impl CustomOp3 for AttnDecode {
                 let mut acc = vec![0f32; group * hd];
                 for j in 0..keys {
                     let r = key_row(pv, vp, plen, lo, hd, j);
-                    let vr: &[f32] = match T::as_f32(r) {
-                        Some(x) => x,
-                        None => {
-                            scratch.iter_mut().zip(r).for_each(|(s, &v)| *s = f(v));
-                            &scratch
-                        }
-                    };
+                    let vr = row_f32(r, &mut scratch);
                     for (g, ag) in acc.chunks_exact_mut(hd).enumerate() {
                         vec_cpu::axpy(ag, scores[g * keys + j], vr);
                     }

@@ -13,7 +13,9 @@
 //!
 //! Each (engine, model, batch) cell runs in a fresh child process, so peak RSS (`VmHWM`)
 //! belongs to that cell alone; the engines take turns within each repeat so all see the same
-//! machine state. Medians over `--repeats`. This is a benchmark, not a test: nothing here
+//! machine state. Every engine runs an untimed warm-up before its timed run, as llama-bench
+//! does (up to 32 prompt tokens, one or two generated), so a cold start (the mapped weights'
+//! first touch, lazily built copies) is not timed. Medians over `--repeats`. This is a benchmark, not a test: nothing here
 //! asserts a speed.
 
 use crate::generate::{GenerateParams, Sampling};
@@ -394,6 +396,10 @@ fn peak_rss_mib() -> f64 {
         .map_or(0.0, |kb| kb / 1024.0)
 }
 
+/// Prompt tokens of the untimed warm-up run before a cell's timed run (llama-bench warms up
+/// on at most 32 prompt tokens and one generated token).
+const WARM_UP_TOKENS: usize = 32;
+
 fn run_cell(spec: &str, prompt_tokens: usize, new_tokens: usize) -> Result<Cell> {
     let mut parts = spec.splitn(2, ':');
     let engine = parts.next().unwrap_or("");
@@ -423,6 +429,18 @@ fn run_cell(spec: &str, prompt_tokens: usize, new_tokens: usize) -> Result<Cell>
                 prefill_chunk: 512,
                 stop_tokens: Some(Vec::new()),
             };
+            // A warm-up first, as llama-bench runs one before its timed run: the first touch
+            // of the mapped weights, the packed copies built at the first decode step and the
+            // allocator's first pages are a process's start, not the engine's speed.
+            let warm = GenerateParams {
+                max_new_tokens: 2,
+                ..params.clone()
+            };
+            loaded.generator().generate(
+                &[ids[..ids.len().min(WARM_UP_TOKENS)].to_vec()],
+                &warm,
+                None,
+            )?;
             let out = loaded
                 .generator()
                 .generate(&vec![ids.clone(); batch], &params, None)?;
@@ -473,6 +491,10 @@ fn candle_reference(
         model.forward(&probe, 0)?;
         model.clear_kv_cache();
     }
+    // The same warm-up as our engine's (see `run_cell`).
+    let warm = Tensor::new(&ids[..ids.len().min(WARM_UP_TOKENS)], &dev)?.unsqueeze(0)?;
+    model.forward(&warm, 0)?;
+    model.clear_kv_cache();
     let t0 = Instant::now();
     let input = Tensor::new(ids, &dev)?.unsqueeze(0)?.repeat((batch, 1))?;
     let logits = model.forward(&input, 0)?;

@@ -11,8 +11,11 @@
 //! each block's products exactly in integers on the widest units the CPU has (AVX-512 VNNI,
 //! else AVX2; chosen at run time). The same scheme as llama.cpp's CPU kernels, written here.
 //!
-//! Only small row counts come here ([`MAX_ROWS`]): a prefill chunk reuses each weight across
-//! hundreds of rows, where candle's tiled and AMX kernels win.
+//! [`matmul`] takes small row counts ([`MAX_ROWS`]: a decode step), and [`matmul_packed`]
+//! the same for `Q8_0` on a repacked copy ([`Packed8`]). A prefill chunk reuses each weight
+//! across hundreds of rows: through `Q8_0` it runs the 8-bit GEMM of `prefill`
+//! ([`matmul_chunk`]); through the k-quants it stays on candle's tiled kernels, which measured
+//! faster than a GEMM of ours at the job's 3-4k-token prompts (README, the CPU engine).
 //!
 //! Numbers: activations are rounded to 8 bits per block exactly as candle rounds them (ggml's
 //! rules), and each block's integer sum is exact, so results differ from candle's kernels only

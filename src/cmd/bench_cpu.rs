@@ -15,8 +15,8 @@
 //! belongs to that cell alone; the engines take turns within each repeat so all see the same
 //! machine state. Every engine runs an untimed warm-up before its timed run, as llama-bench
 //! does (up to 32 prompt tokens, one or two generated), so a cold start (the mapped weights'
-//! first touch, lazily built copies) is not timed. Medians over `--repeats`. This is a benchmark, not a test: nothing here
-//! asserts a speed.
+//! first touch, lazily built copies) is not timed. Medians over `--repeats`. This is a
+//! benchmark, not a test: nothing here asserts a speed.
 
 use crate::generate::{GenerateParams, Sampling};
 use crate::model::ModelOptions;

@@ -31,8 +31,9 @@ pub(super) fn exp_shifted_sum(xs: &mut [f32], scale: f32, m: f32) -> f32 {
     exp_shifted_sum_any(xs, scale, m)
 }
 
+/// Whether this CPU has AVX2 and FMA (detected once): the SIMD loops here and in `vec_cpu`.
 #[cfg(target_arch = "x86_64")]
-fn avx2_fma() -> bool {
+pub(super) fn avx2_fma() -> bool {
     static HAS: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
     *HAS.get_or_init(|| is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma"))
 }

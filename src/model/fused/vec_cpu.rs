@@ -8,6 +8,9 @@
 //! the same lanes in plain code), as `softmax_cpu` does for the softmax. The price is the
 //! order of the additions: results differ from a sequential sum in the last bits.
 
+#[cfg(target_arch = "x86_64")]
+use super::softmax_cpu::avx2_fma;
+
 /// Lanes of the partial sums (eight f32: one AVX2 register).
 const LANES: usize = 8;
 
@@ -35,12 +38,6 @@ pub(super) fn axpy(acc: &mut [f32], p: f32, x: &[f32]) {
     for (a, &v) in acc.iter_mut().zip(x) {
         *a += p * v;
     }
-}
-
-#[cfg(target_arch = "x86_64")]
-fn avx2_fma() -> bool {
-    static HAS: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *HAS.get_or_init(|| is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma"))
 }
 
 #[cfg(target_arch = "x86_64")]

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # CPU engine benchmark (not a test): prefill and decode tok/s of paramx's Qwen2 engine beside
 # llama.cpp's llama-bench, on the same GGUF files, prompt length and threads, in one run; also
-# paramx with candle's quantized kernels in place of ours (the "before" of src/model/qgemv,
+# paramx with candle's quantized kernels in place of ours (the "before" of crates/engine/src/model/qgemv,
 # with a greedy-token comparison). llama.cpp is built from a pinned, hash-checked source by
 # benches/llama_cpp.sh. Prints a markdown table and writes JSON (default target/bench-cpu.json).
 #   benches/cpu_engine.sh [--threads N] [--repeats N] [--prompt-tokens 512] [--new-tokens 128]

@@ -5,14 +5,14 @@
 # feature (~9-13 min from scratch on 2 cores, seconds when incremental).
 #
 # Usage: slurm/build-cuda.sh [--tests]
-#   --tests   also build the GPU test binaries (tests/nccl_gpu.rs, tests/kernels.rs) and pack
-#             them beside paramx
+#   --tests   also build the integration-test binary (tests/it: its nccl_gpu:: and kernels::
+#             groups run on the GPU) and pack it beside paramx
 # Environment:
 #   PARAMX_CUDA_TARGET_DIR  cargo target dir (default: target-cuda in the repo)
 #   PARAMX_SHARED           the shared inputs folder (default: ../shared next to the repo)
 #   CUDA13_PREFIX           where the CUDA 13.0 wheels go (default: /tmp/cuda13py)
 #   CUDA_COMPUTE_CAP        80 (default: PTX for A100, JIT-compiled on H100/H200) or 90
-# Output: .device/paramx.gz (+ .device/nccl_gpu.gz, .device/kernels_gpu.gz with --tests) and
+# Output: .device/paramx.gz (+ .device/it_gpu.gz with --tests) and
 # their sha256 sums.
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
@@ -42,14 +42,14 @@ cargo build --release --locked --features nccl --target-dir "$target_dir"
 mkdir -p .device
 gzip -9 -c "$target_dir/release/paramx" > .device/paramx.gz
 if [ "$with_tests" = 1 ]; then
-  for t in nccl_gpu kernels; do
-    # `--message-format` gives the test executable's path without guessing the hash suffix.
-    exe=$(cargo test --release --locked --features nccl --target-dir "$target_dir" \
-            --test "$t" --no-run --message-format=json \
-          | grep -o "\"executable\":\"[^\"]*/deps/$t-[^\"]*\"" | tail -n 1 | cut -d'"' -f4)
-    [ -n "$exe" ] || { echo "build-cuda.sh: no test executable for $t" >&2; exit 1; }
-    gzip -9 -c "$exe" > ".device/${t%_gpu}_gpu.gz"
-  done
+  # The one integration-test binary (tests/it); run a group with a filter on the GPU host,
+  # e.g. `./it_gpu kernels::` or `./it_gpu nccl_gpu::`.
+  # `--message-format` gives the test executable's path without guessing the hash suffix.
+  exe=$(cargo test --release --locked --features nccl --target-dir "$target_dir" \
+          --test it --no-run --message-format=json \
+        | grep -o "\"executable\":\"[^\"]*/deps/it-[^\"]*\"" | tail -n 1 | cut -d'"' -f4)
+  [ -n "$exe" ] || { echo "build-cuda.sh: no test executable for tests/it" >&2; exit 1; }
+  gzip -9 -c "$exe" > .device/it_gpu.gz
 fi
 ( cd .device && sha256sum ./*.gz > SHA256SUMS && ls -l ./*.gz )
 echo "build-cuda.sh: done; on the GPU host: gunzip paramx.gz && chmod +x paramx"

@@ -3,11 +3,11 @@
 # PyTorch on the same shapes. Logs + JSON in $OUT.
 set -o pipefail
 cd "$(dirname "$0")"
-gunzip -kf paramx.gz kernels_gpu.gz && chmod +x paramx kernels_gpu
+gunzip -kf paramx.gz it_gpu.gz && chmod +x paramx it_gpu
 which nsys ncu 2>&1 | head -2; nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.sm,clocks.mem --format=csv | tee $OUT/smi.txt
 export CUDA_CACHE_PATH=/tmp/cudacache
 echo "== kernels tests (GPU + CPU)"
-timeout 120 ./kernels_gpu --test-threads=1 --nocapture > $OUT/kernels_gpu.log 2>&1
+timeout 120 ./it_gpu kernels:: --test-threads=1 --nocapture > $OUT/kernels_gpu.log 2>&1
 echo "kernels exit $?"; grep -E "cuda|test result|panicked|SKIP" $OUT/kernels_gpu.log | head -40
 echo "== bench-gpu"
 timeout ${BENCH_TIMEOUT:-300} ./paramx bench-gpu $BENCH_ARGS --json $OUT/bench-gpu.json > $OUT/bench-gpu.table 2> $OUT/bench-gpu.log

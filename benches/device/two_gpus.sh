@@ -6,8 +6,8 @@ OUTDIR=${OUT:-/tmp/out}; R=/tmp/r; rm -rf $R; mkdir -p $R $OUTDIR
 export OUT=$R  # run.sh writes its logs here too; all of it comes back as one tarball
 dev=$(cd "$(dirname "$0")/.." && pwd)
 nvidia-smi --query-gpu=index,name,memory.total --format=csv | tee $R/gpus.txt
-cd $dev && gunzip -kf nccl_gpu.gz && chmod +x nccl_gpu
-timeout 400 ./nccl_gpu --test-threads=1 --nocapture > $R/nccl_gpu.log 2>&1
+cd $dev && gunzip -kf it_gpu.gz && chmod +x it_gpu
+timeout 400 ./it_gpu nccl_gpu:: --test-threads=1 --nocapture > $R/nccl_gpu.log 2>&1
 echo "nccl_gpu exit $?"; grep -E "test result|panicked|TP=2 vs|all-reduce|checkpoints|SKIP" $R/nccl_gpu.log | head -20
 bash $dev/gpucheck/run.sh > $R/tiny.txt 2>&1
 grep -E "^==|same|DIFFER|differ|killed|Error|error" $R/tiny.txt | head -30

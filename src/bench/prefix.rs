@@ -50,7 +50,10 @@ pub fn random_workload(
     seed: u64,
 ) -> Result<(Vec<u32>, Vec<Vec<u32>>)> {
     let n = shape.prefix_tokens + shape.questions * shape.question_tokens;
-    workload(&crate::bench::random::token_ids(n, vocab, seed), shape)
+    workload(
+        &crate::model::load::random::token_ids(n, vocab, seed),
+        shape,
+    )
 }
 
 /// One way of answering the questions, measured.

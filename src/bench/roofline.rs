@@ -80,8 +80,8 @@ mod tests {
 
     #[test]
     fn rank0_72b_decode_floor_matches_memory_md() {
-        let (model, rank) = crate::bench::shapes::qwen25_72b(2).unwrap();
-        let c = crate::bench::shapes::rank_config(&model, &rank);
+        let (model, rank) = crate::model::shapes::qwen25_72b(2).unwrap();
+        let c = crate::model::shapes::rank_config(&model, &rank);
         // memory.md: each rank reads ~72.7 GB of weights per step; minus the embedding table
         // (76032 x 8192 x 2 B = 1.246 GB) that a step only gathers rows from.
         let w = weight_bytes_read(&c, 2.0);

@@ -13,7 +13,7 @@ use crate::run::output::{write_outputs, OutputPaths};
 use crate::run::record::PaperRecord;
 use crate::run::store::{write_atomic, RecordStore};
 use crate::schema::Schema;
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -43,19 +43,7 @@ pub struct Args {
 
 /// Run manifests of the tasks: `OUT/manifest.json` (unsplit) and `OUT/shards/*/manifest.json`.
 fn task_manifests(out: &Path) -> Result<Vec<(PathBuf, Manifest)>> {
-    let mut paths = vec![out.join(manifest::FILE_NAME)];
-    let shards = out.join("shards");
-    match std::fs::read_dir(&shards) {
-        Ok(rd) => {
-            let mut v: Vec<PathBuf> = rd
-                .filter_map(|e| e.ok().map(|e| e.path().join(manifest::FILE_NAME)))
-                .collect();
-            v.sort();
-            paths.extend(v);
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => return Err(e).with_context(|| format!("cannot list {}", shards.display())),
-    }
+    let paths = crate::run::layout::OutDir::new(out).in_every_task(manifest::FILE_NAME)?;
     let mut out = Vec::new();
     for p in paths.into_iter().filter(|p| p.is_file()) {
         let m = Manifest::read(&p)?;
@@ -140,7 +128,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
         .collect();
 
     // The schema decides the table's columns: it must be the one the tasks used.
-    let schema_sha = crate::run::schema_hash(&schema)?;
+    let schema_sha = crate::run::hashes::schema_hash(&schema)?;
     if let Some(m) = mine.iter().find(|m| m.hashes.schema_sha256 != schema_sha) {
         bail!(
             "schema {} (sha256 {schema_sha}) is not the one the tasks ran with ({}): pass it with --schema",

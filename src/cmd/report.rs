@@ -34,13 +34,8 @@ pub struct Args {
 
 /// The job hashes of the run's manifests (`DIR/manifest.json`, `DIR/shards/*/manifest.json`).
 fn manifest_job_hashes(dir: &Path) -> Result<BTreeSet<String>> {
-    let mut files = vec![dir.join(crate::run::manifest::FILE_NAME)];
-    if let Ok(rd) = std::fs::read_dir(dir.join("shards")) {
-        files.extend(rd.filter_map(|e| {
-            e.ok()
-                .map(|e| e.path().join(crate::run::manifest::FILE_NAME))
-        }));
-    }
+    let files =
+        crate::run::layout::OutDir::new(dir).in_every_task(crate::run::manifest::FILE_NAME)?;
     let mut hashes = BTreeSet::new();
     for f in files.iter().filter(|f| f.is_file()) {
         let m = Manifest::read(f).with_context(|| format!("cannot read {}", f.display()))?;
@@ -83,7 +78,7 @@ fn choose_job(args: &Args) -> Result<String> {
 
 pub fn run(args: Args) -> Result<ExitCode> {
     let started = std::time::Instant::now();
-    if !args.dir.join("papers").is_dir() {
+    if !crate::run::layout::OutDir::new(&args.dir).papers().is_dir() {
         bail!(
             "{}: no papers/ folder: not the output folder of `paramx run`",
             args.dir.display()

@@ -114,7 +114,7 @@ fn plan_outputs(dir: &Path, files: &[PathBuf], json: bool) -> Vec<Result<PathBuf
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     // SIGUSR1/SIGTERM, and SIGINT too here: finish the files in flight, keep them, stop.
-    crate::cmd::install_stop_handlers();
+    crate::run::install_stop_handlers();
     let _ = signal_hook::flag::register(
         signal_hook::consts::SIGINT,
         crate::run::STOP_REQUESTED.clone(),
@@ -226,7 +226,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     }
     if stopped {
         eprintln!("paramx: stopped by signal; finished files are written, rerun to continue");
-        return Ok(ExitCode::from(crate::cmd::run::EXIT_REQUEUE));
+        return Ok(ExitCode::from(crate::run::driver::EXIT_REQUEUE));
     }
     let failed = failures.lock().map(|f| !f.is_empty()).unwrap_or(true);
     Ok(if failed {

@@ -65,14 +65,7 @@ impl Sources {
     /// `OUT/sources.json` and every `OUT/shards/*/sources.json` that exists, joined. A file that
     /// exists but does not read is an error naming it (a silent gap would hide every link).
     pub fn read_run(out: &Path) -> Result<Sources> {
-        let mut files = vec![out.join(FILE_NAME)];
-        if let Ok(rd) = std::fs::read_dir(out.join("shards")) {
-            let mut shard_files: Vec<PathBuf> = rd
-                .filter_map(|e| e.ok().map(|e| e.path().join(FILE_NAME)))
-                .collect();
-            shard_files.sort();
-            files.extend(shard_files);
-        }
+        let files = crate::run::layout::OutDir::new(out).in_every_task(FILE_NAME)?;
         let mut all = Sources::default();
         for f in files.iter().filter(|f| f.is_file()) {
             let bytes = std::fs::read(f).with_context(|| format!("cannot read {}", f.display()))?;

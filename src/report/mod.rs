@@ -27,7 +27,7 @@ pub const FILE_NAME: &str = "report.html";
 
 /// The folder of the run's text cache (`run::leader_prepare` writes it).
 pub fn text_cache_dir(out: &Path) -> PathBuf {
-    out.join("text-cache")
+    crate::run::layout::OutDir::new(out).text_cache()
 }
 
 /// The records of one job in `out/papers/` (every array task's).
@@ -37,7 +37,7 @@ pub fn job_records(out: &Path, job_hash: &str) -> Result<Vec<PaperRecord>> {
         .with_context(|| {
             format!(
                 "cannot read the records in {}",
-                out.join("papers").display()
+                crate::run::layout::OutDir::new(out).papers().display()
             )
         })?
         .into_iter()
@@ -108,7 +108,9 @@ impl RunReport<'_> {
     }
 }
 
-#[cfg(test)]
+/// Fixed records, a document and a gold table for the review page's tests, unit and browser
+/// (`tests/it/report_browser.rs`): compiled in, so that both read the same fixture.
+#[doc(hidden)]
 pub mod testdata;
 
 #[cfg(test)]

@@ -1,8 +1,8 @@
 //! Records and paper texts that exercise every part of the review page: experiments with
 //! shared and own quotes, an inherited value, a dropped value, a failed paper, two papers with
 //! one surname and year, a value without a page, and text written to break the page (markup,
-//! a script end tag, quotes). Built as JSON so that the unit tests and `tests/report_browser.rs`
-//! (which includes this file with `#[path]`) share it: `R` is `PaperRecord`, `D` `Document`.
+//! a script end tag, quotes). Built as JSON so that the unit tests and `tests/it/report_browser.rs`
+//! share it: `R` is `PaperRecord`, `D` `Document`.
 
 use serde::de::DeserializeOwned;
 use serde_json::{json, Value};

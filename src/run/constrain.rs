@@ -186,7 +186,8 @@ mod tests {
         let mut tk = Tokenizer::new(bpe);
         tk.with_pre_tokenizer(Some(ByteLevel::new(false, false, false)));
         tk.with_decoder(Some(ByteLevel::default()));
-        tk.add_special_tokens(&[AddedToken::from("<|end|>", true)]);
+        tk.add_special_tokens([AddedToken::from("<|end|>", true)])
+            .unwrap();
         tk
     }
 

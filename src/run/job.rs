@@ -182,18 +182,6 @@ any of the paper (they alone take several hundred tokens); use at least {MIN_INP
         }
         Ok(())
     }
-
-    /// Stable hash of everything that decides the output (paths excluded: moving a job's folder
-    /// must not invalidate its finished papers).
-    pub fn output_hash(&self) -> String {
-        use sha2::{Digest, Sha256};
-        let key = serde_json::json!({
-            "limits": self.limits,
-            "decoding": self.decoding,
-            "tp": self.hardware.tp,
-        });
-        hex::encode(Sha256::digest(key.to_string().as_bytes()))
-    }
 }
 
 #[cfg(test)]
@@ -285,9 +273,15 @@ schema = "schema.toml"
         let a = JobConfig::load(&write(d.path(), JOB))?;
         let mut b = a.clone();
         b.io.out_dir = PathBuf::from("/elsewhere");
-        assert_eq!(a.output_hash(), b.output_hash());
+        assert_eq!(
+            crate::run::hashes::settings_hash(&a),
+            crate::run::hashes::settings_hash(&b)
+        );
         b.limits.max_new_tokens += 1;
-        assert_ne!(a.output_hash(), b.output_hash());
+        assert_ne!(
+            crate::run::hashes::settings_hash(&a),
+            crate::run::hashes::settings_hash(&b)
+        );
         Ok(())
     }
 }

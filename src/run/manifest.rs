@@ -8,6 +8,7 @@
 //! - [`RunInfo`] (`run`): what differs every time (start/end times, host, CPU/GPU, driver, CUDA,
 //!   NCCL versions, SLURM ids, counts of this invocation).
 
+use crate::run::hashes::sha256_hex;
 use crate::run::job::{DecodingSection, DeviceKind, JobConfig, LimitsSection};
 use crate::run::shard::Shard;
 use crate::run::store::write_atomic;
@@ -148,25 +149,6 @@ impl Manifest {
     }
 }
 
-fn sha256_hex(bytes: &[u8]) -> String {
-    crate::pdf::sha256_hex(bytes)
-}
-
-/// sha256 of the prompt text that does not depend on the paper (the same text the job hash
-/// covers: `run::question::template`).
-pub fn prompt_hash(schema: &Schema) -> String {
-    sha256_hex(crate::run::question::template(schema).as_bytes())
-}
-
-/// sha256 of the tokenizer's canonical JSON.
-pub fn tokenizer_hash(tok: &crate::model::tokenizer::Tokenizer) -> Result<String> {
-    let json = tok
-        .inner()
-        .to_string(false)
-        .map_err(|e| anyhow::anyhow!("cannot serialise the tokenizer: {e}"))?;
-    Ok(sha256_hex(json.as_bytes()))
-}
-
 /// The hashes of a run. `model_sha256` comes from the cached hash of `cmd::run`.
 pub fn reproducibility(
     job: &JobConfig,
@@ -180,9 +162,9 @@ pub fn reproducibility(
         paramx_version: env!("CARGO_PKG_VERSION").to_string(),
         git_revision: build_revision().to_string(),
         job_hash: job_hash.to_string(),
-        config_hash: job.output_hash(),
-        schema_sha256: crate::run::schema_hash(schema)?,
-        prompt_sha256: prompt_hash(schema),
+        config_hash: crate::run::hashes::settings_hash(job),
+        schema_sha256: crate::run::hashes::schema_hash(schema)?,
+        prompt_sha256: crate::run::hashes::prompt_hash(schema),
         model_file: model_path
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
@@ -219,7 +201,7 @@ pub fn run_manifest(
             schema,
             model_path,
             model_sha256,
-            tokenizer_hash(tokenizer)?,
+            crate::run::hashes::tokenizer_hash(tokenizer)?,
             &summary.job_hash,
         )?,
         inputs: Inputs {

@@ -11,9 +11,12 @@
 
 pub mod answer;
 pub mod constrain;
+pub mod driver;
 pub mod evidence;
 pub mod experiments;
+pub mod hashes;
 pub mod job;
+pub mod layout;
 pub mod locate;
 pub mod lockstep;
 pub mod manifest;
@@ -85,11 +88,21 @@ pub fn discover(inputs: &[PathBuf]) -> Result<Vec<PathBuf>> {
     Ok(out)
 }
 
-/// Set by the SIGUSR1/SIGTERM handlers (`cmd::install_stop_handlers`): the batch in flight is
+/// Set by the SIGUSR1/SIGTERM handlers ([`install_stop_handlers`]): the batch in flight is
 /// abandoned at its next prefill chunk or decode step (its papers are redone by the next run),
 /// records already written stay, and the run ends with the requeue exit code.
 pub static STOP_REQUESTED: std::sync::LazyLock<std::sync::Arc<AtomicBool>> =
     std::sync::LazyLock::new(|| std::sync::Arc::new(AtomicBool::new(false)));
+
+/// SIGUSR1 (SLURM's warning before the time limit, `--signal=B:USR1@...`) and SIGTERM (scancel,
+/// preemption) ask a run to stop cleanly: see `run::STOP_REQUESTED`.
+pub fn install_stop_handlers() {
+    for sig in [signal_hook::consts::SIGUSR1, signal_hook::consts::SIGTERM] {
+        if let Err(e) = signal_hook::flag::register(sig, crate::run::STOP_REQUESTED.clone()) {
+            eprintln!("paramx: warning: cannot install the handler for signal {sig}: {e}");
+        }
+    }
+}
 
 /// Whether a stop signal has arrived.
 pub fn stop_requested() -> bool {
@@ -155,19 +168,6 @@ fn display_name(path: &Path) -> String {
         .unwrap_or_else(|| path.display().to_string())
 }
 
-/// The hash that keys a job's records: job limits and decoding, model files, schema, prompt and
-/// pipeline version (see [`store::RecordKey`]).
-pub fn job_hash(job: &job::JobConfig, schema: &Schema, model_hash: &str) -> Result<String> {
-    use sha2::{Digest, Sha256};
-    let mut h = Sha256::new();
-    h.update(job.output_hash());
-    h.update(model_hash);
-    h.update(schema_hash(schema)?);
-    h.update(question::template(schema));
-    h.update(PIPELINE_VERSION.to_le_bytes());
-    Ok(hex::encode(h.finalize()))
-}
-
 /// Everything fixed for a run: model, schema, grammar, limits, and the link to the other ranks.
 pub struct Runner<'a> {
     pub job: &'a job::JobConfig,
@@ -185,7 +185,12 @@ impl<'a> Runner<'a> {
         model: &'a LoadedModel,
         model_hash: &str,
     ) -> Result<Self> {
-        Self::with_job_hash(job, schema, model, job_hash(job, schema, model_hash)?)
+        Self::with_job_hash(
+            job,
+            schema,
+            model,
+            hashes::job_hash(job, schema, model_hash)?,
+        )
     }
 
     /// A runner for records keyed by `job_hash` (a follower rank gets it from the leader).
@@ -567,14 +572,6 @@ fn floor_char_boundary(s: &str, max: usize) -> usize {
     i
 }
 
-/// sha256 of the schema file's bytes (the meaning of every column).
-pub fn schema_hash(schema: &Schema) -> Result<String> {
-    use sha2::{Digest, Sha256};
-    let bytes = std::fs::read(&schema.path)
-        .with_context(|| format!("cannot read schema {}", schema.path.display()))?;
-    Ok(hex::encode(Sha256::digest(&bytes)))
-}
-
 /// What the leader shares with the followers before any model work: everything that decides
 /// which forward passes run (see [`lockstep`]).
 #[derive(serde::Serialize, serde::Deserialize)]
@@ -595,9 +592,9 @@ fn leader_prepare(
     progress: &Progress,
     summary: &mut RunSummary,
 ) -> Result<Work> {
-    let job_hash = job_hash(job, schema, model_hash)?;
+    let job_hash = hashes::job_hash(job, schema, model_hash)?;
     let opts = pdf::ExtractOptions {
-        cache_dir: Some(job.io.out_dir.join("text-cache")),
+        cache_dir: Some(layout::OutDir::new(&job.io.out_dir).text_cache()),
         ..Default::default()
     };
     let texts = pdf::extract_many(pdfs, &opts);

@@ -58,14 +58,14 @@ pub struct RecordStore {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RecordKey {
     pub sha256: String,
-    /// [`crate::run::job::JobConfig::output_hash`] combined with the model's and schema's hashes.
+    /// [`crate::run::hashes::job_hash`]: settings, model, schema, prompt and pipeline version.
     pub job_hash: String,
 }
 
 impl RecordStore {
     pub fn new(out_dir: &Path) -> Self {
         RecordStore {
-            dir: out_dir.join("papers"),
+            dir: crate::run::layout::OutDir::new(out_dir).papers(),
         }
     }
 

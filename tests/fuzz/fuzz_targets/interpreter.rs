@@ -5,8 +5,7 @@
 
 use libfuzzer_sys::fuzz_target;
 
-#[path = "pdf_shim.rs"]
-mod pdf;
+use paramx_pdf as pdf;
 
 fuzz_target!(|data: &[u8]| {
     let page = pdf::content::interpret_plain(data);

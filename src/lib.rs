@@ -1,8 +1,8 @@
 //! paramx: PDFs -> text -> LLM extraction -> parameter table -> score.
 //!
-//! The binary crate: the pipeline of a run ([`run`]), the review page ([`report`]), model
-//! fetching ([`fetch`]), the benchmarks' measuring code ([`bench`]) and the thin command layer
-//! ([`cmd`]). The layers below live in their own crates, re-exported here under the module names
+//! The binary crate: the pipeline of a run ([`run`]), the review page ([`report`]), the text
+//! job ([`text`]), model fetching ([`fetch`]), the benchmarks' measuring code ([`bench`]) and
+//! the thin command layer ([`cmd`]). The layers below live in their own crates, re-exported here under the module names
 //! the rest of the code uses:
 //!
 //! | module | crate | job |
@@ -20,6 +20,7 @@ pub mod cmd;
 pub mod fetch;
 pub mod report;
 pub mod run;
+pub mod text;
 
 pub use paramx_engine::{generate, model, tp};
 pub use paramx_eval as eval;

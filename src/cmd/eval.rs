@@ -5,8 +5,7 @@
 //! Exit code 0 when scored; 1 when the gold-vs-itself check is not 1.000 (the scorer or the
 //! schema is broken, so the number cannot be trusted); 2 on unreadable input.
 
-use crate::eval::report::{BootstrapInfo, Report, Scored};
-use crate::eval::{baseline, legacy, strict, Scorer};
+use crate::eval::Scorer;
 use crate::schema::Schema;
 use crate::table::Table;
 use anyhow::{Context, Result};
@@ -39,42 +38,6 @@ pub struct Args {
     pub html: Option<PathBuf>,
 }
 
-/// Score with the chosen scorer.
-pub fn score(
-    scorer: Scorer,
-    schema: &Schema,
-    gold: &Table,
-    pred: &Table,
-) -> Result<crate::eval::Outcome> {
-    match scorer {
-        Scorer::Strict => strict::score(schema, gold, pred),
-        Scorer::Legacy => legacy::score(schema, gold, pred),
-    }
-}
-
-/// Build the full report (result, constant baseline, gold vs itself).
-pub fn build_report(scorer: Scorer, schema: &Schema, gold: &Table, pred: &Table) -> Result<Report> {
-    let result = score(scorer, schema, gold, pred)?;
-    let constant = baseline::constant_table(schema, gold)?;
-    let base = score(scorer, schema, gold, &constant)?;
-    let self_strict = strict::score(schema, gold, gold)?;
-    let self_chosen = match scorer {
-        Scorer::Strict => None,
-        other => Some(Scored::new(score(other, schema, gold, gold)?)),
-    };
-    Ok(Report {
-        scorer,
-        gold: gold.path.display().to_string(),
-        pred: pred.path.display().to_string(),
-        schema: schema.path.display().to_string(),
-        bootstrap: BootstrapInfo::default(),
-        result: Scored::new(result),
-        constant_baseline: Scored::new(base),
-        gold_vs_itself_strict: Scored::new(self_strict),
-        gold_vs_itself: self_chosen,
-    })
-}
-
 fn write(path: &Path, text: &str, what: &str) -> Result<()> {
     std::fs::write(path, text)
         .with_context(|| format!("cannot write the {what} report to {}", path.display()))
@@ -86,20 +49,8 @@ pub fn run(args: Args) -> Result<ExitCode> {
         None => Schema::load_default()?,
     };
     let gold = Table::read(&args.gold).context("cannot read the gold table")?;
-    crate::eval::check_gold(&gold)?;
     let pred = Table::read(&args.pred).context("cannot read the prediction table")?;
-    // A table with none of the schema's parameter columns is a wrong file, not a score of 0.
-    if !schema
-        .scored_fields()
-        .any(|f| pred.column(&f.name).is_some())
-    {
-        anyhow::bail!(
-            "{}: none of the schema's parameter columns (n_total, effector, ...) is in its header; \
-             is this a prediction table?",
-            pred.path.display()
-        );
-    }
-    let report = build_report(args.scorer, &schema, &gold, &pred)?;
+    let report = crate::eval::evaluate(args.scorer, &schema, &gold, &pred)?;
     // A closed or full stdout ends the command with an error, never a panic.
     let mut out = std::io::stdout().lock();
     out.write_all(report.to_text().as_bytes())

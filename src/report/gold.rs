@@ -1,7 +1,7 @@
 //! The gold side of the page: every predicted cell's verdict (TP, FP, FN) with the gold value,
 //! gold rows and papers the run did not produce, and the per-field F1 chart with the constant
 //! baseline. Everything comes from the strict scorer (`eval::strict::score_cells`,
-//! `cmd::eval::build_report`) run on the table the records give: the page never matches cells
+//! `eval::build_report`) run on the table the records give: the page never matches cells
 //! itself.
 
 use super::data::{CellView, PaperView, RowView};
@@ -58,7 +58,7 @@ pub fn apply(
     papers: &mut [PaperView],
 ) -> Result<GoldView> {
     let (_, verdicts) = strict::score_cells(schema, gold, pred)?;
-    let report = crate::cmd::eval::build_report(crate::eval::Scorer::Strict, schema, gold, pred)?;
+    let report = crate::eval::build_report(crate::eval::Scorer::Strict, schema, gold, pred)?;
     let col: BTreeMap<&str, usize> = schema
         .fields()
         .iter()

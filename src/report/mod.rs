@@ -108,6 +108,33 @@ impl RunReport<'_> {
     }
 }
 
+/// `paramx report`: the page of the run in `dir` written again at `page` from the records of
+/// one job (`job_hash_flag`, else the one the manifests or records name: the choice `paramx
+/// merge` makes), with the PDFs the run listed plus `inputs`. Returns the papers shown and the
+/// page's size in bytes.
+pub fn rewrite(
+    dir: &Path,
+    page: &Path,
+    schema: &Schema,
+    gold: Option<&Table>,
+    job_hash_flag: Option<&str>,
+    inputs: &[PathBuf],
+) -> Result<(usize, usize)> {
+    let out = crate::run::layout::OutDir::new(dir);
+    let manifests = crate::run::merge::task_manifests(&out)?;
+    let all = crate::run::store::RecordStore::new(dir)
+        .load_all::<crate::run::record::PaperRecord>()
+        .with_context(|| format!("cannot read the records of {}", dir.display()))?;
+    let job_hash = crate::run::merge::choose_job_hash(job_hash_flag, dir, &manifests, &all)?;
+    let records = job_records(dir, &job_hash)?;
+    let mut sources = links::Sources::read_run(dir)?;
+    if !inputs.is_empty() {
+        sources.extend(links::Sources::of_inputs(&crate::run::discover(inputs)?));
+    }
+    let bytes = write(page, dir, schema, &records, &job_hash, gold, &sources)?;
+    Ok((records.len(), bytes))
+}
+
 /// Fixed records, a document and a gold table for the review page's tests, unit and browser
 /// (`tests/it/report_browser.rs`): compiled in, so that both read the same fixture.
 #[doc(hidden)]

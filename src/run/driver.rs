@@ -516,7 +516,7 @@ fn run_rank(prep: &Prepared, opts: &ModelOptions, role: Role<'_>) -> Result<Exit
     if let Some(gold) = &job.io.gold {
         let g = crate::table::Table::read(gold).context("cannot read the gold table")?;
         let p = crate::table::Table::read(&paths.table)?;
-        let report = crate::cmd::eval::build_report(crate::eval::Scorer::Strict, schema, &g, &p)?;
+        let report = crate::eval::build_report(crate::eval::Scorer::Strict, schema, &g, &p)?;
         print!("{}", report.to_text());
     }
     if summary.counts.interrupted {

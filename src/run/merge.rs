@@ -3,10 +3,15 @@
 //! The records are the truth (one file per PDF sha256 in `OUT/papers/`, written atomically by
 //! whichever task owned the paper); the tasks' manifests say which inputs each task was given.
 //! [`check`] takes the expected inputs and the records and decides, for every input, whether it
-//! is present exactly once, failed, or missing. Nothing here writes files: `cmd::merge` does.
+//! is present exactly once, failed, or missing; [`merge`] writes the joined outputs.
 
-use crate::run::manifest::{InputEntry, Manifest};
+use crate::run::layout::OutDir;
+use crate::run::manifest::{self, InputEntry, Manifest};
+use crate::run::output::{write_outputs, OutputPaths};
 use crate::run::record::{Outcome, PaperRecord};
+use crate::run::store::{write_atomic, RecordStore};
+use crate::schema::Schema;
+use anyhow::{bail, Result};
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -212,6 +217,199 @@ pub fn expected_from_manifests(
         }
     }
     owners.into_keys().cloned().collect()
+}
+
+/// Run manifests of the tasks: `OUT/manifest.json` (unsplit) and `OUT/shards/*/manifest.json`.
+pub fn task_manifests(out: &OutDir) -> Result<Vec<(PathBuf, Manifest)>> {
+    let paths = out.in_every_task(manifest::FILE_NAME)?;
+    let mut out = Vec::new();
+    for p in paths.into_iter().filter(|p| p.is_file()) {
+        let m = Manifest::read(&p)?;
+        // A previous merge's manifest is not a task's.
+        if m.kind == "run" {
+            out.push((p, m));
+        }
+    }
+    Ok(out)
+}
+
+/// The job whose records to use: `flag` (`--job-hash`), else the one job the tasks' manifests
+/// name, else the one job the records have (a run still going has no manifest yet). Several
+/// jobs in one folder is an error listing them with their manifests. `paramx merge` and
+/// `paramx report` both choose through here.
+pub fn choose_job_hash(
+    flag: Option<&str>,
+    out: &Path,
+    manifests: &[(PathBuf, Manifest)],
+    records: &[(PathBuf, PaperRecord)],
+) -> Result<String> {
+    if let Some(h) = flag {
+        return Ok(h.to_string());
+    }
+    let from_manifests: BTreeSet<&str> = manifests
+        .iter()
+        .map(|(_, m)| m.hashes.job_hash.as_str())
+        .collect();
+    let candidates: BTreeSet<&str> = if from_manifests.is_empty() {
+        records
+            .iter()
+            .map(|(_, r)| r.key.job_hash.as_str())
+            .collect()
+    } else {
+        from_manifests
+    };
+    match candidates.len() {
+        0 => bail!(
+            "{}: no records and no task manifests (is this the output folder of `paramx run`?)",
+            out.display()
+        ),
+        1 => Ok(candidates
+            .into_iter()
+            .next()
+            .unwrap_or_default()
+            .to_string()),
+        _ => {
+            let mut msg = format!(
+                "{} holds the work of several jobs (different limits, model or schema); \
+                 pick one with --job-hash:",
+                out.display()
+            );
+            for h in &candidates {
+                let files: Vec<String> = manifests
+                    .iter()
+                    .filter(|(_, m)| m.hashes.job_hash == *h)
+                    .map(|(p, m)| {
+                        format!("{} (finished {})", p.display(), m.run.times.finished_utc)
+                    })
+                    .collect();
+                msg.push_str(&format!("\n  {h}  {}", files.join(", ")));
+            }
+            bail!(msg)
+        }
+    }
+}
+
+/// The merge report's file name in the output folder.
+pub const MERGE_REPORT: &str = "merge.json";
+
+/// `paramx merge`: joins the records of every array task of one job in `out` (the job of
+/// `job_hash_flag`, else the one the manifests or records name) into `OUT/table.csv`,
+/// `results.jsonl`, `errors.jsonl`, `merge.json` and, for a split run, a manifest of kind
+/// "merge". The inputs that must be present are `expect_inputs`, else those the tasks' manifests
+/// list. Returns the verdict and where the tables went.
+pub fn merge(
+    out: &Path,
+    schema: &Schema,
+    job_hash_flag: Option<&str>,
+    expect_inputs: &[PathBuf],
+    started: std::time::SystemTime,
+) -> Result<(MergeReport, OutputPaths)> {
+    let dir = OutDir::new(out);
+    let manifests = task_manifests(&dir)?;
+    let records = RecordStore::new(out).load_all::<PaperRecord>()?;
+    let job_hash = choose_job_hash(job_hash_flag, out, &manifests, &records)?;
+    let mine: Vec<&Manifest> = manifests
+        .iter()
+        .map(|(_, m)| m)
+        .filter(|m| m.hashes.job_hash == job_hash)
+        .collect();
+
+    // The schema decides the table's columns: it must be the one the tasks used.
+    let schema_sha = crate::run::hashes::schema_hash(schema)?;
+    if let Some(m) = mine.iter().find(|m| m.hashes.schema_sha256 != schema_sha) {
+        bail!(
+            "schema {} (sha256 {schema_sha}) is not the one the tasks ran with ({}): pass it with --schema",
+            schema.path.display(),
+            m.hashes.schema_sha256
+        );
+    }
+
+    let mut report = MergeReport::default();
+    let expected: Vec<InputEntry> = if expect_inputs.is_empty() {
+        if mine.is_empty() {
+            bail!(
+                "no task manifest of job {job_hash} in {}: pass the inputs with --expect-inputs",
+                out.display()
+            );
+        }
+        expected_from_manifests(&manifests, &job_hash, &mut report)
+    } else {
+        let pdfs = crate::run::discover(expect_inputs)?;
+        manifest::input_entries(&pdfs)
+    };
+    let (selected, checked) = check(&expected, &records, &job_hash);
+    report = MergeReport {
+        missing_tasks: report.missing_tasks,
+        owned_twice: report.owned_twice,
+        ..checked
+    };
+
+    let paths = OutputPaths::in_dir(out);
+    write_outputs(schema, &selected, &paths)?;
+    let mut bytes = serde_json::to_vec_pretty(&report)?;
+    bytes.push(b'\n');
+    write_atomic(&out.join(MERGE_REPORT), &bytes)?;
+
+    // The merged manifest: the tasks' hashes (they must agree), the inputs, the merge's counts.
+    // An unsplit run's own manifest already describes these inputs and hashes: keep it.
+    let split = mine.iter().any(|m| m.inputs.shard.is_some());
+    if let (true, Some(first)) = (split, mine.first()) {
+        let differing: Vec<&Manifest> = mine
+            .iter()
+            .copied()
+            .filter(|m| m.hashes != first.hashes)
+            .collect();
+        if !differing.is_empty() {
+            eprintln!(
+                "paramx merge: warning: {} task manifest(s) differ from the first in binary or settings \
+                 (e.g. git revision {} vs {}): the table mixes their outputs",
+                differing.len(),
+                first.hashes.git_revision,
+                differing[0].hashes.git_revision
+            );
+        }
+        let mut files = expected.clone();
+        files.sort();
+        files.dedup();
+        let finished = std::time::SystemTime::now();
+        let m = Manifest {
+            format: manifest::FORMAT,
+            kind: "merge".into(),
+            hashes: first.hashes.clone(),
+            inputs: manifest::Inputs { shard: None, files },
+            run: manifest::RunInfo {
+                counts: manifest::Counts {
+                    papers: report.expected,
+                    done: report.ok,
+                    failed: report.failed.len(),
+                    experiments: selected
+                        .iter()
+                        .map(|r| match &r.outcome {
+                            crate::run::record::Outcome::Ok(p) => p.experiments.len(),
+                            _ => 0,
+                        })
+                        .sum(),
+                    ..Default::default()
+                },
+                times: manifest::Times {
+                    started_utc: manifest::utc_rfc3339(started),
+                    finished_utc: manifest::utc_rfc3339(finished),
+                    wall_secs: finished
+                        .duration_since(started)
+                        .map_or(0.0, |d| d.as_secs_f64()),
+                    model_load_secs: 0.0,
+                },
+                environment: manifest::environment(crate::run::job::DeviceKind::Cpu),
+            },
+        };
+        m.write(out)?;
+    } else if mine.is_empty() {
+        eprintln!(
+            "paramx merge: warning: no task manifest of job {job_hash}: manifest.json not written"
+        );
+    }
+
+    Ok((report, paths))
 }
 
 #[cfg(test)]

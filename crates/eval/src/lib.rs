@@ -19,6 +19,60 @@ pub mod schema;
 pub mod strict;
 pub mod table;
 
+use anyhow::Result;
+use report::{BootstrapInfo, Report, Scored};
+use schema::Schema;
+use table::Table;
+
+/// `paramx eval`: checks the gold, refuses a prediction table that has none of the schema's
+/// columns (a wrong file, not a score of 0), then builds the report.
+pub fn evaluate(scorer: Scorer, schema: &Schema, gold: &Table, pred: &Table) -> Result<Report> {
+    check_gold(gold)?;
+    if !schema
+        .scored_fields()
+        .any(|f| pred.column(&f.name).is_some())
+    {
+        anyhow::bail!(
+            "{}: none of the schema's parameter columns (n_total, effector, ...) is in its header; \
+             is this a prediction table?",
+            pred.path.display()
+        );
+    }
+    build_report(scorer, schema, gold, pred)
+}
+
+/// Score with the chosen scorer.
+pub fn score(scorer: Scorer, schema: &Schema, gold: &Table, pred: &Table) -> Result<Outcome> {
+    match scorer {
+        Scorer::Strict => strict::score(schema, gold, pred),
+        Scorer::Legacy => legacy::score(schema, gold, pred),
+    }
+}
+
+/// The full report (result, constant baseline, gold vs itself): what `paramx eval` prints, the
+/// run's closing score and the review page's verdicts all come from here.
+pub fn build_report(scorer: Scorer, schema: &Schema, gold: &Table, pred: &Table) -> Result<Report> {
+    let result = score(scorer, schema, gold, pred)?;
+    let constant = baseline::constant_table(schema, gold)?;
+    let base = score(scorer, schema, gold, &constant)?;
+    let self_strict = strict::score(schema, gold, gold)?;
+    let self_chosen = match scorer {
+        Scorer::Strict => None,
+        other => Some(Scored::new(score(other, schema, gold, gold)?)),
+    };
+    Ok(Report {
+        scorer,
+        gold: gold.path.display().to_string(),
+        pred: pred.path.display().to_string(),
+        schema: schema.path.display().to_string(),
+        bootstrap: BootstrapInfo::default(),
+        result: Scored::new(result),
+        constant_baseline: Scored::new(base),
+        gold_vs_itself_strict: Scored::new(self_strict),
+        gold_vs_itself: self_chosen,
+    })
+}
+
 /// Checks a gold table before it is scored: it has rows, and no `study_id` names two rows (two
 /// rows for one experiment cannot both be right, and the scorer would silently use one).
 pub fn check_gold(gold: &crate::table::Table) -> anyhow::Result<()> {

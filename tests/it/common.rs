@@ -261,8 +261,9 @@ fn write_gguf(tiny: &TinyModel, path: &Path, matrix_type: impl Fn(&str) -> GgmlD
     candle_core::quantized::gguf_file::write(&mut f, &md_refs, &t_refs).unwrap();
 }
 
-pub fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
-    (a.to_dtype(DType::F32).unwrap() - b.to_dtype(DType::F32).unwrap())
+/// The largest |x| of a tensor, in f32.
+pub fn max_abs(t: &Tensor) -> f32 {
+    t.to_dtype(DType::F32)
         .unwrap()
         .abs()
         .unwrap()
@@ -272,4 +273,8 @@ pub fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
         .unwrap()
         .to_scalar::<f32>()
         .unwrap()
+}
+
+pub fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
+    max_abs(&(a.to_dtype(DType::F32).unwrap() - b.to_dtype(DType::F32).unwrap()).unwrap())
 }

@@ -168,15 +168,7 @@ fn gguf_and_safetensors_load_the_same_model() {
     );
     let ids = prompt(6, 3);
     let (a, b) = (our_logits(&st.model, &ids), our_logits(&gg.model, &ids));
-    let spread = 2.0
-        * a.abs()
-            .unwrap()
-            .flatten_all()
-            .unwrap()
-            .max(0)
-            .unwrap()
-            .to_scalar::<f32>()
-            .unwrap();
+    let spread = 2.0 * max_abs(&a);
     // Q8_0 weights vs f32 weights: close, not equal.
     assert!(max_abs_diff(&a, &b) / spread < 0.05);
 }
@@ -612,16 +604,7 @@ fn sharded_and_bf16_safetensors_load() {
     )
     .unwrap();
     let bf16 = paramx::model::load(&dir, &ModelOptions::cpu()).unwrap();
-    let spread = 2.0
-        * want
-            .abs()
-            .unwrap()
-            .flatten_all()
-            .unwrap()
-            .max(0)
-            .unwrap()
-            .to_scalar::<f32>()
-            .unwrap();
+    let spread = 2.0 * max_abs(&want);
     let rel = max_abs_diff(&want, &our_logits(&bf16.model, &ids)) / spread;
     assert!(rel < 0.02, "bf16 vs f32 relative diff {rel}");
 }
@@ -633,15 +616,7 @@ fn dense_prefill_stays_close_to_the_quantized_path() {
     let d = paramx::model::load(&tiny.gguf_path(), &ModelOptions::cpu()).unwrap();
     let ids = prompt(16, 9);
     let (a, b) = (our_logits(&q.model, &ids), our_logits(&d.model, &ids));
-    let spread = 2.0
-        * a.abs()
-            .unwrap()
-            .flatten_all()
-            .unwrap()
-            .max(0)
-            .unwrap()
-            .to_scalar::<f32>()
-            .unwrap();
+    let spread = 2.0 * max_abs(&a);
     let rel = max_abs_diff(&a, &b) / spread;
     eprintln!("dense vs quantized prefill: max |logit diff| / spread {rel:e}");
     // The weights are the same numbers. Where the CPU has AVX-512 VNNI, the prefill chunk

@@ -433,7 +433,7 @@ fn real_model_tp2_matches_tp1() {
 
 /// By hand, for a check on GPUs: writes the tiny long-context model (HF directory) and the
 /// sample inputs to `$PARAMX_TINY_OUT`, to be copied to a GPU host beside a `--features nccl`
-/// binary. `PARAMX_TINY_OUT=dir cargo test --test run_tp -- --ignored write_tiny`
+/// binary. `PARAMX_TINY_OUT=dir cargo test --test it -- --ignored run_tp::write_tiny`
 #[test]
 #[ignore = "by hand: writes files for a GPU check"]
 fn write_tiny_model_and_inputs_for_a_gpu_check() {

@@ -130,16 +130,7 @@ fn compare(one: &[Outcome], two: &[Outcome]) -> (f32, f32) {
     }
     // The cross-rank greedy path and the gathered-logits path pick the same tokens.
     assert_eq!(base.greedy, base.generated[0]);
-    let scale = base
-        .logits
-        .abs()
-        .unwrap()
-        .flatten_all()
-        .unwrap()
-        .max(0)
-        .unwrap()
-        .to_scalar::<f32>()
-        .unwrap();
+    let scale = max_abs(&base.logits);
     (max_abs_diff(&base.logits, &two[0].logits), scale)
 }
 

@@ -268,7 +268,7 @@ schema = "schema.toml"
     }
 
     #[test]
-    fn output_hash_ignores_paths_but_not_limits() -> Result<()> {
+    fn settings_hash_ignores_paths_but_not_limits() -> Result<()> {
         let d = tempfile::tempdir()?;
         let a = JobConfig::load(&write(d.path(), JOB))?;
         let mut b = a.clone();

@@ -21,7 +21,7 @@
 //!   out rather than hang, and the launcher reports the rank that failed first.
 //!
 //! Only the leader writes anything (records, outputs, manifest, progress lines): see `run` and
-//! `cmd::run`. With one rank all of this is free: nothing is serialized or exchanged.
+//! `run::driver`. With one rank all of this is free: nothing is serialized or exchanged.
 
 use crate::model::Qwen2;
 use crate::tp::comm::{any_rank, broadcast_from_rank0};

@@ -149,7 +149,7 @@ impl Manifest {
     }
 }
 
-/// The hashes of a run. `model_sha256` comes from the cached hash of `cmd::run`.
+/// The hashes of a run. `model_sha256` comes from the cached hash of `run::hashes::model_hash`.
 pub fn reproducibility(
     job: &JobConfig,
     schema: &Schema,

@@ -60,22 +60,37 @@ impl Qwen2Config {
     pub fn from_hf_str(text: &str) -> Result<Self> {
         let c =
             paramx_plan::ModelConfig::from_json("model", text).context("parsing config.json")?;
-        let s = &c.shape;
-        let n = |v: u64| usize::try_from(v).context("a config.json count does not fit in usize");
-        Self {
-            vocab_size: n(s.vocab)?,
-            hidden_size: n(s.hidden)?,
-            intermediate_size: n(s.intermediate)?,
-            num_hidden_layers: n(s.layers)?,
-            num_attention_heads: n(s.heads)?,
-            num_key_value_heads: n(s.kv_heads)?,
-            head_dim: n(s.head_dim)?,
-            max_position_embeddings: n(s.max_position_embeddings)?,
-            rope_theta: c.rope_theta,
-            rms_norm_eps: c.rms_norm_eps,
-            tie_word_embeddings: s.tied_embeddings,
-        }
+        let whole = paramx_plan::RankShape::new(&c.shape, 1)?;
+        Self::from_rank_shape(
+            &whole,
+            c.shape.max_position_embeddings,
+            c.rope_theta,
+            c.rms_norm_eps,
+        )
         .validate()
+    }
+
+    /// The engine config of what one rank holds (`rank`'s heads, MLP width and vocabulary; the
+    /// whole model's at tp = 1). The plan bounds every count far below `usize::MAX`.
+    pub fn from_rank_shape(
+        rank: &paramx_plan::RankShape,
+        max_position_embeddings: u64,
+        rope_theta: f64,
+        rms_norm_eps: f64,
+    ) -> Self {
+        Self {
+            vocab_size: rank.vocab as usize,
+            hidden_size: rank.hidden as usize,
+            intermediate_size: rank.intermediate as usize,
+            num_hidden_layers: rank.layers as usize,
+            num_attention_heads: rank.heads as usize,
+            num_key_value_heads: rank.kv_heads as usize,
+            head_dim: rank.head_dim as usize,
+            max_position_embeddings: max_position_embeddings as usize,
+            rope_theta,
+            rms_norm_eps,
+            tie_word_embeddings: rank.tied_embeddings,
+        }
     }
 
     /// This model's shape as the plan counts it (Qwen2: biases on q/k/v).

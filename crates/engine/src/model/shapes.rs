@@ -24,19 +24,8 @@ pub fn qwen25_72b(tp: u64) -> Result<(ModelShape, RankShape)> {
 /// A one-rank engine config with `rank`'s shapes (heads, KV heads, MLP width and vocabulary of
 /// the shard; hidden size, head size and everything else of the full model).
 pub fn rank_config(model: &ModelShape, rank: &RankShape) -> Qwen2Config {
-    Qwen2Config {
-        vocab_size: rank.vocab as usize,
-        hidden_size: rank.hidden as usize,
-        intermediate_size: rank.intermediate as usize,
-        num_hidden_layers: rank.layers as usize,
-        num_attention_heads: rank.heads as usize,
-        num_key_value_heads: rank.kv_heads as usize,
-        head_dim: rank.head_dim as usize,
-        max_position_embeddings: model.max_position_embeddings as usize,
-        rope_theta: 1_000_000.0,
-        rms_norm_eps: 1e-6,
-        tie_word_embeddings: rank.tied_embeddings,
-    }
+    // Qwen2.5's RoPE base and norm epsilon (its config.json's values).
+    Qwen2Config::from_rank_shape(rank, model.max_position_embeddings, 1_000_000.0, 1e-6)
 }
 
 /// A tiny rank-like model for CPU checks of the benchmark itself (head size 16, 2 layers).

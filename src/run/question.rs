@@ -788,13 +788,19 @@ fn options(field: &Field, s: &Sentence, clause: Option<u32>) -> Options {
             .collect(),
         _ => Vec::new(),
     };
-    let elsewhere = tied_numbers(
+    let mut elsewhere = tied_numbers(
         field,
         s,
         &at_all,
         &field.not_near_before,
         &field.not_near_after,
     );
+    if matches!(field.kind, FieldKind::NumberSet) {
+        // A number written with the field's own unit is a quantity of that unit: the count noun
+        // after it (`30° rotation trials`) does not make it a count. (Target directions, a
+        // `Locations` field, keep theirs excluded: `a 45° clockwise rotation` is no target.)
+        elsewhere.retain(|&at| unit_after(field, &s.words, at).is_none());
+    }
     let beside = match field.kind {
         FieldKind::NumberSet => unbound_lists(field, &s.words, &at_all, &bound),
         _ => Vec::new(),
@@ -2112,6 +2118,35 @@ Twenty healthy volunteers took part. Following baseline, a 45° counterclockwise
             "A mirror was mounted halfway, and the visuomotor rotation began.",
         );
         assert_eq!(o.terms, vec!["visuomotor_rotation"]);
+        Ok(())
+    }
+
+    #[test]
+    fn a_count_of_trials_is_no_size_and_no_sample() -> Result<()> {
+        let schema = Schema::load_default()?;
+        // `48 rotation trials` counts trials: no 48° rotation.
+        let o = offered(
+            &schema,
+            "perturbation_magnitude",
+            "Each bout had eight baseline trials followed by 48 rotation trials, then a 45° rotation.",
+        );
+        assert_eq!(o.numbers, vec!["45°"]);
+        // With its degree sign the number is a size, whatever noun follows.
+        let o = offered(
+            &schema,
+            "perturbation_magnitude",
+            "Participants then completed 30° rotation trials.",
+        );
+        assert_eq!(o.numbers, vec!["30°"]);
+        // A count of trials beside the participants is no sample size.
+        let o = offered(
+            &schema,
+            "n_total",
+            "In block 1 (baseline, 60 trials), participants saw only the cursor.",
+        );
+        assert!(o.numbers.is_empty(), "{:?}", o.numbers);
+        let o = offered(&schema, "n_total", "60 participants completed 300 trials.");
+        assert_eq!(o.numbers, vec!["60"]);
         Ok(())
     }
 

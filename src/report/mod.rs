@@ -32,18 +32,23 @@ pub fn text_cache_dir(out: &Path) -> PathBuf {
 
 /// The records of one job in `out/papers/` (every array task's).
 pub fn job_records(out: &Path, job_hash: &str) -> Result<Vec<PaperRecord>> {
-    Ok(RecordStore::new(out)
+    let all = RecordStore::new(out)
         .load_all::<PaperRecord>()
         .with_context(|| {
             format!(
                 "cannot read the records in {}",
                 crate::run::layout::OutDir::new(out).papers().display()
             )
-        })?
-        .into_iter()
+        })?;
+    Ok(of_job(all, job_hash))
+}
+
+/// The records of `job_hash` among `all` (as `RecordStore::load_all` returns them).
+fn of_job(all: Vec<(PathBuf, PaperRecord)>, job_hash: &str) -> Vec<PaperRecord> {
+    all.into_iter()
         .map(|(_, r)| r)
         .filter(|r| r.key.job_hash == job_hash)
-        .collect())
+        .collect()
 }
 
 /// Renders the page for `records` and writes it atomically to `page`.
@@ -122,11 +127,12 @@ pub fn rewrite(
 ) -> Result<(usize, usize)> {
     let out = crate::run::layout::OutDir::new(dir);
     let manifests = crate::run::merge::task_manifests(&out)?;
-    let all = crate::run::store::RecordStore::new(dir)
-        .load_all::<crate::run::record::PaperRecord>()
-        .with_context(|| format!("cannot read the records of {}", dir.display()))?;
+    let all = RecordStore::new(dir)
+        .load_all::<PaperRecord>()
+        .with_context(|| format!("cannot read the records in {}", out.papers().display()))?;
     let job_hash = crate::run::merge::choose_job_hash(job_hash_flag, dir, &manifests, &all)?;
-    let records = job_records(dir, &job_hash)?;
+    // The records read once serve both the choice of the job and the page.
+    let records = of_job(all, &job_hash);
     let mut sources = links::Sources::read_run(dir)?;
     if !inputs.is_empty() {
         sources.extend(links::Sources::of_inputs(&crate::run::discover(inputs)?));

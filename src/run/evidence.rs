@@ -135,11 +135,26 @@ pub fn cued_terms<'f>(field: &'f Field, text_words: &[String]) -> Vec<&'f str> {
                 return false;
             }
             let barred = spans(text_words, t.not_evidence.iter());
-            said.iter()
-                .any(|&(at, end)| !barred.iter().any(|&(from, to)| from <= at && end <= to))
+            said.iter().any(|&(at, end)| {
+                !barred.iter().any(|&(from, to)| from <= at && end <= to)
+                    && !negated(field, text_words, at)
+            })
         })
         .map(|t| t.canonical.as_str())
         .collect()
+}
+
+/// Words before a spelling within which a negation word denies it.
+const NEGATION_WINDOW: usize = 3;
+
+/// Whether a negation word of the schema stands at most [`NEGATION_WINDOW`] words before the
+/// spelling that starts at `at` (`did not need to stop on the target`, `were never told
+/// about the rotation`): the sentence denies the term. A spelling that holds its own negation
+/// (`no feedback`, `not instructed`) starts at it, so it is not denied by it.
+fn negated(field: &Field, text_words: &[String], at: usize) -> bool {
+    text_words[at.saturating_sub(NEGATION_WINDOW)..at]
+        .iter()
+        .any(|w| field.is_negation(w))
 }
 
 /// Where each of `phrases` stands in `text_words`: (first word, one past its last), every
@@ -651,6 +666,35 @@ mod tests {
         );
         assert_eq!(w[10], "°");
         assert_eq!(phrase_positions(&w, "aged"), vec![3]);
+    }
+
+    #[test]
+    fn a_denied_term_is_no_evidence_of_it() {
+        let terms = |f: &str, t: &str| -> Vec<String> {
+            let f = field(f);
+            cued_terms(&f, &words(t))
+                .into_iter()
+                .map(String::from)
+                .collect()
+        };
+        let th = "target_hit_criteria";
+        // Butcher 2018: the no-feedback phase says what participants need not do.
+        assert_eq!(
+            terms(
+                th,
+                "participants were told they did not need to stop on the target location, but should make a shooting movement through the target"
+            ),
+            vec!["shooting"]
+        );
+        assert_eq!(
+            terms(th, "participants had to stop on the target"),
+            vec!["stop_at_target"]
+        );
+        // A spelling that starts with its own negation still states its term.
+        assert_eq!(
+            terms("instruction_awareness", "participants were not instructed about the rotation"),
+            vec!["uninstructed"]
+        );
     }
 
     #[test]

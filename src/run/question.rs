@@ -682,12 +682,12 @@ fn push_new(v: &mut Vec<String>, item: String) {
     }
 }
 
-/// Whether the number at `at` may be a value at all: not a spread (`7.2 ± 1.8`, `SD 3.24`)
-/// unless the field reads spreads, and not an experiment's label (`Experiment 1
+/// Whether the number at `at` may be a value at all: not an angle of a field without degrees,
+/// not a spread (`7.2 ± 1.8`, `SD 3.24`) unless the field reads spreads, and not an experiment's label (`Experiment 1
 /// Participants`). A spread sign (`±`, `+/-`) makes a spread only after a number: with no
 /// number before it, it is the number's sign (`a rotation of ± 0°, 2°, 4°`, `(±9.3°)`).
 fn own_number(field: &Field, words: &[String], at: usize) -> bool {
-    if is_share(field, words, at) {
+    if is_share(field, words, at) || is_foreign_degrees(field, words, at) {
         return false;
     }
     let Some(p) = at.checked_sub(1) else {
@@ -706,6 +706,43 @@ fn own_number(field: &Field, words: &[String], at: usize) -> bool {
         .and_then(|q| words.get(q))
         .is_some_and(|w| w.starts_with(|c: char| c.is_ascii_digit()));
     is_sign && !after_number
+}
+
+/// Whether the number at `at` is a mean reported with its spread (`49° (SD 19)`, `12.5 ± 3.1`),
+/// a spread that is not `field`'s own: a measured result, which states no design value
+/// (`Total learning … was 49° (SD 19)` is no rotation size). The field's own words may still
+/// bind it (`mean age 20.4 (SD 3.2)`, `rotated by 45 ± 5°`): the caller keeps those.
+fn is_measured_mean(field: &Field, words: &[String], at: usize) -> bool {
+    let mut k = at + 1;
+    let is_unit = |w: &str| {
+        w == "°"
+            || field
+                .units
+                .iter()
+                .any(|u| u.symbol == w || u.aliases.iter().any(|a| a == w))
+    };
+    if words.get(k).is_some_and(|w| is_unit(w)) {
+        k += 1;
+    }
+    words.get(k).is_some_and(|w| field.is_foreign_spread(w))
+}
+
+/// A `number` field's offers with its ranges as a fallback: a range (`aged 18-34`) stands for
+/// the value only where the sentence states no single number of the field (`aged 18-34;
+/// average 23 years` states the mean, 23), as a mean and the range it lies in are one
+/// sample's two descriptions, and the mean is the more precise.
+fn ranges_as_fallback(numbers: Vec<String>) -> Vec<String> {
+    let is_range = |v: &String| v.chars().skip(1).any(|c| c == '-');
+    if numbers.iter().all(is_range) || !numbers.iter().any(is_range) {
+        return numbers;
+    }
+    numbers.into_iter().filter(|v| !is_range(v)).collect()
+}
+
+/// Whether the number at `at` is written in degrees (`a 45° visuomotor rotation,
+/// participants…`) for a field that has no degree unit: an angle, never a count or an age.
+fn is_foreign_degrees(field: &Field, words: &[String], at: usize) -> bool {
+    words.get(at + 1).is_some_and(|w| w == "°") && !field.units.iter().any(|u| u.symbol == "°")
 }
 
 /// Whether the number at `at` is a percentage (`85%`) of a field that has no `%` unit: a
@@ -796,10 +833,12 @@ fn options(field: &Field, s: &Sentence, clause: Option<u32>) -> Options {
         &field.not_near_after,
     );
     if matches!(field.kind, FieldKind::NumberSet) {
-        // A number written with the field's own unit is a quantity of that unit: the count noun
-        // after it (`30° rotation trials`) does not make it a count. (Target directions, a
-        // `Locations` field, keep theirs excluded: `a 45° clockwise rotation` is no target.)
-        elsewhere.retain(|&at| unit_after(field, &s.words, at).is_none());
+        // A number written with the field's own unit and bound by the field's own words is a
+        // quantity of that unit: the count noun after it (`30° rotation trials`) does not make
+        // it a count. Unbound, the excluding words stand (`spaced in 90° increments`). (Target
+        // directions, a `Locations` field, keep theirs excluded: `a 45° clockwise rotation`
+        // is no target.)
+        elsewhere.retain(|&at| !(unit_after(field, &s.words, at).is_some() && bound.contains(&at)));
     }
     let beside = match field.kind {
         FieldKind::NumberSet => unbound_lists(field, &s.words, &at_all, &bound),
@@ -808,6 +847,7 @@ fn options(field: &Field, s: &Sentence, clause: Option<u32>) -> Options {
     for (at, n) in found {
         if !near.contains(&at)
             || !own_number(field, &s.words, at)
+            || (is_measured_mean(field, &s.words, at) && !bound.contains(&at))
             || elsewhere.contains(&at)
             || beside.contains(&at)
             || mine.as_ref().is_some_and(|m| !m.contains(&at))
@@ -862,6 +902,9 @@ fn options(field: &Field, s: &Sentence, clause: Option<u32>) -> Options {
     }
     if !counted_in_full(&o) {
         o.numbers.clear();
+    }
+    if matches!(field.kind, FieldKind::Number { .. }) {
+        o.numbers = ranges_as_fallback(std::mem::take(&mut o.numbers));
     }
     if matches!(field.kind, FieldKind::Category | FieldKind::NumberSet) {
         let cued = evidence::cued_terms(field, &s.words);
@@ -1723,13 +1766,13 @@ position shown as a scalar point."
             "An additional thirty-six participants (28 Female, ages 18-22 years) were recruited.",
         );
         assert_eq!(o.numbers, vec!["18-22"]);
-        // A range is one value; a mean beside it is another.
+        // A range is one value; a mean beside it is the more precise one, and stands alone.
         let o = offered(
             &schema,
             "age_mean",
             "Thirty-four younger participants (aged 18 to 34; average 23 years; 11 males) took part.",
         );
-        assert_eq!(o.numbers, vec!["18-34", "23"]);
+        assert_eq!(o.numbers, vec!["23"]);
         // A comma is no dash: the mean is a value, the count of women none.
         let o = offered(
             &schema,
@@ -2147,6 +2190,80 @@ Twenty healthy volunteers took part. Following baseline, a 45° counterclockwise
         assert!(o.numbers.is_empty(), "{:?}", o.numbers);
         let o = offered(&schema, "n_total", "60 participants completed 300 trials.");
         assert_eq!(o.numbers, vec!["60"]);
+        Ok(())
+    }
+
+    #[test]
+    fn a_mean_with_its_spread_is_a_result_unless_the_field_binds_it() -> Result<()> {
+        let schema = Schema::load_default()?;
+        // A result: learning measured in degrees, with its spread.
+        let o = offered(
+            &schema,
+            "perturbation_magnitude",
+            "Total learning after the 45° rotation was 49° (SD 19) and 38 ± 12° after the clamp.",
+        );
+        assert_eq!(o.numbers, vec!["45°"]);
+        // The field's own words bind a mean with its spread: still the value.
+        let o = offered(
+            &schema,
+            "age_mean",
+            "Participants (mean age 20.4 (SD 3.2)) gave consent.",
+        );
+        assert_eq!(o.numbers, vec!["20.4"]);
+        Ok(())
+    }
+
+    #[test]
+    fn an_angle_is_no_count_and_a_layout_is_no_size() -> Result<()> {
+        let schema = Schema::load_default()?;
+        // Morehead 2017: the introduction's rotation beside the word participants.
+        let o = offered(
+            &schema,
+            "n_total",
+            "For example, with a 45° visuomotor rotation, participants recognize that the feedback has been manipulated.",
+        );
+        assert!(o.numbers.is_empty(), "{:?}", o.numbers);
+        // The targets' spacing and the circle they go around are neither a size nor a spacing.
+        let text = "Controls (n = 10/group) were exposed to a 45°-offset clamped visual feedback while reaching to four targets spaced in 90° increments around 360°.";
+        assert_eq!(offered(&schema, "perturbation_magnitude", text).numbers, vec!["45°"]);
+        assert_eq!(offered(&schema, "spacing", text).numbers, vec!["90°"]);
+        // Bound by the field's own word, a size keeps its unit's meaning.
+        let o = offered(
+            &schema,
+            "perturbation_magnitude",
+            "Participants then completed 30° rotation trials around the target.",
+        );
+        assert_eq!(o.numbers, vec!["30°"]);
+        Ok(())
+    }
+
+    #[test]
+    fn an_age_range_is_offered_only_where_no_mean_is_stated() -> Result<()> {
+        let schema = Schema::load_default()?;
+        let o = offered(
+            &schema,
+            "age_mean",
+            "Thirty-four participants (aged 18-34; average 23 years; 11 males) were recruited.",
+        );
+        assert_eq!(o.numbers, vec!["23"]);
+        let o = offered(
+            &schema,
+            "age_mean",
+            "Thirty-four participants (aged 18-34; 11 males) were recruited.",
+        );
+        assert_eq!(o.numbers, vec!["18-34"]);
+        Ok(())
+    }
+
+    #[test]
+    fn a_reach_slid_over_a_table_is_horizontal() -> Result<()> {
+        let schema = Schema::load_default()?;
+        let o = offered(
+            &schema,
+            "coordinate_frame",
+            "Participants made reaching movements by sliding a pen across the tablet.",
+        );
+        assert_eq!(o.terms, vec!["horizontal"]);
         Ok(())
     }
 

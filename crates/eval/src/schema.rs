@@ -119,6 +119,9 @@ pub struct Lexicon {
     /// Words that make the number after them a spread (`± 1.8`, `SD 3.24`), never a value of
     /// a field that does not name one of them among its `near`/`near_before` words.
     pub spread_words: HashSet<String>,
+    /// Words that deny the term spelled just after them (`did not need to stop on the target`
+    /// is no evidence of stopping at the target).
+    pub negation_words: HashSet<String>,
     /// The experiments' heading words without a trailing full stop (`experiment`, `exp`): the
     /// number after one is a label (`Experiment 1 Participants`), never a value.
     pub label_words: HashSet<String>,
@@ -211,6 +214,8 @@ struct RawSchema {
     stopwords: Vec<String>,
     #[serde(default)]
     spread_words: Vec<String>,
+    #[serde(default)]
+    negation_words: Vec<String>,
     #[serde(default = "default_threshold")]
     free_text_threshold: f64,
     #[serde(default)]
@@ -351,6 +356,7 @@ impl Schema {
             direction_words: lower(raw.direction_words),
             stopwords: lower(raw.stopwords),
             spread_words: lower(raw.spread_words),
+            negation_words: lower(raw.negation_words),
             label_words: raw
                 .experiments
                 .heading_words
@@ -429,6 +435,11 @@ impl Field {
     /// what breaks the bond between a number and a `near_before`/`near_after` word.
     pub fn is_stopword(&self, word: &str) -> bool {
         self.lexicon.stopwords.contains(word)
+    }
+
+    /// Whether `word` (lower-cased) denies what follows it (`not`, `never`).
+    pub fn is_negation(&self, word: &str) -> bool {
+        self.lexicon.negation_words.contains(word)
     }
 
     /// Whether `word` (lower-cased) marks the number after it as a spread (`±`, `sd`) that is

@@ -42,7 +42,7 @@ pub use sections::{Section, SectionKind};
 pub const MAX_STREAM_BYTES: usize = 64 << 20;
 
 /// Bumped whenever extraction output changes, so stale cache entries are ignored.
-pub const EXTRACTOR_VERSION: u32 = 2;
+pub const EXTRACTOR_VERSION: u32 = 3;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Page {

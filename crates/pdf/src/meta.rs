@@ -177,8 +177,14 @@ pub fn authors(page1: &str, title: &str) -> Vec<String> {
             if byline.is_empty() {
                 continue;
             }
-            if byline.trim_end().ends_with(['&', ',']) || byline.split_whitespace().count() < 4 {
-                continue; // `Samuel D. McDougle` / `1 & Jordan A. Taylor 2,3` across lines
+            let open = byline.trim_end();
+            if open.ends_with(['&', ','])
+                || open.ends_with(" and")
+                || byline.split_whitespace().count() < 4
+            {
+                // `Samuel D. McDougle` / `1 & Jordan A. Taylor 2,3`, or `Krista M. Bond and` /
+                // `Jordan A. Taylor`, across lines
+                continue;
             }
             break;
         }
@@ -194,7 +200,8 @@ pub fn authors(page1: &str, title: &str) -> Vec<String> {
         byline.push_str(l);
     }
     let mut out = Vec::new();
-    let spaced = byline.replace('&', ",").replace(" and ", ",");
+    // Padded, so that an `and` ending the byline (its last name lost) still separates.
+    let spaced = format!("{byline} ").replace('&', ",").replace(" and ", ",");
     for name in spaced.split(',') {
         let words: Vec<&str> = name
             .split_whitespace()
@@ -332,6 +339,15 @@ mod tests {
         assert_eq!(
             authors(p3, "How different effectors and action effects"),
             vec!["Schween", "Langsdorf", "Taylor", "Hegele"]
+        );
+        // Bond 2017 (eNeuro): the byline breaks after `and`, with a blank line between.
+        let p4 = "Sensory and Motor Systems\n\nStructural Learning in a Visuomotor Adaptation\nTask Is Explicitly Accessible\n\nKrista M. Bond and\n\nJordan A. Taylor\n\nDOI:http://dx.doi.org/10.1523/ENEURO.0122-17.2017\nDepartment of Psychology";
+        assert_eq!(
+            authors(
+                p4,
+                "Structural Learning in a Visuomotor Adaptation Task Is Explicitly Accessible"
+            ),
+            vec!["Bond", "Taylor"]
         );
         assert!(authors("no title here", "Something else entirely").is_empty());
     }

@@ -20,6 +20,17 @@ pub enum SectionKind {
     Other(String),
 }
 
+impl SectionKind {
+    /// Whether this kind belongs to the body of a paper, which its abstract precedes.
+    fn is_body(&self) -> bool {
+        use SectionKind::*;
+        matches!(
+            self,
+            Introduction | Methods | Participants | Procedure | Results | Discussion | Conclusion
+        )
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Section {
     pub kind: SectionKind,
@@ -178,6 +189,16 @@ pub fn find(text: &str) -> Vec<Section> {
         let start = pos;
         pos += line.len() + 1;
         if let Some((kind, heading)) = heading_of(line) {
+            // An abstract opens a paper: a `Summary` heading once the body has begun (J
+            // Neurosci's Discussion opens with one) is a part of the section before it, whose
+            // kind it keeps, so that a discussion of other studies is never read as the
+            // paper's own summary.
+            let kind = match (&kind, out.last()) {
+                (SectionKind::Abstract, Some(prev)) if out.iter().any(|s| s.kind.is_body()) => {
+                    prev.kind.clone()
+                }
+                _ => kind,
+            };
             if let Some(prev) = out.last_mut() {
                 prev.end = start;
             }
@@ -195,6 +216,23 @@ pub fn find(text: &str) -> Vec<Section> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_summary_inside_the_body_keeps_the_section_before_it() {
+        let text = "Abstract\nWe ask.\nIntroduction\nPatients differ.\nMethods\nWe did.\nDiscussion\nSummary\nOther studies used patients.\nReferences\nA.";
+        let kinds: Vec<SectionKind> = find(text).into_iter().map(|s| s.kind).collect();
+        assert_eq!(
+            kinds,
+            vec![
+                SectionKind::Abstract,
+                SectionKind::Introduction,
+                SectionKind::Methods,
+                SectionKind::Discussion,
+                SectionKind::Discussion,
+                SectionKind::References,
+            ]
+        );
+    }
 
     #[test]
     fn headings_and_variants() {

@@ -726,6 +726,9 @@ mod tests {
         let cf = "coordinate_frame";
         assert!(terms(cf, "Vertical dotted lines represent predicted locations").is_empty());
         assert!(terms(cf, "Vertical lines delineate the task block").is_empty());
+        // A device's or a stimulus's orientation is no plane of movement either.
+        assert!(terms(cf, "Participants sat 1 m in front of a vertically mounted 22-in. LCD screen").is_empty());
+        assert!(terms(cf, "The group viewed two vertically oriented red lines").is_empty());
         assert_eq!(
             terms(
                 cf,

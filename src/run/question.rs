@@ -808,8 +808,8 @@ fn clause_numbers(field: &Field, words: &[String], numbers: &[usize], number: u3
 fn options(field: &Field, s: &Sentence, clause: Option<u32>) -> Options {
     let mut o = Options::default();
     let has_cue = field.cues.iter().any(|c| evidence::has_phrase(&s.words, c));
-    if !has_cue {
-        return o; // the sentence says nothing of this field
+    if !has_cue || field.states_other_work(&s.words) {
+        return o; // the sentence says nothing of this field, or only of other work
     }
     let found = evidence::numbers_at(&s.words);
     let at_all: Vec<usize> = found.iter().map(|(at, _)| *at).collect();
@@ -2109,6 +2109,13 @@ Twenty healthy volunteers took part. Following baseline, a 45° counterclockwise
             "The payoffs between the left and right targets gradually shifted over the session.",
         );
         assert!(o.terms.is_empty(), "{:?}", o.terms);
+        // Nor does a report of earlier work (McDougle 2017's methods justify a block by it).
+        let o = offered(
+            &schema,
+            "retention_interval",
+            "Recent research has shown that if error-clamp blocks are conducted up to 24 h after learning, subjects will show an aftereffect.",
+        );
+        assert!(o.numbers.is_empty(), "{:?}", o.numbers);
         let o = offered(
             &schema,
             "perturbation_schedule",
@@ -2216,13 +2223,21 @@ Twenty healthy volunteers took part. Following baseline, a 45° counterclockwise
     #[test]
     fn an_angle_is_no_count_and_a_layout_is_no_size() -> Result<()> {
         let schema = Schema::load_default()?;
-        // Morehead 2017: the introduction's rotation beside the word participants.
+        // Morehead 2017: an illustration's rotation beside the word participants.
         let o = offered(
             &schema,
             "n_total",
-            "For example, with a 45° visuomotor rotation, participants recognize that the feedback has been manipulated.",
+            "With a 45° visuomotor rotation, participants recognize that the feedback has been manipulated.",
         );
         assert!(o.numbers.is_empty(), "{:?}", o.numbers);
+        // An example states no design value at all (Taylor 2012's "For example, using a
+        // computer mouse requires…").
+        let o = offered(
+            &schema,
+            "environment",
+            "For example, using a computer mouse requires learning the mapping between the device and the cursor.",
+        );
+        assert!(o.terms.is_empty(), "{:?}", o.terms);
         // The targets' spacing and the circle they go around are neither a size nor a spacing.
         let text = "Controls (n = 10/group) were exposed to a 45°-offset clamped visual feedback while reaching to four targets spaced in 90° increments around 360°.";
         assert_eq!(offered(&schema, "perturbation_magnitude", text).numbers, vec!["45°"]);
@@ -2234,6 +2249,21 @@ Twenty healthy volunteers took part. Following baseline, a 45° counterclockwise
             "Participants then completed 30° rotation trials around the target.",
         );
         assert_eq!(o.numbers, vec!["30°"]);
+        Ok(())
+    }
+
+    #[test]
+    fn a_spacing_is_the_angle_a_spacing_word_stands_beside() -> Result<()> {
+        let schema = Schema::load_default()?;
+        // Stark-Inbar 2017: the arc's locations are no spacing.
+        let o = offered(
+            &schema,
+            "spacing",
+            "The circles were separated by 30°, forming a virtual arc on the upper part of the monitor (locations 45°, 75°, 105°, and 135°, where 90° is directly above the starting position).",
+        );
+        assert_eq!(o.numbers, vec!["30°"]);
+        let o = offered(&schema, "spacing", "Eight targets were placed 45° apart.");
+        assert_eq!(o.numbers, vec!["45°"]);
         Ok(())
     }
 

@@ -122,6 +122,12 @@ pub struct Lexicon {
     /// Words that deny the term spelled just after them (`did not need to stop on the target`
     /// is no evidence of stopping at the target).
     pub negation_words: HashSet<String>,
+    /// Openings of a sentence that gives an example rather than the study's design (`For
+    /// example, with a 45° rotation, participants…`), lower-cased.
+    pub example_openers: HashSet<String>,
+    /// Phrases that make a sentence a report of earlier work (`have been shown`, `previous
+    /// studies`), lower-cased: its numbers and terms are that work's design, not this study's.
+    pub prior_work_phrases: HashSet<String>,
     /// The experiments' heading words without a trailing full stop (`experiment`, `exp`): the
     /// number after one is a label (`Experiment 1 Participants`), never a value.
     pub label_words: HashSet<String>,
@@ -216,6 +222,10 @@ struct RawSchema {
     spread_words: Vec<String>,
     #[serde(default)]
     negation_words: Vec<String>,
+    #[serde(default)]
+    example_openers: Vec<String>,
+    #[serde(default)]
+    prior_work_phrases: Vec<String>,
     #[serde(default = "default_threshold")]
     free_text_threshold: f64,
     #[serde(default)]
@@ -357,6 +367,8 @@ impl Schema {
             stopwords: lower(raw.stopwords),
             spread_words: lower(raw.spread_words),
             negation_words: lower(raw.negation_words),
+            example_openers: lower(raw.example_openers),
+            prior_work_phrases: lower(raw.prior_work_phrases),
             label_words: raw
                 .experiments
                 .heading_words
@@ -435,6 +447,28 @@ impl Field {
     /// what breaks the bond between a number and a `near_before`/`near_after` word.
     pub fn is_stopword(&self, word: &str) -> bool {
         self.lexicon.stopwords.contains(word)
+    }
+
+    /// Whether a sentence (its `words`, lower-cased) states no design value of this study: it
+    /// opens with an example opener (`For example, …`: it illustrates) or holds a phrase of
+    /// earlier work (`… delays have been shown to attenuate adaptation`: it reports another
+    /// study's design).
+    pub fn states_other_work(&self, words: &[String]) -> bool {
+        fn phrase(p: &str) -> Vec<&str> {
+            p.split_whitespace().collect()
+        }
+        let opens = self.lexicon.example_openers.iter().any(|o| {
+            let o = phrase(o);
+            !o.is_empty() && words.len() >= o.len() && words.iter().zip(&o).all(|(w, p)| w == p)
+        });
+        opens
+            || self.lexicon.prior_work_phrases.iter().any(|p| {
+                let p = phrase(p);
+                !p.is_empty()
+                    && words
+                        .windows(p.len())
+                        .any(|win| win.iter().zip(&p).all(|(w, q)| w == q))
+            })
     }
 
     /// Whether `word` (lower-cased) denies what follows it (`not`, `never`).

@@ -668,15 +668,17 @@ mod tests {
         assert_eq!(phrase_positions(&w, "aged"), vec![3]);
     }
 
+    /// The terms of field `f` that text `t` gives evidence for.
+    fn terms(f: &str, t: &str) -> Vec<String> {
+        let f = field(f);
+        cued_terms(&f, &words(t))
+            .into_iter()
+            .map(String::from)
+            .collect()
+    }
+
     #[test]
     fn a_denied_term_is_no_evidence_of_it() {
-        let terms = |f: &str, t: &str| -> Vec<String> {
-            let f = field(f);
-            cued_terms(&f, &words(t))
-                .into_iter()
-                .map(String::from)
-                .collect()
-        };
         let th = "target_hit_criteria";
         // Butcher 2018: the no-feedback phase says what participants need not do.
         assert_eq!(
@@ -692,20 +694,16 @@ mod tests {
         );
         // A spelling that starts with its own negation still states its term.
         assert_eq!(
-            terms("instruction_awareness", "participants were not instructed about the rotation"),
+            terms(
+                "instruction_awareness",
+                "participants were not instructed about the rotation"
+            ),
             vec!["uninstructed"]
         );
     }
 
     #[test]
     fn a_not_evidence_phrase_bars_the_spellings_it_stands_over() {
-        let terms = |f: &str, t: &str| -> Vec<String> {
-            let f = field(f);
-            cued_terms(&f, &words(t))
-                .into_iter()
-                .map(String::from)
-                .collect()
-        };
         // A phase of the session is no feedback type (Butcher 2018, Parvin 2018).
         let fb = "feedback_type";
         assert!(terms(
@@ -727,7 +725,11 @@ mod tests {
         assert!(terms(cf, "Vertical dotted lines represent predicted locations").is_empty());
         assert!(terms(cf, "Vertical lines delineate the task block").is_empty());
         // A device's or a stimulus's orientation is no plane of movement either.
-        assert!(terms(cf, "Participants sat 1 m in front of a vertically mounted 22-in. LCD screen").is_empty());
+        assert!(terms(
+            cf,
+            "Participants sat 1 m in front of a vertically mounted 22-in. LCD screen"
+        )
+        .is_empty());
         assert!(terms(cf, "The group viewed two vertically oriented red lines").is_empty());
         assert_eq!(
             terms(

@@ -2240,7 +2240,10 @@ Twenty healthy volunteers took part. Following baseline, a 45° counterclockwise
         assert!(o.terms.is_empty(), "{:?}", o.terms);
         // The targets' spacing and the circle they go around are neither a size nor a spacing.
         let text = "Controls (n = 10/group) were exposed to a 45°-offset clamped visual feedback while reaching to four targets spaced in 90° increments around 360°.";
-        assert_eq!(offered(&schema, "perturbation_magnitude", text).numbers, vec!["45°"]);
+        assert_eq!(
+            offered(&schema, "perturbation_magnitude", text).numbers,
+            vec!["45°"]
+        );
         assert_eq!(offered(&schema, "spacing", text).numbers, vec!["90°"]);
         // Bound by the field's own word, a size keeps its unit's meaning.
         let o = offered(

@@ -32,6 +32,8 @@ pub fn words(text: &str) -> Vec<String> {
                 spaced.push(' ');
             }
             c if c.is_alphanumeric() || c == '.' || c == '\'' => spaced.push(c),
+            // PDF text writes apostrophes curly (`didn’t`): one spelling for every list.
+            '\u{2019}' | '\u{2018}' => spaced.push('\''),
             _ => spaced.push(' '),
         }
     }
@@ -115,8 +117,8 @@ pub fn term_phrases<'f>(field: &'f Field, canonical: &str) -> Vec<std::borrow::C
 }
 
 /// The canonical terms of `field` that `text_words` gives evidence for, in vocabulary order,
-/// leaving out spellings the schema marks `not_evidence`: what a question may offer as the
-/// field's value for a sentence.
+/// leaving out spellings the schema marks `not_evidence` and spellings a negation denies
+/// (see [`negated`]): what a question may offer as the field's value for a sentence.
 ///
 /// A `not_evidence` spelling is a phrase of the *text* in which a term's spelling says nothing
 /// of the term: an occurrence of a spelling is left out when a `not_evidence` phrase occurs
@@ -148,13 +150,25 @@ pub fn cued_terms<'f>(field: &'f Field, text_words: &[String]) -> Vec<&'f str> {
 const NEGATION_WINDOW: usize = 3;
 
 /// Whether a negation word of the schema stands at most [`NEGATION_WINDOW`] words before the
-/// spelling that starts at `at` (`did not need to stop on the target`, `were never told
-/// about the rotation`): the sentence denies the term. A spelling that holds its own negation
-/// (`no feedback`, `not instructed`) starts at it, so it is not denied by it.
+/// spelling that starts at `at`, with no `negation_breaks` word between (`did not need to stop
+/// on the target`, `were never told about the rotation`): the sentence denies the term. A
+/// spelling that holds its own negation (`no feedback`, `not instructed`) starts at it, so it
+/// is not denied by it.
 fn negated(field: &Field, text_words: &[String], at: usize) -> bool {
-    text_words[at.saturating_sub(NEGATION_WINDOW)..at]
+    // Nearest word first: a break between the negation and the spelling ends the denial
+    // (`was not provided, only endpoint feedback`; `could not see their hand`).
+    for w in text_words[at.saturating_sub(NEGATION_WINDOW)..at]
         .iter()
-        .any(|w| field.is_negation(w))
+        .rev()
+    {
+        if field.is_negation_break(w) {
+            return false;
+        }
+        if field.is_negation(w) {
+            return true;
+        }
+    }
+    false
 }
 
 /// Where each of `phrases` stands in `text_words`: (first word, one past its last), every
@@ -692,11 +706,35 @@ mod tests {
             terms(th, "participants had to stop on the target"),
             vec!["stop_at_target"]
         );
+        // A break ends the denial: only the endpoint is given, and not seeing the hand
+        // denies the seeing.
+        assert_eq!(
+            terms(
+                "feedback_type",
+                "Online feedback was not provided, only endpoint feedback was shown"
+            ),
+            vec!["continuous", "endpoint"]
+        );
+        assert_eq!(
+            terms("effector", "participants could not see their hand"),
+            vec!["arm"]
+        );
+        assert_eq!(
+            terms(th, "participants didn\u{2019}t stop on the target"),
+            Vec::<String>::new()
+        );
         // A spelling that starts with its own negation still states its term.
         assert_eq!(
             terms(
                 "instruction_awareness",
                 "participants were not instructed about the rotation"
+            ),
+            vec!["uninstructed"]
+        );
+        assert_eq!(
+            terms(
+                "instruction_awareness",
+                "Participants were not told about the rotation."
             ),
             vec!["uninstructed"]
         );

@@ -683,8 +683,8 @@ fn push_new(v: &mut Vec<String>, item: String) {
 }
 
 /// Whether the number at `at` may be a value at all: not an angle of a field without degrees,
-/// not a spread (`7.2 ± 1.8`, `SD 3.24`) unless the field reads spreads, and not an experiment's label (`Experiment 1
-/// Participants`). A spread sign (`±`, `+/-`) makes a spread only after a number: with no
+/// not a spread (`7.2 ± 1.8`, `SD 3.24`) unless the field reads spreads, and not an
+/// experiment's label (`Experiment 1 Participants`). A spread sign (`±`, `+/-`) makes a spread only after a number: with no
 /// number before it, it is the number's sign (`a rotation of ± 0°, 2°, 4°`, `(±9.3°)`).
 fn own_number(field: &Field, words: &[String], at: usize) -> bool {
     if is_share(field, words, at) || is_foreign_degrees(field, words, at) {
@@ -713,6 +713,18 @@ fn own_number(field: &Field, words: &[String], at: usize) -> bool {
 /// (`Total learning … was 49° (SD 19)` is no rotation size). The field's own words may still
 /// bind it (`mean age 20.4 (SD 3.2)`, `rotated by 45 ± 5°`): the caller keeps those.
 fn is_measured_mean(field: &Field, words: &[String], at: usize) -> bool {
+    // Only a field whose own words can bind its value can tell a result from a design value; a
+    // number after a sign is an item of a signed list (`±15°, ±30°`), no mean.
+    if field.near_before.is_empty() && field.near_after.is_empty() {
+        return false;
+    }
+    if at
+        .checked_sub(1)
+        .and_then(|p| words.get(p))
+        .is_some_and(|w| !w.chars().any(char::is_alphabetic) && field.is_foreign_spread(w))
+    {
+        return false;
+    }
     let mut k = at + 1;
     let is_unit = |w: &str| {
         w == "°"
@@ -728,21 +740,39 @@ fn is_measured_mean(field: &Field, words: &[String], at: usize) -> bool {
 }
 
 /// A `number` field's offers with its ranges as a fallback: a range (`aged 18-34`) stands for
-/// the value only where the sentence states no single number of the field (`aged 18-34;
-/// average 23 years` states the mean, 23), as a mean and the range it lies in are one
-/// sample's two descriptions, and the mean is the more precise.
+/// the value only where the sentence states no single number of the field inside it (`aged
+/// 18-34; average 23 years` states the mean, 23), as a mean and the range it lies in are one
+/// sample's two descriptions, and the mean is the more precise. A range with no number of its
+/// own (another group's, `young adults aged 18-25 and older adults of mean age 68.4`) stays.
 fn ranges_as_fallback(numbers: Vec<String>) -> Vec<String> {
-    let is_range = |v: &String| v.chars().skip(1).any(|c| c == '-');
-    if numbers.iter().all(is_range) || !numbers.iter().any(is_range) {
-        return numbers;
-    }
-    numbers.into_iter().filter(|v| !is_range(v)).collect()
+    // (low, high) of a range item; `None` for a single number.
+    let range = |v: &str| -> Option<(f64, f64)> {
+        let cut = v.char_indices().skip(1).find(|&(_, c)| c == '-')?.0;
+        Some((
+            v[..cut].trim().parse().ok()?,
+            v[cut + 1..].trim().parse().ok()?,
+        ))
+    };
+    let singles: Vec<f64> = numbers
+        .iter()
+        .filter(|v| range(v).is_none())
+        .filter_map(|v| v.trim().parse().ok())
+        .collect();
+    numbers
+        .into_iter()
+        .filter(|v| range(v).is_none_or(|(lo, hi)| !singles.iter().any(|&x| lo <= x && x <= hi)))
+        .collect()
 }
 
 /// Whether the number at `at` is written in degrees (`a 45° visuomotor rotation,
-/// participants…`) for a field that has no degree unit: an angle, never a count or an age.
+/// participants…`, `a 45-degree rotation`) for a field that has no degree unit: an angle,
+/// never a count or an age.
 fn is_foreign_degrees(field: &Field, words: &[String], at: usize) -> bool {
-    words.get(at + 1).is_some_and(|w| w == "°") && !field.units.iter().any(|u| u.symbol == "°")
+    const DEGREES: [&str; 4] = ["°", "deg", "degree", "degrees"];
+    words
+        .get(at + 1)
+        .is_some_and(|w| DEGREES.contains(&w.as_str()))
+        && !field.units.iter().any(|u| u.symbol == "°")
 }
 
 /// Whether the number at `at` is a percentage (`85%`) of a field that has no `%` unit: a
@@ -2109,13 +2139,6 @@ Twenty healthy volunteers took part. Following baseline, a 45° counterclockwise
             "The payoffs between the left and right targets gradually shifted over the session.",
         );
         assert!(o.terms.is_empty(), "{:?}", o.terms);
-        // Nor does a report of earlier work (McDougle 2017's methods justify a block by it).
-        let o = offered(
-            &schema,
-            "retention_interval",
-            "Recent research has shown that if error-clamp blocks are conducted up to 24 h after learning, subjects will show an aftereffect.",
-        );
-        assert!(o.numbers.is_empty(), "{:?}", o.numbers);
         let o = offered(
             &schema,
             "perturbation_schedule",
@@ -2217,11 +2240,18 @@ Twenty healthy volunteers took part. Following baseline, a 45° counterclockwise
             "Participants (mean age 20.4 (SD 3.2)) gave consent.",
         );
         assert_eq!(o.numbers, vec!["20.4"]);
+        // Signed sizes are a list, no means with their spreads.
+        let o = offered(
+            &schema,
+            "perturbation_magnitude",
+            "Rotation sizes were ±15°, ±30°, ±45° and ±60°.",
+        );
+        assert_eq!(o.numbers, vec!["15°", "30°", "45°", "60°"]);
         Ok(())
     }
 
     #[test]
-    fn an_angle_is_no_count_and_a_layout_is_no_size() -> Result<()> {
+    fn an_angle_is_no_count_and_a_layout_is_no_size_or_spacing() -> Result<()> {
         let schema = Schema::load_default()?;
         // Morehead 2017: an illustration's rotation beside the word participants.
         let o = offered(
@@ -2230,6 +2260,32 @@ Twenty healthy volunteers took part. Following baseline, a 45° counterclockwise
             "With a 45° visuomotor rotation, participants recognize that the feedback has been manipulated.",
         );
         assert!(o.numbers.is_empty(), "{:?}", o.numbers);
+        // The targets' spacing and the circle they go around are neither a size nor a spacing.
+        let text = "Controls (n = 10/group) were exposed to a 45°-offset clamped visual feedback while reaching to four targets spaced in 90° increments around 360°.";
+        assert_eq!(
+            offered(&schema, "perturbation_magnitude", text).numbers,
+            vec!["45°"]
+        );
+        assert_eq!(offered(&schema, "spacing", text).numbers, vec!["90°"]);
+        let o = offered(
+            &schema,
+            "n_total",
+            "After a 45-degree rotation, participants reported their aim.",
+        );
+        assert!(o.numbers.is_empty(), "{:?}", o.numbers);
+        // Bound by the field's own word, a size keeps its unit's meaning.
+        let o = offered(
+            &schema,
+            "perturbation_magnitude",
+            "Participants then completed 30° rotation trials around the target.",
+        );
+        assert_eq!(o.numbers, vec!["30°"]);
+        Ok(())
+    }
+
+    #[test]
+    fn a_sentence_of_other_work_offers_nothing() -> Result<()> {
+        let schema = Schema::load_default()?;
         // An example states no design value at all (Taylor 2012's "For example, using a
         // computer mouse requires…").
         let o = offered(
@@ -2238,18 +2294,18 @@ Twenty healthy volunteers took part. Following baseline, a 45° counterclockwise
             "For example, using a computer mouse requires learning the mapping between the device and the cursor.",
         );
         assert!(o.terms.is_empty(), "{:?}", o.terms);
-        // The targets' spacing and the circle they go around are neither a size nor a spacing.
-        let text = "Controls (n = 10/group) were exposed to a 45°-offset clamped visual feedback while reaching to four targets spaced in 90° increments around 360°.";
-        assert_eq!(
-            offered(&schema, "perturbation_magnitude", text).numbers,
-            vec!["45°"]
+        // Nor does a report of earlier work (McDougle 2017's methods justify a block by it).
+        let o = offered(
+            &schema,
+            "retention_interval",
+            "Recent research has shown that if error-clamp blocks are conducted up to 24 h after learning, subjects will show an aftereffect.",
         );
-        assert_eq!(offered(&schema, "spacing", text).numbers, vec!["90°"]);
-        // Bound by the field's own word, a size keeps its unit's meaning.
+        assert!(o.numbers.is_empty(), "{:?}", o.numbers);
+        // A sentence that also speaks of this study still states its design.
         let o = offered(
             &schema,
             "perturbation_magnitude",
-            "Participants then completed 30° rotation trials around the target.",
+            "We used a 30° rotation, which has been shown to engage explicit re-aiming.",
         );
         assert_eq!(o.numbers, vec!["30°"]);
         Ok(())
@@ -2285,6 +2341,13 @@ Twenty healthy volunteers took part. Following baseline, a 45° counterclockwise
             "Thirty-four participants (aged 18-34; 11 males) were recruited.",
         );
         assert_eq!(o.numbers, vec!["18-34"]);
+        // A range with no number inside it is another group's, and stays.
+        let o = offered(
+            &schema,
+            "age_mean",
+            "Young adults (aged 18-25 years) and older adults (mean age 68.4 years) took part.",
+        );
+        assert_eq!(o.numbers, vec!["18-25", "68.4"]);
         Ok(())
     }
 

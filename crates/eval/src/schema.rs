@@ -119,8 +119,8 @@ pub struct Lexicon {
     /// Words that make the number after them a spread (`± 1.8`, `SD 3.24`), never a value of
     /// a field that does not name one of them among its `near`/`near_before` words.
     pub spread_words: HashSet<String>,
-    /// Words that deny the term spelled just after them (`did not need to stop on the target`
-    /// is no evidence of stopping at the target).
+    /// Words that deny a term spelled at most three words after them (`did not need to stop on
+    /// the target` is no evidence of stopping at the target).
     pub negation_words: HashSet<String>,
     /// Openings of a sentence that gives an example rather than the study's design (`For
     /// example, with a 45° rotation, participants…`), lower-cased.
@@ -128,6 +128,11 @@ pub struct Lexicon {
     /// Phrases that make a sentence a report of earlier work (`have been shown`, `previous
     /// studies`), lower-cased: its numbers and terms are that work's design, not this study's.
     pub prior_work_phrases: HashSet<String>,
+    /// Phrases that make a sentence speak of this study (`we`, `this experiment`), lower-cased:
+    /// a prior-work phrase beside one does not set the sentence aside.
+    pub own_work_phrases: HashSet<String>,
+    /// Words that end a denial before a spelling (`only`, `see`), lower-cased.
+    pub negation_breaks: HashSet<String>,
     /// The experiments' heading words without a trailing full stop (`experiment`, `exp`): the
     /// number after one is a label (`Experiment 1 Participants`), never a value.
     pub label_words: HashSet<String>,
@@ -226,6 +231,10 @@ struct RawSchema {
     example_openers: Vec<String>,
     #[serde(default)]
     prior_work_phrases: Vec<String>,
+    #[serde(default)]
+    own_work_phrases: Vec<String>,
+    #[serde(default)]
+    negation_breaks: Vec<String>,
     #[serde(default = "default_threshold")]
     free_text_threshold: f64,
     #[serde(default)]
@@ -369,6 +378,8 @@ impl Schema {
             negation_words: lower(raw.negation_words),
             example_openers: lower(raw.example_openers),
             prior_work_phrases: lower(raw.prior_work_phrases),
+            own_work_phrases: lower(raw.own_work_phrases),
+            negation_breaks: lower(raw.negation_breaks),
             label_words: raw
                 .experiments
                 .heading_words
@@ -450,25 +461,32 @@ impl Field {
     }
 
     /// Whether a sentence (its `words`, lower-cased) states no design value of this study: it
-    /// opens with an example opener (`For example, …`: it illustrates) or holds a phrase of
+    /// opens with an example opener (`For example, …`: it illustrates), or holds a phrase of
     /// earlier work (`… delays have been shown to attenuate adaptation`: it reports another
-    /// study's design).
+    /// study's design) and none of this study (`we`, `this experiment`).
     pub fn states_other_work(&self, words: &[String]) -> bool {
         fn phrase(p: &str) -> Vec<&str> {
             p.split_whitespace().collect()
         }
-        let opens = self.lexicon.example_openers.iter().any(|o| {
-            let o = phrase(o);
-            !o.is_empty() && words.len() >= o.len() && words.iter().zip(&o).all(|(w, p)| w == p)
-        });
-        opens
-            || self.lexicon.prior_work_phrases.iter().any(|p| {
+        let holds = |list: &HashSet<String>| {
+            list.iter().any(|p| {
                 let p = phrase(p);
                 !p.is_empty()
                     && words
                         .windows(p.len())
                         .any(|win| win.iter().zip(&p).all(|(w, q)| w == q))
             })
+        };
+        let opens = self.lexicon.example_openers.iter().any(|o| {
+            let o = phrase(o);
+            !o.is_empty() && words.len() >= o.len() && words.iter().zip(&o).all(|(w, p)| w == p)
+        });
+        opens || (holds(&self.lexicon.prior_work_phrases) && !holds(&self.lexicon.own_work_phrases))
+    }
+
+    /// Whether `word` (lower-cased) ends a denial before a spelling (`only`, `see`).
+    pub fn is_negation_break(&self, word: &str) -> bool {
+        self.lexicon.negation_breaks.contains(word)
     }
 
     /// Whether `word` (lower-cased) denies what follows it (`not`, `never`).

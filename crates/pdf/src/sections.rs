@@ -189,10 +189,10 @@ pub fn find(text: &str) -> Vec<Section> {
         let start = pos;
         pos += line.len() + 1;
         if let Some((kind, heading)) = heading_of(line) {
-            // An abstract opens a paper: a `Summary` heading once the body has begun (J
-            // Neurosci's Discussion opens with one) is a part of the section before it, whose
-            // kind it keeps, so that a discussion of other studies is never read as the
-            // paper's own summary.
+            // An abstract opens a paper: an `Abstract` or `Summary` heading once the body has
+            // begun (J Neurosci's Discussion opens with a `Summary`) is a part of the section
+            // before it, whose kind it keeps, so that a discussion of other studies is never
+            // read as the paper's own summary.
             let kind = match (&kind, out.last()) {
                 (SectionKind::Abstract, Some(prev)) if out.iter().any(|s| s.kind.is_body()) => {
                     prev.kind.clone()

@@ -32,15 +32,19 @@ pub fn text_cache_dir(out: &Path) -> PathBuf {
 
 /// The records of one job in `out/papers/` (every array task's).
 pub fn job_records(out: &Path, job_hash: &str) -> Result<Vec<PaperRecord>> {
-    let all = RecordStore::new(out)
+    Ok(of_job(all_records(out)?, job_hash))
+}
+
+/// Every record in `out/papers/`, of any job.
+fn all_records(out: &Path) -> Result<Vec<(PathBuf, PaperRecord)>> {
+    RecordStore::new(out)
         .load_all::<PaperRecord>()
         .with_context(|| {
             format!(
                 "cannot read the records in {}",
                 crate::run::layout::OutDir::new(out).papers().display()
             )
-        })?;
-    Ok(of_job(all, job_hash))
+        })
 }
 
 /// The records of `job_hash` among `all` (as `RecordStore::load_all` returns them).
@@ -127,9 +131,7 @@ pub fn rewrite(
 ) -> Result<(usize, usize)> {
     let out = crate::run::layout::OutDir::new(dir);
     let manifests = crate::run::merge::task_manifests(&out)?;
-    let all = RecordStore::new(dir)
-        .load_all::<PaperRecord>()
-        .with_context(|| format!("cannot read the records in {}", out.papers().display()))?;
+    let all = all_records(dir)?;
     let job_hash = crate::run::merge::choose_job_hash(job_hash_flag, dir, &manifests, &all)?;
     // The records read once serve both the choice of the job and the page.
     let records = of_job(all, &job_hash);

@@ -725,17 +725,9 @@ fn is_measured_mean(field: &Field, words: &[String], at: usize) -> bool {
     {
         return false;
     }
-    let mut k = at + 1;
-    let is_unit = |w: &str| {
-        w == "°"
-            || field
-                .units
-                .iter()
-                .any(|u| u.symbol == w || u.aliases.iter().any(|a| a == w))
-    };
-    if words.get(k).is_some_and(|w| is_unit(w)) {
-        k += 1;
-    }
+    let unit_next =
+        unit_after(field, words, at).is_some() || words.get(at + 1).is_some_and(|w| w == "°");
+    let k = at + 1 + usize::from(unit_next);
     words.get(k).is_some_and(|w| field.is_foreign_spread(w))
 }
 

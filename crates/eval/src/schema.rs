@@ -124,13 +124,13 @@ pub struct Lexicon {
     pub negation_words: HashSet<String>,
     /// Openings of a sentence that gives an example rather than the study's design (`For
     /// example, with a 45° rotation, participants…`), lower-cased.
-    pub example_openers: HashSet<String>,
+    pub example_openers: Vec<Vec<String>>,
     /// Phrases that make a sentence a report of earlier work (`have been shown`, `previous
     /// studies`), lower-cased: its numbers and terms are that work's design, not this study's.
-    pub prior_work_phrases: HashSet<String>,
+    pub prior_work_phrases: Vec<Vec<String>>,
     /// Phrases that make a sentence speak of this study (`we`, `this experiment`), lower-cased:
     /// a prior-work phrase beside one does not set the sentence aside.
-    pub own_work_phrases: HashSet<String>,
+    pub own_work_phrases: Vec<Vec<String>>,
     /// Words that end a denial before a spelling (`only`, `see`), lower-cased.
     pub negation_breaks: HashSet<String>,
     /// The experiments' heading words without a trailing full stop (`experiment`, `exp`): the
@@ -364,6 +364,17 @@ impl Schema {
             bail!("free_text_threshold must be within [0, 1]");
         }
         let lower = |v: Vec<String>| v.into_iter().map(|s| s.trim().to_lowercase()).collect();
+        // Phrases matched word by word, split once here rather than at every sentence.
+        let phrases = |v: Vec<String>| -> Vec<Vec<String>> {
+            v.into_iter()
+                .map(|p| {
+                    p.split_whitespace()
+                        .map(str::to_lowercase)
+                        .collect::<Vec<_>>()
+                })
+                .filter(|p| !p.is_empty())
+                .collect()
+        };
         let lexicon = Arc::new(Lexicon {
             empty: lower(raw.empty),
             delimiters: raw
@@ -376,9 +387,9 @@ impl Schema {
             stopwords: lower(raw.stopwords),
             spread_words: lower(raw.spread_words),
             negation_words: lower(raw.negation_words),
-            example_openers: lower(raw.example_openers),
-            prior_work_phrases: lower(raw.prior_work_phrases),
-            own_work_phrases: lower(raw.own_work_phrases),
+            example_openers: phrases(raw.example_openers),
+            prior_work_phrases: phrases(raw.prior_work_phrases),
+            own_work_phrases: phrases(raw.own_work_phrases),
             negation_breaks: lower(raw.negation_breaks),
             label_words: raw
                 .experiments
@@ -465,23 +476,13 @@ impl Field {
     /// earlier work (`… delays have been shown to attenuate adaptation`: it reports another
     /// study's design) and none of this study (`we`, `this experiment`).
     pub fn states_other_work(&self, words: &[String]) -> bool {
-        fn phrase(p: &str) -> Vec<&str> {
-            p.split_whitespace().collect()
-        }
-        let holds = |list: &HashSet<String>| {
-            list.iter().any(|p| {
-                let p = phrase(p);
-                !p.is_empty()
-                    && words
-                        .windows(p.len())
-                        .any(|win| win.iter().zip(&p).all(|(w, q)| w == q))
-            })
+        let holds = |list: &[Vec<String>]| {
+            list.iter()
+                .any(|p| words.windows(p.len()).any(|win| win == p.as_slice()))
         };
-        let opens = self.lexicon.example_openers.iter().any(|o| {
-            let o = phrase(o);
-            !o.is_empty() && words.len() >= o.len() && words.iter().zip(&o).all(|(w, p)| w == p)
-        });
-        opens || (holds(&self.lexicon.prior_work_phrases) && !holds(&self.lexicon.own_work_phrases))
+        let lex = &self.lexicon;
+        lex.example_openers.iter().any(|o| words.starts_with(o))
+            || (holds(&lex.prior_work_phrases) && !holds(&lex.own_work_phrases))
     }
 
     /// Whether `word` (lower-cased) ends a denial before a spelling (`only`, `see`).

@@ -34,8 +34,9 @@ const MIN_SENTENCE_CHARS: usize = 15;
 /// under it. `paramx plan` counts each question row's K/V at this length, and the run refuses
 /// a question over it rather than overrun the plan.
 pub const MAX_QUESTION_TOKENS: usize = 2048;
-/// Items one value may list.
-const MAX_ITEMS: usize = 6;
+/// Items one number, number-set or locations value may list: twelve, as a generalization design
+/// tests that many (`0°, 22.5°, 45°, … 180°`).
+const MAX_ITEMS: usize = 12;
 
 /// One sentence of the paper, as a question shows it and as evidence.
 #[derive(Debug, Clone)]
@@ -433,6 +434,10 @@ struct Options {
     /// For locations: counts (`8 targets`) apart from directions (`45°`).
     counts: Vec<String>,
     terms: Vec<String>,
+    /// For number sets: the runs of two or more offered items that the sentence writes as one
+    /// list (`7.5°, 45°, or 95°`), in its order. Not offered on their own: see
+    /// [`completed_list`].
+    lists: Vec<Vec<String>>,
 }
 
 impl Options {
@@ -863,9 +868,20 @@ fn options(field: &Field, s: &Sentence, clause: Option<u32>) -> Options {
         elsewhere.retain(|&at| !(unit_after(field, &s.words, at).is_some() && bound.contains(&at)));
     }
     let beside = match field.kind {
-        FieldKind::NumberSet => unbound_lists(field, &s.words, &at_all, &bound),
+        // A number word bound as a count (`one of three rotation sizes: 7.5°, 45°, or 95°`) is
+        // no size, and sets no list aside: only digits can be the field's items.
+        FieldKind::NumberSet => {
+            let digits: Vec<usize> = bound
+                .iter()
+                .copied()
+                .filter(|&at| s.words[at].starts_with(|c: char| c.is_ascii_digit()))
+                .collect();
+            unbound_lists(field, &s.words, &at_all, &digits)
+        }
         _ => Vec::new(),
     };
+    // The number-set items offered, by their place in `words`.
+    let mut placed: Vec<(usize, String)> = Vec::new();
     for (at, n) in found {
         if !near.contains(&at)
             || !own_number(field, &s.words, at)
@@ -890,19 +906,25 @@ fn options(field: &Field, s: &Sentence, clause: Option<u32>) -> Options {
                 }
             }
             FieldKind::NumberSet => {
-                if field.units.is_empty() {
-                    push_new(&mut o.numbers, n.text);
+                let item = if field.units.is_empty() {
+                    Some(n.text)
                 } else if let Some(u) = unit_after(field, &s.words, at) {
-                    push_new(&mut o.numbers, format!("{}{u}", n.text));
-                } else if let Some(first) = field.units.first().filter(|_| {
-                    bound.contains(&at) && s.words[at].starts_with(|c: char| c.is_ascii_digit())
-                }) {
+                    Some(format!("{}{u}", n.text))
+                } else {
                     // Digits with no unit written, but bound to the field's words (a lost
                     // degree sign): the schema's unit. Number words (`two rotations`) never.
-                    push_new(
-                        &mut o.numbers,
-                        format!("{}{}", n.text, unit_text(&first.symbol)),
-                    );
+                    field
+                        .units
+                        .first()
+                        .filter(|_| {
+                            bound.contains(&at)
+                                && s.words[at].starts_with(|c: char| c.is_ascii_digit())
+                        })
+                        .map(|first| format!("{}{}", n.text, unit_text(&first.symbol)))
+                };
+                if let Some(item) = item {
+                    push_new(&mut o.numbers, item.clone());
+                    placed.push((at, item));
                 }
             }
             FieldKind::Locations { count_words } => {
@@ -922,6 +944,7 @@ fn options(field: &Field, s: &Sentence, clause: Option<u32>) -> Options {
             FieldKind::Category | FieldKind::FreeText => {}
         }
     }
+    o.lists = written_lists(field, &s.words, &placed);
     if !counted_in_full(&o) {
         o.numbers.clear();
     }
@@ -944,6 +967,51 @@ fn options(field: &Field, s: &Sentence, clause: Option<u32>) -> Options {
             .collect();
     }
     o
+}
+
+/// The runs of two or more of the `placed` items (offered items by their place in `words`)
+/// that have nothing between them but what [`Field::joins_list`] accepts: the sentence writes
+/// them as one list (`± 0°, 4°, 8°, 16°, and 32°`).
+fn written_lists(field: &Field, words: &[String], placed: &[(usize, String)]) -> Vec<Vec<String>> {
+    let mut out = Vec::new();
+    let mut run: Vec<String> = Vec::new();
+    let mut last: Option<usize> = None;
+    for (at, item) in placed {
+        let joined = last.is_some_and(|p| words[p + 1..*at].iter().all(|w| field.joins_list(w)));
+        if !joined {
+            if run.len() >= 2 {
+                out.push(std::mem::take(&mut run));
+            }
+            run.clear();
+        }
+        if !run.contains(item) {
+            run.push(item.clone());
+        }
+        last = Some(*at);
+    }
+    if run.len() >= 2 {
+        out.push(run);
+    }
+    out
+}
+
+/// A number set's value made whole: where every item the model chose stands in one list its
+/// quote writes (`one of three rotation sizes: 7.5°, 45°, or 95°`), the value is that list.
+/// A list of one field's quantities is the set the experiment used (the schema asks for each
+/// one), and a small model tends to stop after the first item or two. Other values, and
+/// items drawn from more than one list or from outside any, pass unchanged.
+fn completed_list(field: &Field, s: &Sentence, value: String) -> String {
+    if !matches!(field.kind, FieldKind::NumberSet) {
+        return value;
+    }
+    let chosen: Vec<&str> = value.split(", ").map(str::trim).collect();
+    options(field, s, None)
+        .lists
+        .into_iter()
+        .find(|list| {
+            list.len() > chosen.len() && chosen.iter().all(|c| list.iter().any(|i| i == c))
+        })
+        .map_or(value, |list| list.join(", "))
 }
 
 /// Whether the directions a sentence offers (`o.numbers`) are all the locations its count
@@ -1137,7 +1205,7 @@ fn value_rules(field: &Field, opts: &Options, name: &str, g: &mut String) -> Opt
             let mut alts = Vec::new();
             if !opts.numbers.is_empty() {
                 g.push_str(&format!("{name}_x: {}\n", alternatives(&opts.numbers)));
-                alts.push(format!("{name}_x (\", \" {name}_x){{0,11}}"));
+                alts.push(format!("{name}_x (\", \" {name}_x){{0,{more}}}"));
             }
             if !opts.counts.is_empty() {
                 alts.push(alternatives(&opts.counts));
@@ -1179,6 +1247,30 @@ fn numbers_before_terms(field: &Field, stated: Vec<(usize, Options)>) -> Vec<(us
         })
         .filter(|(_, o)| !o.is_empty())
         .collect()
+}
+
+/// What an experiment shares with the others is stated once, unless its own text says
+/// otherwise: where a sentence that speaks for `exp` (see [`speaks_for`], or the experiment's
+/// own clause of a shared sentence for a `by_clause` field) offers `field` a value, the shared
+/// sentences offer it nothing. `age-matched controls and patients with cerebellar ataxia` in
+/// Experiment 3's own text outranks the general `undergraduate students` of the shared methods.
+/// `stated` holds (index into `shown`, offers) of sentences that offer something.
+fn own_before_shared(
+    field: &Field,
+    exp: &Experiment,
+    shown: &[usize],
+    all: &[Sentence],
+    stated: Vec<(usize, Options)>,
+) -> Vec<(usize, Options)> {
+    let own = |si: usize| {
+        let s = &all[shown[si]];
+        speaks_for(field, s, exp)
+            || (field.by_clause && named_experiments(field, &s.words).contains(&exp.number))
+    };
+    if !stated.iter().any(|(si, _)| own(*si)) {
+        return stated;
+    }
+    stated.into_iter().filter(|(si, _)| own(*si)).collect()
 }
 
 /// Builds the questions of one experiment: one per field group that has any sentence to show,
@@ -1224,7 +1316,9 @@ pub fn questions_for(
                 .iter()
                 .enumerate()
                 .filter_map(|(si, &i)| offers(f, &all[i], exp, &others).map(|o| (si, o)))
+                .filter(|(_, o)| !o.is_empty())
                 .collect();
+            let stated = own_before_shared(f, exp, &shown, all, stated);
             for (si, opts) in numbers_before_terms(f, stated) {
                 let name = format!("v{fi}_{si}");
                 if value_rules(f, &opts, &name, &mut g).is_some() {
@@ -1483,7 +1577,7 @@ pub fn ground(
             continue;
         };
         let s = &all[a.sentence];
-        let value = table_value(field, &a.value);
+        let value = completed_list(field, s, table_value(field, &a.value));
         let drop = |reason, detail: Option<String>| DroppedValue {
             experiment: exp.number,
             field: a.field.clone(),
@@ -2543,6 +2637,65 @@ Twenty healthy volunteers took part. Following baseline, a 45° counterclockwise
             &d.text[v.span.start..v.span.end],
             "A total of 158 right-handed subjects were recruited."
         );
+        Ok(())
+    }
+
+    /// The `stated:` line of `field` in a question's text.
+    fn stated_line<'q>(q: &'q Question, field: &str) -> &'q str {
+        let head = format!("- {field}:");
+        q.text
+            .lines()
+            .skip_while(|l| !l.starts_with(&head))
+            .nth(1)
+            .filter(|l| l.trim_start().starts_with("stated:"))
+            .unwrap_or("")
+    }
+
+    #[test]
+    fn an_experiments_own_sentence_outranks_the_shared_methods() -> Result<()> {
+        let schema = Schema::load_default()?;
+        let (_, all, exps) = paper(&schema, "Methods\nUndergraduate students (n = 40, age = 22 ± 2 years) were recruited for the study.\nExperiment 1\nTwenty participants reached to eight targets on the tablet.\nExperiment 2\nPatients with cerebellar ataxia and age-matched controls (n = 10/group) reached to four targets.\n");
+        assert_eq!(exps.len(), 2, "{exps:?}");
+        let participants = |exp: &Experiment| -> Question {
+            questions_for(&schema, &all, exp, &exps, MAX_SENTENCES)
+                .into_iter()
+                .find(|q| q.group == "participants")
+                .expect("a participants question")
+        };
+        // Experiment 1 states no population of its own: the shared one stands.
+        let q1 = participants(&exps[0]);
+        assert!(stated_line(&q1, "population_type").contains("[1] healthy_adult"), "{}", q1.text);
+        // Experiment 2 names its patients: the shared students are not offered beside them.
+        let q2 = participants(&exps[1]);
+        let population = stated_line(&q2, "population_type");
+        assert!(population.contains("cerebellar_ataxia"), "{}", q2.text);
+        assert!(!population.contains("[1]"), "{}", q2.text);
+        // `age-matched controls (n = 10/group)` states no age: the shared mean is still offered.
+        assert_eq!(stated_line(&q2, "age_mean").trim(), "stated: [1] 22", "{}", q2.text);
+        Ok(())
+    }
+
+    #[test]
+    fn a_chosen_item_of_a_written_list_brings_the_whole_list() -> Result<()> {
+        use crate::run::answer::Grounded;
+        let schema = Schema::load_default()?;
+        let (d, all, exps) = paper(&schema, "Methods\nParticipants were randomly assigned to one of three rotation sizes: 7.5°, 45°, or 95°. In separate blocks the cursor was rotated by ± 15°, 30°, and 60°, and by 5° in a pilot. The cursor was rotated by 45° while the targets stood at 0° and 90°.");
+        let answer = |value: &str, sentence: usize| Answered {
+            field: "perturbation_magnitude".into(),
+            value: value.into(),
+            sentence,
+            sole_offer: false,
+        };
+        let grounded = |a: Answered| -> String {
+            let mut g = Grounded::default();
+            ground(&schema, &d, &all, &exps[0], &[a], &mut g);
+            g.experiments[0].values["perturbation_magnitude"].value.clone()
+        };
+        assert_eq!(grounded(answer("95°", 0)), "7.5°, 45°, 95°");
+        assert_eq!(grounded(answer("30°, 60°", 1)), "15°, 30°, 60°");
+        // Items from outside one list, or a size beside a list of directions, stay as chosen.
+        assert_eq!(grounded(answer("30°, 5°", 1)), "30°, 5°");
+        assert_eq!(grounded(answer("45°", 2)), "45°");
         Ok(())
     }
 

@@ -133,6 +133,9 @@ pub struct Lexicon {
     pub own_work_phrases: Vec<Vec<String>>,
     /// Words that end a denial before a spelling (`only`, `see`), lower-cased.
     pub negation_breaks: HashSet<String>,
+    /// Words of running text that join the items of a list beside the `delimiters` (`7.5°,
+    /// 45°, or 95°`), lower-cased. Cells are never split on them.
+    pub list_words: HashSet<String>,
     /// The experiments' heading words without a trailing full stop (`experiment`, `exp`): the
     /// number after one is a label (`Experiment 1 Participants`), never a value.
     pub label_words: HashSet<String>,
@@ -235,6 +238,8 @@ struct RawSchema {
     own_work_phrases: Vec<String>,
     #[serde(default)]
     negation_breaks: Vec<String>,
+    #[serde(default)]
+    list_words: Vec<String>,
     #[serde(default = "default_threshold")]
     free_text_threshold: f64,
     #[serde(default)]
@@ -391,6 +396,7 @@ impl Schema {
             prior_work_phrases: phrases(raw.prior_work_phrases),
             own_work_phrases: phrases(raw.own_work_phrases),
             negation_breaks: lower(raw.negation_breaks),
+            list_words: lower(raw.list_words),
             label_words: raw
                 .experiments
                 .heading_words
@@ -527,6 +533,7 @@ impl Field {
         };
         lex.direction_words.iter().any(in_phrase)
             || lex.delimiters.iter().any(|d| d.trim() == word)
+            || lex.list_words.contains(word)
             || self.units.iter().any(|u| {
                 std::iter::once(&u.symbol)
                     .chain(&u.aliases)

@@ -823,6 +823,43 @@ mod tests {
     }
 
     #[test]
+    fn where_a_reach_ends_and_how_a_rotation_grew_are_read_as_such() {
+        let fb = "feedback_type";
+        // Bond 2017: an endpoint as a place is no endpoint feedback ...
+        assert!(terms(fb, "by tapping an intended reach endpoint on a touchscreen").is_empty());
+        assert!(terms(fb, "the endpoint error of each reach").is_empty());
+        // Where feedback is restricted to it, it is endpoint feedback (Taylor 2014).
+        assert_eq!(
+            terms(
+                fb,
+                "cursor feedback was restricted to the movement endpoint"
+            ),
+            vec!["endpoint"]
+        );
+        // ... the feedback is.
+        assert_eq!(
+            terms(fb, "Endpoint feedback was given after each reach"),
+            vec!["endpoint"]
+        );
+        let sched = "perturbation_schedule";
+        // Taylor 2013: introduced, and how: gradually.
+        assert_eq!(
+            terms(
+                sched,
+                "A vertical shift was introduced in an incremental manner"
+            ),
+            vec!["gradual"]
+        );
+        assert_eq!(
+            terms(sched, "The rotation was introduced on trial 61"),
+            vec!["abrupt"]
+        );
+        // Stark-Inbar 2017: a random walk is a random schedule.
+        assert!(terms(sched, "a pseudorandom walk visuomotor perturbation")
+            .contains(&"random".to_string()));
+    }
+
+    #[test]
     fn phrases_match_whole_words_only() {
         let w = words("The counter-clockwise rotation; a tabletop display");
         assert!(has_phrase(&w, "counter clockwise"));

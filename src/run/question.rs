@@ -34,9 +34,11 @@ const MIN_SENTENCE_CHARS: usize = 15;
 /// under it. `paramx plan` counts each question row's K/V at this length, and the run refuses
 /// a question over it rather than overrun the plan.
 pub const MAX_QUESTION_TOKENS: usize = 2048;
-/// Items one number, number-set or locations value may list: twelve, as a generalization design
-/// tests that many (`0°, 22.5°, 45°, … 180°`).
+/// Items one number-set or locations value may list: twelve, as a generalization design tests
+/// that many (`0°, 22.5°, 45°, … 180°`).
 const MAX_ITEMS: usize = 12;
+/// Items one number value may list: one per group (`22 (young), 61 (old)`).
+const MAX_GROUPS: usize = 6;
 
 /// One sentence of the paper, as a question shows it and as evidence.
 #[derive(Debug, Clone)]
@@ -63,6 +65,23 @@ impl Sentence {
     /// experiment's spans, or it is a table row naming it.
     fn is_own(&self, exp: &Experiment) -> bool {
         exp.owns(self.start) || self.row_of == Some(exp.number)
+    }
+
+    /// Whether the number at `at` (an index into `words`) names what the word before it
+    /// heads: an experiment (`Experiment 2`, `Exp. 3`) or a schema `label_nouns` noun
+    /// (`rotation block 1`, `Bout 2`), written right after it. `words` drops punctuation, so
+    /// the text decides: `In this experiment, 20 new participants` and `the test phase (60°)`
+    /// name nothing.
+    fn is_label(&self, field: &Field, at: usize) -> bool {
+        let Some(prev) = at.checked_sub(1).and_then(|p| self.words.get(p)) else {
+            return false;
+        };
+        if !(field.is_label_word(prev) || field.is_label_noun(prev)) {
+            return false;
+        }
+        let text = self.text.to_lowercase();
+        let n = &self.words[at];
+        text.contains(&format!("{prev} {n}")) || text.contains(&format!("{prev}. {n}"))
     }
 }
 
@@ -688,9 +707,10 @@ fn push_new(v: &mut Vec<String>, item: String) {
 }
 
 /// Whether the number at `at` may be a value at all: not an angle of a field without degrees,
-/// not a spread (`7.2 ± 1.8`, `SD 3.24`) unless the field reads spreads, and not an
-/// experiment's label (`Experiment 1 Participants`). A spread sign (`±`, `+/-`) makes a spread only after a number: with no
-/// number before it, it is the number's sign (`a rotation of ± 0°, 2°, 4°`, `(±9.3°)`).
+/// and not a spread (`7.2 ± 1.8`, `SD 3.24`) unless the field reads spreads (labels, which
+/// need the sentence's text, are [`Sentence::is_label`]). A spread sign (`±`, `+/-`) makes a
+/// spread only after a number: with no number before it, it is the number's sign (`a
+/// rotation of ± 0°, 2°, 4°`, `(±9.3°)`).
 fn own_number(field: &Field, words: &[String], at: usize) -> bool {
     if is_share(field, words, at) || is_foreign_degrees(field, words, at) {
         return false;
@@ -699,9 +719,6 @@ fn own_number(field: &Field, words: &[String], at: usize) -> bool {
         return true;
     };
     let prev = &words[p];
-    if field.is_label_word(prev) {
-        return false;
-    }
     if !field.is_foreign_spread(prev) {
         return true;
     }
@@ -838,7 +855,11 @@ fn options(field: &Field, s: &Sentence, clause: Option<u32>) -> Options {
     if !has_cue || field.states_other_work(&s.words) {
         return o; // the sentence says nothing of this field, or only of other work
     }
-    let found = evidence::numbers_at(&s.words);
+    let lead = citation_lead(&s.text);
+    let found: Vec<_> = evidence::numbers_at(&s.words)
+        .into_iter()
+        .filter(|(at, _)| *at >= lead)
+        .collect();
     let at_all: Vec<usize> = found.iter().map(|(at, _)| *at).collect();
     let mine = clause.map(|n| clause_numbers(field, &s.words, &at_all, n));
     let all_ranges = range_pairs(&s.text, &s.words, &at_all);
@@ -869,12 +890,16 @@ fn options(field: &Field, s: &Sentence, clause: Option<u32>) -> Options {
     }
     let beside = match field.kind {
         // A number word bound as a count (`one of three rotation sizes: 7.5°, 45°, or 95°`) is
-        // no size, and sets no list aside: only digits can be the field's items.
+        // no size, and sets no list aside: only digits can be the field's items, and only
+        // those not excluded (`120 rotation trials at one of three sizes: 15°, 30°, or 60°`).
         FieldKind::NumberSet => {
             let digits: Vec<usize> = bound
                 .iter()
                 .copied()
-                .filter(|&at| s.words[at].starts_with(|c: char| c.is_ascii_digit()))
+                .filter(|&at| {
+                    s.words[at].starts_with(|c: char| c.is_ascii_digit())
+                        && !elsewhere.contains(&at)
+                })
                 .collect();
             unbound_lists(field, &s.words, &at_all, &digits)
         }
@@ -885,6 +910,7 @@ fn options(field: &Field, s: &Sentence, clause: Option<u32>) -> Options {
     for (at, n) in found {
         if !near.contains(&at)
             || !own_number(field, &s.words, at)
+            || s.is_label(field, at)
             || (is_measured_mean(field, &s.words, at) && !bound.contains(&at))
             || elsewhere.contains(&at)
             || beside.contains(&at)
@@ -969,6 +995,26 @@ fn options(field: &Field, s: &Sentence, clause: Option<u32>) -> Options {
     o
 }
 
+/// How many words at the start of a sentence are a citation mark: reference numbers that
+/// the layout put after the previous sentence's full stop (`43 Patients with PFC lesions…`,
+/// `10,11 As noted above, …`). Style guides never open a sentence with a numeral, so
+/// numerals followed by a capitalized word are read as a mark, never as a value.
+fn citation_lead(text: &str) -> usize {
+    let prefix_len = text
+        .find(|c: char| !(c.is_ascii_digit() || matches!(c, ',' | '-' | '–' | ' ')))
+        .unwrap_or(text.len());
+    let (prefix, rest) = text.split_at(prefix_len);
+    // A capital and a lower-case letter: a word (`As`), not an acronym (`PFC`). A unit such as
+    // `60 Hz` reads as a word too, and no field reads it.
+    let mut rest_chars = rest.chars();
+    let capitalized = rest_chars.next().is_some_and(char::is_uppercase)
+        && rest_chars.next().is_some_and(char::is_lowercase);
+    if prefix.trim().is_empty() || !prefix.ends_with(' ') || !capitalized {
+        return 0;
+    }
+    evidence::words(prefix).len()
+}
+
 /// The runs of two or more of the `placed` items (offered items by their place in `words`)
 /// that have nothing between them but what [`Field::joins_list`] accepts: the sentence writes
 /// them as one list (`± 0°, 4°, 8°, 16°, and 32°`).
@@ -996,22 +1042,26 @@ fn written_lists(field: &Field, words: &[String], placed: &[(usize, String)]) ->
 }
 
 /// A number set's value made whole: where every item the model chose stands in one list its
-/// quote writes (`one of three rotation sizes: 7.5°, 45°, or 95°`), the value is that list.
-/// A list of one field's quantities is the set the experiment used (the schema asks for each
-/// one), and a small model tends to stop after the first item or two. Other values, and
-/// items drawn from more than one list or from outside any, pass unchanged.
+/// quote writes, and in no other (`one of three rotation sizes: 7.5°, 45°, or 95°`), the
+/// value is that list. A list of one field's quantities is the set the experiment used (the
+/// schema asks for each one), and a small model tends to stop after the first item or two.
+/// A sentence that hands its items out (`30° and 60° rotations, respectively`: schema
+/// `distributive_words`), items from more than one list or from outside any, and a list
+/// longer than [`MAX_ITEMS`] leave the value as chosen.
 fn completed_list(field: &Field, s: &Sentence, value: String) -> String {
-    if !matches!(field.kind, FieldKind::NumberSet) {
+    if !matches!(field.kind, FieldKind::NumberSet) || field.distributes(&s.words) {
         return value;
     }
     let chosen: Vec<&str> = value.split(", ").map(str::trim).collect();
-    options(field, s, None)
+    let holding: Vec<Vec<String>> = options(field, s, None)
         .lists
         .into_iter()
-        .find(|list| {
-            list.len() > chosen.len() && chosen.iter().all(|c| list.iter().any(|i| i == c))
-        })
-        .map_or(value, |list| list.join(", "))
+        .filter(|list| chosen.iter().all(|c| list.iter().any(|i| i == c)))
+        .collect();
+    match holding.as_slice() {
+        [list] if list.len() > chosen.len() && list.len() <= MAX_ITEMS => list.join(", "),
+        _ => value,
+    }
 }
 
 /// Whether the directions a sentence offers (`o.numbers`) are all the locations its count
@@ -1102,13 +1152,17 @@ fn eligible(field: &Field, s: &Sentence, exp: &Experiment, others: &[&Experiment
     if let Some(n) = s.row_of {
         return n == exp.number;
     }
+    // A sentence about other experiments only is theirs wherever it stands (a caption `In
+    // Experiment 2, clamped feedback was provided at 90°` that the layout put in Experiment
+    // 1's text); a reference (`as in Experiment 1`) leaves it the text it stands in.
+    let about = subject_experiments(field, s);
     if exp.owns(s.start) {
-        return true;
+        return about.is_empty() || about.contains(&exp.number);
     }
     if others.iter().any(|o| o.owns(s.start)) {
-        return false;
+        return about.contains(&exp.number);
     }
-    let named = named_experiments(field, &s.words);
+    let named = named_experiments(field, s);
     let names_another = named.iter().any(|n| others.iter().any(|o| o.number == *n));
     if names_another && !named.contains(&exp.number) {
         return false;
@@ -1116,25 +1170,54 @@ fn eligible(field: &Field, s: &Sentence, exp: &Experiment, others: &[&Experiment
     field.merge != crate::schema::Merge::Sum || exp.spans.is_empty() || named.contains(&exp.number)
 }
 
-/// The experiments `words` name by a heading word and number (`Experiment 2`, `Exp 2`).
-fn named_experiments(field: &Field, words: &[String]) -> Vec<u32> {
-    let mut out: Vec<u32> = Vec::new();
-    for w in words.windows(2) {
-        if field.is_label_word(&w[0]) {
-            if let Ok(n) = w[1].parse::<u32>() {
-                if !out.contains(&n) {
-                    out.push(n);
-                }
+/// The experiments a sentence names by a heading word and number (`Experiment 2`, `Exp. 2`):
+/// `(position of the heading word, number)`, each number once.
+fn experiment_names(field: &Field, s: &Sentence) -> Vec<(usize, u32)> {
+    let mut out: Vec<(usize, u32)> = Vec::new();
+    for at in 1..s.words.len() {
+        if !field.is_label_word(&s.words[at - 1]) || !s.is_label(field, at) {
+            continue;
+        }
+        if let Ok(n) = s.words[at].parse::<u32>() {
+            if !out.iter().any(|&(_, m)| m == n) {
+                out.push((at - 1, n));
             }
         }
     }
     out
 }
 
+/// The experiments a sentence names by label (see [`experiment_names`]).
+fn named_experiments(field: &Field, s: &Sentence) -> Vec<u32> {
+    experiment_names(field, s)
+        .into_iter()
+        .map(|(_, n)| n)
+        .collect()
+}
+
+/// Words at the opening of a sentence within which an experiment's name makes the sentence
+/// about it (`In Experiment 2, …`, `B, In Experiment 2, …`, `(C,D) Experiment 2: …`).
+const SUBJECT_WINDOW: usize = 3;
+
+/// The experiments a sentence is about: those it names by label (see [`experiment_names`])
+/// at its opening, within [`SUBJECT_WINDOW`] words, with no reference word of the schema
+/// before the name (`As in Experiment 1, …`, `Similar to Experiment 2, …` only refer to
+/// them). A name later in the sentence (`performed the task used in Experiment 2`) leaves
+/// the sentence to the text it stands in.
+fn subject_experiments(field: &Field, s: &Sentence) -> Vec<u32> {
+    experiment_names(field, s)
+        .into_iter()
+        .filter(|&(at, _)| {
+            at <= SUBJECT_WINDOW && !s.words[..at].iter().any(|x| field.is_label_reference(x))
+        })
+        .map(|(_, n)| n)
+        .collect()
+}
+
 /// Whether `s` is experiment `exp`'s own statement for `field`: its own text, or a shared
 /// sentence that names this experiment and no other.
 fn speaks_for(field: &Field, s: &Sentence, exp: &Experiment) -> bool {
-    s.is_own(exp) || named_experiments(field, &s.words) == [exp.number]
+    s.is_own(exp) || named_experiments(field, s) == [exp.number]
 }
 
 /// The sentences worth showing for `field` in experiment `exp` (best first).
@@ -1189,9 +1272,10 @@ fn value_rules(field: &Field, opts: &Options, name: &str, g: &mut String) -> Opt
             if opts.numbers.is_empty() {
                 return None;
             }
-            // Ranges are offered whole (`18-22`), so items only join as a list.
+            // Ranges are offered whole (`18-22`), so items only join as a list: one per group.
+            let groups = MAX_GROUPS - 1;
             g.push_str(&format!("{name}_x: {}\n", alternatives(&opts.numbers)));
-            format!("{name}_x (\", \" {name}_x){{0,{more}}}")
+            format!("{name}_x (\", \" {name}_x){{0,{groups}}}")
         }
         FieldKind::NumberSet => {
             let items: Vec<String> = opts.numbers.iter().chain(&opts.terms).cloned().collect();
@@ -1265,7 +1349,7 @@ fn own_before_shared(
     let own = |si: usize| {
         let s = &all[shown[si]];
         speaks_for(field, s, exp)
-            || (field.by_clause && named_experiments(field, &s.words).contains(&exp.number))
+            || (field.by_clause && named_experiments(field, s).contains(&exp.number))
     };
     if !stated.iter().any(|(si, _)| own(*si)) {
         return stated;
@@ -1318,8 +1402,10 @@ pub fn questions_for(
                 .filter_map(|(si, &i)| offers(f, &all[i], exp, &others).map(|o| (si, o)))
                 .filter(|(_, o)| !o.is_empty())
                 .collect();
-            let stated = own_before_shared(f, exp, &shown, all, stated);
-            for (si, opts) in numbers_before_terms(f, stated) {
+            // Numbers before terms first: an own sentence's `clamped` must not set aside the
+            // shared 45° that it would have given way to.
+            let stated = own_before_shared(f, exp, &shown, all, numbers_before_terms(f, stated));
+            for (si, opts) in stated {
                 let name = format!("v{fi}_{si}");
                 if value_rules(f, &opts, &name, &mut g).is_some() {
                     alts.push(format!(
@@ -2664,14 +2750,104 @@ Twenty healthy volunteers took part. Following baseline, a 45° counterclockwise
         };
         // Experiment 1 states no population of its own: the shared one stands.
         let q1 = participants(&exps[0]);
-        assert!(stated_line(&q1, "population_type").contains("[1] healthy_adult"), "{}", q1.text);
+        assert!(
+            stated_line(&q1, "population_type").contains("[1] healthy_adult"),
+            "{}",
+            q1.text
+        );
         // Experiment 2 names its patients: the shared students are not offered beside them.
         let q2 = participants(&exps[1]);
         let population = stated_line(&q2, "population_type");
         assert!(population.contains("cerebellar_ataxia"), "{}", q2.text);
         assert!(!population.contains("[1]"), "{}", q2.text);
         // `age-matched controls (n = 10/group)` states no age: the shared mean is still offered.
-        assert_eq!(stated_line(&q2, "age_mean").trim(), "stated: [1] 22", "{}", q2.text);
+        assert_eq!(
+            stated_line(&q2, "age_mean").trim(),
+            "stated: [1] 22",
+            "{}",
+            q2.text
+        );
+        // An own term gives way to a shared number as it always did (`numbers_before_terms`
+        // first): `error-clamp trials` does not set the shared 45° aside.
+        let (_, all, exps) = paper(&schema, "Methods\nThe cursor was rotated by 45° for all reaches.\nExperiment 1\nTwenty participants reached to the targets.\nExperiment 2\nFollowing adaptation, participants completed 40 error-clamp trials.\n");
+        let q = questions_for(&schema, &all, &exps[1], &exps, MAX_SENTENCES)
+            .into_iter()
+            .find(|q| q.group == "perturbation")
+            .expect("a perturbation question");
+        assert!(
+            stated_line(&q, "perturbation_magnitude").contains("45°"),
+            "{}",
+            q.text
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn a_sentence_about_another_experiment_is_that_experiments() -> Result<()> {
+        let schema = Schema::load_default()?;
+        let (_, all, exps) = paper(&schema, "Methods\nExperiment 1\nThe cursor was rotated by 45° for all reaches to the target. B, In Experiment 2, clamped feedback was provided at an invariant location (90°) on miss trials.\nExperiment 2\nAs in Experiment 1, the cursor was rotated by 30° for all reaches to the target. Subjects (N = 10) performed the reaching task used in Experiment 1.\n");
+        assert_eq!(exps.len(), 2, "{exps:?}");
+        let perturbation = |exp: &Experiment| -> String {
+            questions_for(&schema, &all, exp, &exps, MAX_SENTENCES)
+                .into_iter()
+                .find(|q| q.group == "perturbation")
+                .map_or(String::new(), |q| q.text)
+        };
+        // The caption in Experiment 1's text speaks of Experiment 2: it is Experiment 2's.
+        let (one, two) = (perturbation(&exps[0]), perturbation(&exps[1]));
+        assert!(
+            one.contains("rotated by 45°") && !one.contains("(90°)"),
+            "{one}"
+        );
+        assert!(two.contains("(90°)"), "{two}");
+        // A reference to Experiment 1, at the opening or later, leaves the sentence to the text
+        // it stands in.
+        assert!(
+            two.contains("rotated by 30°") && !one.contains("rotated by 30°"),
+            "{one}"
+        );
+        let count = |exp: &Experiment| -> String {
+            questions_for(&schema, &all, exp, &exps, MAX_SENTENCES)
+                .into_iter()
+                .find(|q| q.group == "participants")
+                .map_or(String::new(), |q| stated_line(&q, "n_total").to_string())
+        };
+        assert!(count(&exps[1]).contains("10"), "{}", count(&exps[1]));
+        assert!(!count(&exps[0]).contains("10"), "{}", count(&exps[0]));
+        Ok(())
+    }
+
+    #[test]
+    fn a_citation_mark_opening_a_sentence_is_no_value() -> Result<()> {
+        let schema = Schema::load_default()?;
+        let n = |text: &str| offered(&schema, "n_total", text).numbers;
+        // Wong 2019: a block's label is no count ...
+        assert!(n("In the next block (rotation block 1), all participants were given vision of their hand.").is_empty());
+        // ... and a quantity before its noun is still a quantity.
+        assert_eq!(
+            offered(
+                &schema,
+                "retention_interval",
+                "Participants returned 1 day later for the retention test."
+            )
+            .numbers,
+            vec!["1 d"]
+        );
+        assert!(n("43 Patients with PFC lesions exhibit deficits in adaptation.").is_empty());
+        assert_eq!(
+            n("10,11 As noted above, 12 participants took part."),
+            vec!["12"]
+        );
+        assert_eq!(n("Twenty-four participants took part."), vec!["24"]);
+        assert_eq!(citation_lead("43 Patients with lesions"), 1);
+        assert_eq!(citation_lead("10,11 As noted above"), 2);
+        assert_eq!(citation_lead("24 participants took part"), 0);
+        assert_eq!(citation_lead("45° Rotation"), 0);
+        // A heading word names a number written right after it, not one after a comma.
+        assert_eq!(
+            n("In this experiment, 20 new participants took part."),
+            vec!["20"]
+        );
         Ok(())
     }
 
@@ -2689,10 +2865,31 @@ Twenty healthy volunteers took part. Following baseline, a 45° counterclockwise
         let grounded = |a: Answered| -> String {
             let mut g = Grounded::default();
             ground(&schema, &d, &all, &exps[0], &[a], &mut g);
-            g.experiments[0].values["perturbation_magnitude"].value.clone()
+            g.experiments[0].values["perturbation_magnitude"]
+                .value
+                .clone()
         };
         assert_eq!(grounded(answer("95°", 0)), "7.5°, 45°, 95°");
         assert_eq!(grounded(answer("30°, 60°", 1)), "15°, 30°, 60°");
+        // A count bound to the field's words sets no list aside.
+        let (d2, all2, exps2) = paper(&schema, "Methods\nEach participant completed 120 rotation trials at one of three sizes: 15°, 30°, or 60°. Participants in the two groups saw 30° and 60° rotations, respectively.");
+        let grounded2 = |value: &str, sentence: usize| -> String {
+            let mut g = Grounded::default();
+            ground(
+                &schema,
+                &d2,
+                &all2,
+                &exps2[0],
+                &[answer(value, sentence)],
+                &mut g,
+            );
+            g.experiments[0].values["perturbation_magnitude"]
+                .value
+                .clone()
+        };
+        assert_eq!(grounded2("30°", 0), "15°, 30°, 60°");
+        // A sentence that hands its items out keeps the one chosen.
+        assert_eq!(grounded2("30°", 1), "30°");
         // Items from outside one list, or a size beside a list of directions, stay as chosen.
         assert_eq!(grounded(answer("30°, 5°", 1)), "30°, 5°");
         assert_eq!(grounded(answer("45°", 2)), "45°");

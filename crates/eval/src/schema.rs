@@ -139,6 +139,13 @@ pub struct Lexicon {
     /// The experiments' heading words without a trailing full stop (`experiment`, `exp`): the
     /// number after one is a label (`Experiment 1 Participants`), never a value.
     pub label_words: HashSet<String>,
+    /// Words that make a label after them a reference (`as in Experiment 1`), lower-cased.
+    pub label_references: HashSet<String>,
+    /// Nouns that a number after them labels (`block 1`, `Bout 2`, `Figure 3`), lower-cased.
+    pub label_nouns: HashSet<String>,
+    /// Words by which a sentence hands its items out one by one (`30° and 60° rotations,
+    /// respectively`), lower-cased.
+    pub distributive_words: HashSet<String>,
     /// Word-level spelling fixes.
     pub typos: HashMap<String, String>,
     /// Token-F1 threshold for free text.
@@ -240,6 +247,10 @@ struct RawSchema {
     negation_breaks: Vec<String>,
     #[serde(default)]
     list_words: Vec<String>,
+    #[serde(default)]
+    label_nouns: Vec<String>,
+    #[serde(default)]
+    distributive_words: Vec<String>,
     #[serde(default = "default_threshold")]
     free_text_threshold: f64,
     #[serde(default)]
@@ -262,6 +273,11 @@ pub struct Experiments {
     /// `General Discussion`, compared case-insensitively at the start of a line.
     #[serde(default)]
     pub end_headings: Vec<String>,
+    /// Words that make an experiment's name a reference rather than the sentence's subject
+    /// when they stand at most three words before it (`as in Experiment 1`, `identical to
+    /// Experiment 2`); compared case-insensitively.
+    #[serde(default)]
+    pub reference_words: Vec<String>,
 }
 
 fn default_heading_words() -> Vec<String> {
@@ -273,6 +289,7 @@ impl Default for Experiments {
         Experiments {
             heading_words: default_heading_words(),
             end_headings: Vec::new(),
+            reference_words: Vec::new(),
         }
     }
 }
@@ -404,6 +421,9 @@ impl Schema {
                 .map(|w| w.trim().trim_end_matches('.').to_lowercase())
                 .filter(|w| !w.is_empty())
                 .collect(),
+            label_references: lower(raw.experiments.reference_words.clone()),
+            label_nouns: lower(raw.label_nouns),
+            distributive_words: lower(raw.distributive_words),
             typos: raw
                 .typos
                 .into_iter()
@@ -519,10 +539,31 @@ impl Field {
         self.lexicon.label_words.contains(word)
     }
 
+    /// Whether `words` (a sentence's, lower-cased) hand their items out one by one (`30° and
+    /// 60° rotations, respectively`): a list there is no one set.
+    pub fn distributes(&self, words: &[String]) -> bool {
+        words
+            .iter()
+            .any(|w| self.lexicon.distributive_words.contains(w))
+    }
+
+    /// Whether `word` (lower-cased) is a noun that the number after it labels (`block 1`,
+    /// `Bout 2`, `Figure 3`): that number is a name, never a value.
+    pub fn is_label_noun(&self, word: &str) -> bool {
+        self.lexicon.label_nouns.contains(word)
+    }
+
+    /// Whether `word` (lower-cased) before a label makes it a reference to that experiment
+    /// (`as in Experiment 1`), not the subject of the sentence.
+    pub fn is_label_reference(&self, word: &str) -> bool {
+        self.lexicon.label_references.contains(word)
+    }
+
     /// Whether `word` (lower-cased, one word of a sentence) may stand between two items of one
     /// list of this field's numbers: a unit spelling (`°`, `deg`), a direction word (`cw`,
-    /// `counter` of `counter-clockwise`, `±`) or a word among the schema's delimiters (`and`). Commas are no words: a sentence's
-    /// `15°, 30°, and 45°` reads `15 ° 30 ° and 45 °`.
+    /// `counter` of `counter-clockwise`, `±`), a word among the schema's delimiters (`and`) or
+    /// its `list_words` (`or`). Commas are no words: a sentence's `15°, 30°, and 45°` reads
+    /// `15 ° 30 ° and 45 °`.
     pub fn joins_list(&self, word: &str) -> bool {
         let lex = &self.lexicon;
         let in_phrase = |phrase: &String| {

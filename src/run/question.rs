@@ -852,8 +852,14 @@ fn clause_numbers(field: &Field, words: &[String], numbers: &[usize], number: u3
 fn options(field: &Field, s: &Sentence, clause: Option<u32>) -> Options {
     let mut o = Options::default();
     let has_cue = field.cues.iter().any(|c| evidence::has_phrase(&s.words, c));
-    if !has_cue || field.states_other_work(&s.words) {
-        return o; // the sentence says nothing of this field, or only of other work
+    let barred = field
+        .never_with
+        .iter()
+        .any(|p| evidence::has_phrase(&s.words, p));
+    if !has_cue || barred || field.states_other_work(&s.words) {
+        // the sentence says nothing of this field, states a rule that is no value of it, or
+        // speaks only of other work
+        return o;
     }
     let lead = citation_lead(&s.text);
     let found: Vec<_> = evidence::numbers_at(&s.words)
@@ -1336,7 +1342,7 @@ fn numbers_before_terms(field: &Field, stated: Vec<(usize, Options)>) -> Vec<(us
 /// What an experiment shares with the others is stated once, unless its own text says
 /// otherwise: where a sentence that speaks for `exp` (see [`speaks_for`], or the experiment's
 /// own clause of a shared sentence for a `by_clause` field) offers `field` a value, the shared
-/// sentences offer it nothing. `age-matched controls and patients with cerebellar ataxia` in
+/// sentences of sections worth no more than its own (see `section_weight`) offer it nothing. `age-matched controls and patients with cerebellar ataxia` in
 /// Experiment 3's own text outranks the general `undergraduate students` of the shared methods.
 /// `stated` holds (index into `shown`, offers) of sentences that offer something.
 fn own_before_shared(
@@ -1351,10 +1357,20 @@ fn own_before_shared(
         speaks_for(field, s, exp)
             || (field.by_clause && named_experiments(field, s).contains(&exp.number))
     };
-    if !stated.iter().any(|(si, _)| own(*si)) {
+    let Some(best_own) = stated
+        .iter()
+        .filter(|(si, _)| own(*si))
+        .map(|(si, _)| all[shown[*si]].weight)
+        .max()
+    else {
         return stated;
-    }
-    stated.into_iter().filter(|(si, _)| own(*si)).collect()
+    };
+    // A shared sentence of a section worth more (the methods) still stands beside an own
+    // sentence of the results: `we do not see a gradual increase in drift` is no schedule.
+    stated
+        .into_iter()
+        .filter(|(si, _)| own(*si) || all[shown[*si]].weight > best_own)
+        .collect()
 }
 
 /// Builds the questions of one experiment: one per field group that has any sentence to show,
@@ -2848,6 +2864,56 @@ Twenty healthy volunteers took part. Following baseline, a 45° counterclockwise
             n("In this experiment, 20 new participants took part."),
             vec!["20"]
         );
+        Ok(())
+    }
+
+    #[test]
+    fn an_own_results_sentence_leaves_the_shared_methods_standing() -> Result<()> {
+        let schema = Schema::load_default()?;
+        let text = "Methods\nThe visuomotor rotation was introduced on the first trial of the block.\nExperiment 1\nTwenty participants reached to the targets.\nExperiment 2\nTen participants reached to the targets.\nResults\nExperiment 2\nHere we do not see a gradual increase of the rotation in drift.\n";
+        let results = text.find("Results").expect("a results heading");
+        let mut d = doc(text);
+        d.sections = vec![
+            Section {
+                kind: SectionKind::Methods,
+                heading: "Methods".into(),
+                start: 0,
+                end: results,
+            },
+            Section {
+                kind: SectionKind::Results,
+                heading: "Results".into(),
+                start: results,
+                end: text.len(),
+            },
+        ];
+        let all = with_table_rows(&d, schema.lexicon(), sentences(&d));
+        let exps = crate::run::experiments::detect(&d.text, &schema.experiments);
+        assert_eq!(exps.len(), 2, "{exps:?}");
+        let q = questions_for(&schema, &all, &exps[1], &exps, MAX_SENTENCES)
+            .into_iter()
+            .find(|q| q.group == "perturbation")
+            .expect("a perturbation question");
+        let schedule = stated_line(&q, "perturbation_schedule");
+        assert!(
+            schedule.contains("abrupt") && schedule.contains("gradual"),
+            "{}",
+            q.text
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn a_rule_for_excluding_trials_names_no_target() -> Result<()> {
+        let schema = Schema::load_default()?;
+        let o = offered(&schema, "number_of_locations", "Reaches with endpoint hand angles ±90° from the target location were excluded from analysis.");
+        assert!(o.is_empty(), "{o:?}");
+        let o = offered(
+            &schema,
+            "number_of_locations",
+            "Targets appeared at 45° and 135° from the start location.",
+        );
+        assert_eq!(o.numbers, vec!["45°", "135°"]);
         Ok(())
     }
 

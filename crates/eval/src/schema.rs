@@ -201,6 +201,10 @@ pub struct Field {
     pub not_near_before: Vec<String>,
     /// See `not_near_before`: the word stands after the number (`140° apart`).
     pub not_near_after: Vec<String>,
+    /// Phrases that make a sentence state no value of this field at all, wherever they stand
+    /// in it: a rule for excluding trials (`hand angles ±90° from the target were excluded`)
+    /// names angles that are no target direction.
+    pub never_with: Vec<String>,
     lexicon: Arc<Lexicon>,
     /// Normalized spelling -> index into `vocabulary`.
     term_index: HashMap<String, usize>,
@@ -342,6 +346,8 @@ struct RawField {
     not_near_before: Vec<String>,
     #[serde(default)]
     not_near_after: Vec<String>,
+    #[serde(default)]
+    never_with: Vec<String>,
 }
 
 impl Schema {
@@ -651,6 +657,7 @@ impl Field {
             near_after: lowered(&rf.near_after),
             not_near_before: lowered(&rf.not_near_before),
             not_near_after: lowered(&rf.not_near_after),
+            never_with: lowered(&rf.never_with),
             lexicon: Arc::clone(lexicon),
             term_index: HashMap::new(),
             unit_index: HashMap::new(),

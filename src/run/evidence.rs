@@ -854,6 +854,20 @@ mod tests {
             terms(sched, "The rotation was introduced on trial 61"),
             vec!["abrupt"]
         );
+        // A caption's coloured lines and a perturbation's direction are no plane of movement.
+        let plane = "coordinate_frame";
+        assert!(!terms(
+            plane,
+            "Vertical red and blue lines indicate the target direction"
+        )
+        .contains(&"vertical".to_string()));
+        assert!(!terms(
+            plane,
+            "the perturbation was a 3.5-cm upward, vertical translation"
+        )
+        .contains(&"vertical".to_string()));
+        assert!(terms(plane, "Participants reached in the vertical plane")
+            .contains(&"vertical".to_string()));
         // Stark-Inbar 2017: a random walk is a random schedule.
         assert!(terms(sched, "a pseudorandom walk visuomotor perturbation")
             .contains(&"random".to_string()));

@@ -2914,6 +2914,20 @@ Twenty healthy volunteers took part. Following baseline, a 45° counterclockwise
             "Targets appeared at 45° and 135° from the start location.",
         );
         assert_eq!(o.numbers, vec!["45°", "135°"]);
+        // A place and a distribution's statistics are no rotation size either.
+        let size = |text: &str| offered(&schema, "perturbation_magnitude", text).numbers;
+        assert!(size(
+            "Clamped feedback was provided at an invariant location (90°) on miss trials."
+        )
+        .is_empty());
+        assert!(size(
+            "The mean exposure rotation was 0° (μ maximum rotation across subjects = 86.64°)."
+        )
+        .is_empty());
+        assert_eq!(
+            size("The cursor was rotated by 45° on every trial."),
+            vec!["45°"]
+        );
         Ok(())
     }
 

@@ -1149,7 +1149,9 @@ pub fn groups(schema: &Schema) -> Vec<(String, Vec<&Field>)> {
 }
 
 /// Whether sentence `s` may give `field`'s value for experiment `exp`: it is not another
-/// experiment's own text (its span, or a table row naming it), and a shared sentence that
+/// experiment's own text (its span, or a table row naming it) unless it opens by naming `exp`
+/// (see [`subject_experiments`]), an own sentence that opens by naming only other experiments
+/// is theirs, and a shared sentence that
 /// names experiments by label (`For experiment 2, a 32° rotation was exchanged…`) speaks of
 /// those and no others. A per-experiment count (`merge = "sum"`) is never inherited when
 /// the paper gives its experiments their own text, unless the shared sentence names this
@@ -1342,8 +1344,9 @@ fn numbers_before_terms(field: &Field, stated: Vec<(usize, Options)>) -> Vec<(us
 /// What an experiment shares with the others is stated once, unless its own text says
 /// otherwise: where a sentence that speaks for `exp` (see [`speaks_for`], or the experiment's
 /// own clause of a shared sentence for a `by_clause` field) offers `field` a value, the shared
-/// sentences of sections worth no more than its own (see `section_weight`) offer it nothing. `age-matched controls and patients with cerebellar ataxia` in
-/// Experiment 3's own text outranks the general `undergraduate students` of the shared methods.
+/// sentences of sections worth no more than its own (see `section_weight`) offer it nothing.
+/// `age-matched controls and patients with cerebellar ataxia` in Experiment 3's own text
+/// outranks the general `undergraduate students` of the shared methods.
 /// `stated` holds (index into `shown`, offers) of sentences that offer something.
 fn own_before_shared(
     field: &Field,

@@ -603,25 +603,31 @@ fn unbound_lists(
     if bound.is_empty() {
         return Vec::new();
     }
-    let mut out = Vec::new();
-    let mut list: Vec<usize> = Vec::new();
-    let mut close = |list: &mut Vec<usize>| {
-        if list.len() >= 2 && !list.iter().any(|n| bound.contains(n)) {
-            out.extend_from_slice(list);
+    joined_runs(field, words, numbers)
+        .into_iter()
+        .filter(|run| run.len() >= 2 && !run.iter().any(|n| bound.contains(n)))
+        .flatten()
+        .collect()
+}
+
+/// `positions` (increasing places in `words`) cut into runs whose neighbours have nothing
+/// between them but what [`Field::joins_list`] accepts: the lists a sentence writes
+/// (`15°, 30°, and 45° CW`), a lone number being a run of one.
+fn joined_runs(field: &Field, words: &[String], positions: &[usize]) -> Vec<Vec<usize>> {
+    let mut runs: Vec<Vec<usize>> = Vec::new();
+    for &at in positions {
+        match runs.last_mut() {
+            Some(run)
+                if run.last().is_some_and(|&prev| {
+                    words[prev + 1..at].iter().all(|w| field.joins_list(w))
+                }) =>
+            {
+                run.push(at)
+            }
+            _ => runs.push(vec![at]),
         }
-        list.clear();
-    };
-    for &at in numbers {
-        let joined = list
-            .last()
-            .is_some_and(|&prev| words[prev + 1..at].iter().all(|w| field.joins_list(w)));
-        if !joined {
-            close(&mut list);
-        }
-        list.push(at);
     }
-    close(&mut list);
-    out
+    runs
 }
 
 /// The pairs of numbers (positions in `words`, the words of `text`) written as a range, the
@@ -1025,26 +1031,20 @@ fn citation_lead(text: &str) -> usize {
 /// that have nothing between them but what [`Field::joins_list`] accepts: the sentence writes
 /// them as one list (`± 0°, 4°, 8°, 16°, and 32°`).
 fn written_lists(field: &Field, words: &[String], placed: &[(usize, String)]) -> Vec<Vec<String>> {
-    let mut out = Vec::new();
-    let mut run: Vec<String> = Vec::new();
-    let mut last: Option<usize> = None;
-    for (at, item) in placed {
-        let joined = last.is_some_and(|p| words[p + 1..*at].iter().all(|w| field.joins_list(w)));
-        if !joined {
-            if run.len() >= 2 {
-                out.push(std::mem::take(&mut run));
+    let positions: Vec<usize> = placed.iter().map(|(at, _)| *at).collect();
+    joined_runs(field, words, &positions)
+        .into_iter()
+        .map(|run| {
+            let mut items: Vec<String> = Vec::new();
+            for at in run {
+                if let Some((_, item)) = placed.iter().find(|(p, _)| *p == at) {
+                    push_new(&mut items, item.clone());
+                }
             }
-            run.clear();
-        }
-        if !run.contains(item) {
-            run.push(item.clone());
-        }
-        last = Some(*at);
-    }
-    if run.len() >= 2 {
-        out.push(run);
-    }
-    out
+            items
+        })
+        .filter(|items| items.len() >= 2)
+        .collect()
 }
 
 /// A number set's value made whole: where every item the model chose stands in one list its
@@ -1163,14 +1163,15 @@ fn eligible(field: &Field, s: &Sentence, exp: &Experiment, others: &[&Experiment
     // A sentence about other experiments only is theirs wherever it stands (a caption `In
     // Experiment 2, clamped feedback was provided at 90°` that the layout put in Experiment
     // 1's text); a reference (`as in Experiment 1`) leaves it the text it stands in.
-    let about = subject_experiments(field, s);
+    let names = experiment_names(field, s);
+    let about = subject_experiments(field, s, &names);
     if exp.owns(s.start) {
         return about.is_empty() || about.contains(&exp.number);
     }
     if others.iter().any(|o| o.owns(s.start)) {
         return about.contains(&exp.number);
     }
-    let named = named_experiments(field, s);
+    let named: Vec<u32> = names.iter().map(|&(_, n)| n).collect();
     let names_another = named.iter().any(|n| others.iter().any(|o| o.number == *n));
     if names_another && !named.contains(&exp.number) {
         return false;
@@ -1207,14 +1208,15 @@ fn named_experiments(field: &Field, s: &Sentence) -> Vec<u32> {
 /// about it (`In Experiment 2, …`, `B, In Experiment 2, …`, `(C,D) Experiment 2: …`).
 const SUBJECT_WINDOW: usize = 3;
 
-/// The experiments a sentence is about: those it names by label (see [`experiment_names`])
-/// at its opening, within [`SUBJECT_WINDOW`] words, with no reference word of the schema
+/// The experiments a sentence is about: of those it names by label (`names`, see
+/// [`experiment_names`]), the ones at its opening, within [`SUBJECT_WINDOW`] words, with no reference word of the schema
 /// before the name (`As in Experiment 1, …`, `Similar to Experiment 2, …` only refer to
 /// them). A name later in the sentence (`performed the task used in Experiment 2`) leaves
 /// the sentence to the text it stands in.
-fn subject_experiments(field: &Field, s: &Sentence) -> Vec<u32> {
-    experiment_names(field, s)
-        .into_iter()
+fn subject_experiments(field: &Field, s: &Sentence, names: &[(usize, u32)]) -> Vec<u32> {
+    names
+        .iter()
+        .copied()
         .filter(|&(at, _)| {
             at <= SUBJECT_WINDOW && !s.words[..at].iter().any(|x| field.is_label_reference(x))
         })
@@ -1355,15 +1357,19 @@ fn own_before_shared(
     all: &[Sentence],
     stated: Vec<(usize, Options)>,
 ) -> Vec<(usize, Options)> {
-    let own = |si: usize| {
-        let s = &all[shown[si]];
-        speaks_for(field, s, exp)
-            || (field.by_clause && named_experiments(field, s).contains(&exp.number))
-    };
+    let own: Vec<bool> = stated
+        .iter()
+        .map(|(si, _)| {
+            let s = &all[shown[*si]];
+            speaks_for(field, s, exp)
+                || (field.by_clause && named_experiments(field, s).contains(&exp.number))
+        })
+        .collect();
     let Some(best_own) = stated
         .iter()
-        .filter(|(si, _)| own(*si))
-        .map(|(si, _)| all[shown[*si]].weight)
+        .zip(&own)
+        .filter(|(_, &o)| o)
+        .map(|((si, _), _)| all[shown[*si]].weight)
         .max()
     else {
         return stated;
@@ -1372,7 +1378,9 @@ fn own_before_shared(
     // sentence of the results: `we do not see a gradual increase in drift` is no schedule.
     stated
         .into_iter()
-        .filter(|(si, _)| own(*si) || all[shown[*si]].weight > best_own)
+        .zip(own)
+        .filter(|((si, _), o)| *o || all[shown[*si]].weight > best_own)
+        .map(|(offer, _)| offer)
         .collect()
 }
 

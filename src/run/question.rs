@@ -76,14 +76,38 @@ impl Sentence {
         let Some(prev) = at.checked_sub(1).and_then(|p| self.words.get(p)) else {
             return false;
         };
-        if !(field.is_label_word(prev) || field.is_label_noun(prev)) {
-            return false;
+        let heads = |w: &str| field.is_label_word(w) || field.is_label_noun(w);
+        let plural = |w: &str| w.strip_suffix('s').is_some_and(heads);
+        let written_after = |head: &str, n: &str| {
+            let text = self.text.to_lowercase();
+            text.contains(&format!("{head} {n}")) || text.contains(&format!("{head}. {n}"))
+        };
+        if heads(prev) || plural(prev) {
+            return written_after(prev, &self.words[at]);
         }
-        let text = self.text.to_lowercase();
-        let n = &self.words[at];
-        text.contains(&format!("{prev} {n}")) || text.contains(&format!("{prev}. {n}"))
+        // A later item of a list that a plural heads (`between Bouts 1 and 2`, `Experiments 1,
+        // 2, and 3`, `blocks 1-3`) names as the first does. A singular head names one number:
+        // `Experiment 1, 20 participants` counts 20.
+        let is_number = |w: &String| w.starts_with(|c: char| c.is_ascii_digit());
+        let mut first = at;
+        for p in (at.saturating_sub(MAX_LABEL_LIST)..at).rev() {
+            let w = &self.words[p];
+            if is_number(w) {
+                first = p;
+            } else if !matches!(w.as_str(), "and" | "or" | "to") {
+                return first < at
+                    && plural(w)
+                    && p + 1 == first
+                    && written_after(w, &self.words[first]);
+            }
+        }
+        false
     }
 }
+
+/// Words back from a number within which the plural that heads its list may stand (`Bouts 1,
+/// 2, 3, and 4`).
+const MAX_LABEL_LIST: usize = 8;
 
 /// How much a sentence of a section of `kind` is worth for design parameters; `None`: never
 /// shown. `has_methods`: the paper has a detected methods section, so the introduction and
@@ -683,6 +707,31 @@ fn dash_joined(text: &str, x: &str, y: &str) -> bool {
     })
 }
 
+/// The numbers (positions in `words`) that bound a span of directions: two numbers with only
+/// `to` and the field's unit spellings between them (`generalization targets spanned −45° to
+/// 135°`, `targets from 0° to 180°`). A span names an arc, not the targets on it: its ends are
+/// no target directions of their own.
+fn span_ends(field: &Field, words: &[String], numbers: &[usize]) -> Vec<usize> {
+    let is_unit = |w: &str| {
+        field.units.iter().any(|u| {
+            std::iter::once(&u.symbol)
+                .chain(&u.aliases)
+                .any(|a| a.eq_ignore_ascii_case(w))
+        })
+    };
+    numbers
+        .windows(2)
+        .filter(|pair| {
+            let between: Vec<&String> = words[pair[0] + 1..pair[1]]
+                .iter()
+                .filter(|w| !is_unit(w))
+                .collect();
+            matches!(between.as_slice(), [w] if *w == "to")
+        })
+        .flat_map(|pair| [pair[0], pair[1]])
+        .collect()
+}
+
 /// Words either side of a number within which a `near` word makes it this field's.
 const NEAR_WINDOW: usize = 4;
 
@@ -880,7 +929,8 @@ fn options(field: &Field, s: &Sentence, clause: Option<u32>) -> Options {
     // A number field reads a range as one value (`18-22`): its ends alone are no value.
     let ranges: Vec<(usize, usize)> = match field.kind {
         FieldKind::Number { .. } => all_ranges
-            .into_iter()
+            .iter()
+            .copied()
             .filter(|(a, b)| near.contains(a) && near.contains(b))
             .collect(),
         _ => Vec::new(),
@@ -892,6 +942,12 @@ fn options(field: &Field, s: &Sentence, clause: Option<u32>) -> Options {
         &field.not_near_before,
         &field.not_near_after,
     );
+    if matches!(field.kind, FieldKind::Locations { .. }) {
+        // The excluding words set aside directions, never a count (`four targets
+        // corresponding to the cardinal axes`).
+        elsewhere.retain(|&at| s.words.get(at + 1).is_some_and(|w| w == "°"));
+        elsewhere.extend(span_ends(field, &s.words, &at_all));
+    }
     if matches!(field.kind, FieldKind::NumberSet) {
         // A number written with the field's own unit and bound by the field's own words is a
         // quantity of that unit: the count noun after it (`30° rotation trials`) does not make
@@ -900,6 +956,17 @@ fn options(field: &Field, s: &Sentence, clause: Option<u32>) -> Options {
         // is no target.)
         elsewhere.retain(|&at| !(unit_after(field, &s.words, at).is_some() && bound.contains(&at)));
     }
+    // A range's ends stand or fall together (`increasing or decreasing by 1-2° on each
+    // trial`).
+    let partners: Vec<usize> = all_ranges
+        .iter()
+        .filter_map(|&(a, b)| match (elsewhere.contains(&a), elsewhere.contains(&b)) {
+            (true, false) => Some(b),
+            (false, true) => Some(a),
+            _ => None,
+        })
+        .collect();
+    elsewhere.extend(partners);
     let beside = match field.kind {
         // A number word bound as a count (`one of three rotation sizes: 7.5°, 45°, or 95°`) is
         // no size, and sets no list aside: only digits can be the field's items, and only
@@ -2874,6 +2941,105 @@ Twenty healthy volunteers took part. Following baseline, a 45° counterclockwise
         assert_eq!(
             n("In this experiment, 20 new participants took part."),
             vec!["20"]
+        );
+        // Wong 2019: a plural heads every number of its list (`Bouts 1 and 2`); a singular
+        // head only the number right after it.
+        assert!(n("Patients improved from Bout 3 to Bout 2 but not between Bouts 1 and 2 (patients: z = 2.81).").is_empty());
+        assert!(n("Patients and controls were tested in Experiments 1, 2, and 3.").is_empty());
+        assert_eq!(
+            n("In Experiment 1, 20 participants took part."),
+            vec!["20"]
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn a_group_size_or_a_planned_sample_is_no_count() -> Result<()> {
+        let schema = Schema::load_default()?;
+        let n = |text: &str| offered(&schema, "n_total", text).numbers;
+        // Morehead 2017: a group's size, written after or before the count.
+        assert!(n("Patients with cerebellar ataxia and age-matched controls (n = 10/group) were exposed to clamped feedback.").is_empty());
+        assert_eq!(
+            n("Participants (n = 90, 10/group) were randomly assigned to one of nine groups."),
+            vec!["90"]
+        );
+        assert!(n("In Experiment 2 we increased the group sizes to 20 participants.").is_empty());
+        // McDougle 2019: a power analysis states the sample needed, not the one tested.
+        assert!(n("In Experiment 2, a power analysis revealed that a sample of 19 subjects would replicate the effect.").is_empty());
+        assert_eq!(n("Subjects (N = 32) performed two tasks."), vec!["32"]);
+        Ok(())
+    }
+
+    #[test]
+    fn a_span_or_shift_of_targets_is_no_target_direction() -> Result<()> {
+        let schema = Schema::load_default()?;
+        let dirs = |text: &str| offered(&schema, "number_of_locations", text).numbers;
+        // Schween 2018: the practice target stands at 45°; the generalization targets span an
+        // arc, and the shift moved them.
+        assert_eq!(
+            dirs("To test this, the targets were moved by 45° CW (i.e., the practice target was at 45° and generalization targets spanned −45° to 135°)."),
+            vec!["45°"]
+        );
+        assert_eq!(
+            dirs("We therefore offset targets by 22.5° outward from the center (i.e., to 112.5° in the left and 67.5° in the right workspace)."),
+            vec!["112.5°", "67.5°"]
+        );
+        assert!(dirs("Generalization targets ranged from 0° to 180°.").is_empty());
+        // Stark-Inbar 2017: an angle that defines the frame is no target; a count stays a
+        // count whatever follows it.
+        assert_eq!(
+            dirs("The circles formed an arc (locations 45°, 75°, 105°, and 135°, where 90° is directly above the starting position)."),
+            vec!["45°", "75°", "105°", "135°"]
+        );
+        assert_eq!(
+            offered(&schema, "number_of_locations", "There were four targets corresponding to the cardinal axes.").counts,
+            vec!["4 targets"]
+        );
+        // A list of directions stays whole.
+        assert_eq!(
+            dirs("The target appeared at 0°, 90°, and 180°."),
+            vec!["0°", "90°", "180°"]
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn a_phase_without_feedback_states_no_reach_criterion() -> Result<()> {
+        let schema = Schema::load_default()?;
+        let terms = |text: &str| offered(&schema, "target_hit_criteria", text).terms;
+        // Butcher 2018: the no-feedback baseline asks for shooting movements; the task's
+        // reaches end in the target.
+        assert!(terms("As no visual feedback was provided, participants were told they did not need to stop on the target location, but should make a shooting movement through the target.").is_empty());
+        assert!(terms("Participants were told to make shooting movements, as they had practiced in the no-feedback baseline block.").is_empty());
+        assert_eq!(
+            terms("Participants were required to terminate the cursor in the target region on each trial."),
+            vec!["stop_at_target"]
+        );
+        assert_eq!(
+            terms("Participants made a rapid shooting movement through the target."),
+            vec!["shooting"]
+        );
+        // Stark-Inbar 2017: the ends of a handedness scale name no participant.
+        assert_eq!(
+            offered(&schema, "handedness", "All were right-handed as assessed by the Edinburgh Handedness Inventory (0.83 ± 0.19, where -1 is strictly left-handed and 1 is strictly right-handed).").terms,
+            vec!["right"]
+        );
+        // ... and the step of a random walk is no size of the perturbation (both ends of
+        // its range).
+        assert!(offered(&schema, "perturbation_magnitude", "During the rotation blocks, the perturbation followed a sinusoidal pattern with local jitter, increasing or decreasing by 1-2° on each trial.").numbers.is_empty());
+        assert_eq!(
+            offered(&schema, "perturbation_magnitude", "The rotation increased by 15° every 40 trials until it reached 45°.").numbers,
+            vec!["45°"]
+        );
+        // Schween 2019: a sled attached to a finger is moved by the arm.
+        let eff = |text: &str| offered(&schema, "effector", text).terms;
+        assert_eq!(
+            eff("Participants made reaching movements, dragging a sled attached to their index finger across a glass surface."),
+            vec!["arm"]
+        );
+        assert_eq!(
+            eff("Participants made index finger movements on a keyboard."),
+            vec!["finger"]
         );
         Ok(())
     }

@@ -54,12 +54,26 @@ fn parse_number(s: &str) -> Option<(u32, &str)> {
 }
 
 /// Whether what follows `Experiment N` makes the line a heading rather than running text: the
-/// end of the line, a colon or dash, a full stop and a new sentence, or a capitalised word
-/// (`Experiment 2 Results`). `Experiment 2 was designed…`, `Experiment 1, participants…`,
-/// `Experiment 2 (Fig. 3) consisted…` are running text.
-fn heading_tail(rest: &str) -> bool {
+/// end of the line, a colon or dash, a full stop and a new sentence, a capitalised word
+/// (`Experiment 2 Results`), or only the schema's `section_words` (`Experiment 2
+/// procedures`, `Experiment 1 analyses`). `Experiment 2 was designed…`, `Experiment 1,
+/// participants…`, `Experiment 2 (Fig. 3) consisted…` are running text.
+fn heading_tail(rest: &str, naming: &Naming) -> bool {
     let rest = rest.trim_end();
     if rest.is_empty() {
+        return true;
+    }
+    let section = |w: &str| {
+        naming
+            .section_words
+            .iter()
+            .any(|s| s.eq_ignore_ascii_case(w))
+    };
+    let words: Vec<&str> = rest.split_whitespace().collect();
+    if rest.starts_with(' ')
+        && words.iter().any(|w| section(w))
+        && words.iter().all(|w| *w == "and" || section(w))
+    {
         return true;
     }
     let mut chars = rest.chars();
@@ -128,7 +142,7 @@ fn heading_of(line: &str, naming: &Naming) -> Option<Heading> {
         if let Some(rest) = lower.strip_prefix(&plural) {
             let rest_orig = &line[line.len() - rest.len()..];
             if let Some((list, tail)) = several(rest_orig.trim_start()) {
-                if heading_tail(tail) && line.chars().next().is_some_and(char::is_uppercase) {
+                if heading_tail(tail, naming) && line.chars().next().is_some_and(char::is_uppercase) {
                     return Some(Heading::Several(list));
                 }
             }
@@ -141,7 +155,7 @@ fn heading_of(line: &str, naming: &Naming) -> Option<Heading> {
                 continue; // `Experimental`, `Studying`
             }
             if let Some((n, tail)) = parse_number(r) {
-                if heading_tail(tail) && line.chars().next().is_some_and(char::is_uppercase) {
+                if heading_tail(tail, naming) && line.chars().next().is_some_and(char::is_uppercase) {
                     return Some(Heading::Numbered(n));
                 }
             }
@@ -397,6 +411,8 @@ mod tests {
             "Experiment 2 (Fig. 3) consisted of a baseline",
             "Experimental procedures",
             "experiment 1 was run online",
+            "Experiment 1 procedures were identical to",
+            "Experiment 2 and",
         ] {
             assert_eq!(heading_of(line, &n), None, "{line}");
         }
@@ -406,6 +422,9 @@ mod tests {
             "Experiment 1. Experiment 1 was designed to compare",
             "Exp. 1",
             "Experiment 2 Results",
+            "Experiment 1 procedures",
+            "Experiment 2 analyses",
+            "Experiment 3 methods and results",
         ] {
             assert!(
                 matches!(heading_of(line, &n), Some(Heading::Numbered(_))),

@@ -2967,6 +2967,11 @@ Twenty healthy volunteers took part. Following baseline, a 45° counterclockwise
         // McDougle 2019: a power analysis states the sample needed, not the one tested.
         assert!(n("In Experiment 2, a power analysis revealed that a sample of 19 subjects would replicate the effect.").is_empty());
         assert_eq!(n("Subjects (N = 32) performed two tasks."), vec!["32"]);
+        // Butcher 2018: a pointer to the power analysis is none.
+        assert_eq!(
+            n("An additional sixty-one participants were recruited for this experiment (see Power Analysis below)."),
+            vec!["61"]
+        );
         Ok(())
     }
 

@@ -282,6 +282,11 @@ pub struct Experiments {
     /// Experiment 2`); compared case-insensitively.
     #[serde(default)]
     pub reference_words: Vec<String>,
+    /// Lower-case words that may follow `Experiment N` on a heading line of their own
+    /// (`Experiment 2 procedures`, `Experiment 1 analyses`): such a line opens the
+    /// experiment's section like `Experiment 2: …`; compared case-insensitively.
+    #[serde(default)]
+    pub section_words: Vec<String>,
 }
 
 fn default_heading_words() -> Vec<String> {
@@ -294,6 +299,7 @@ impl Default for Experiments {
             heading_words: default_heading_words(),
             end_headings: Vec::new(),
             reference_words: Vec::new(),
+            section_words: Vec::new(),
         }
     }
 }

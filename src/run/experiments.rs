@@ -142,7 +142,8 @@ fn heading_of(line: &str, naming: &Naming) -> Option<Heading> {
         if let Some(rest) = lower.strip_prefix(&plural) {
             let rest_orig = &line[line.len() - rest.len()..];
             if let Some((list, tail)) = several(rest_orig.trim_start()) {
-                if heading_tail(tail, naming) && line.chars().next().is_some_and(char::is_uppercase) {
+                if heading_tail(tail, naming) && line.chars().next().is_some_and(char::is_uppercase)
+                {
                     return Some(Heading::Several(list));
                 }
             }
@@ -155,7 +156,8 @@ fn heading_of(line: &str, naming: &Naming) -> Option<Heading> {
                 continue; // `Experimental`, `Studying`
             }
             if let Some((n, tail)) = parse_number(r) {
-                if heading_tail(tail, naming) && line.chars().next().is_some_and(char::is_uppercase) {
+                if heading_tail(tail, naming) && line.chars().next().is_some_and(char::is_uppercase)
+                {
                     return Some(Heading::Numbered(n));
                 }
             }
@@ -413,6 +415,7 @@ mod tests {
             "experiment 1 was run online",
             "Experiment 1 procedures were identical to",
             "Experiment 2 and",
+            "Experiment 3 results",
         ] {
             assert_eq!(heading_of(line, &n), None, "{line}");
         }
@@ -424,7 +427,7 @@ mod tests {
             "Experiment 2 Results",
             "Experiment 1 procedures",
             "Experiment 2 analyses",
-            "Experiment 3 methods and results",
+            "Experiment 3 methods and analyses",
         ] {
             assert!(
                 matches!(heading_of(line, &n), Some(Heading::Numbered(_))),

@@ -69,7 +69,8 @@ impl Sentence {
 
     /// Whether the number at `at` (an index into `words`) names what the word before it
     /// heads: an experiment (`Experiment 2`, `Exp. 3`) or a schema `label_nouns` noun
-    /// (`rotation block 1`, `Bout 2`), written right after it. `words` drops punctuation, so
+    /// (`rotation block 1`, `Bout 2`), written right after it, or what a plural of one heads
+    /// as a later item of its list (`Bouts 1 and 2`). `words` drops punctuation, so
     /// the text decides: `In this experiment, 20 new participants` and `the test phase (60°)`
     /// name nothing.
     fn is_label(&self, field: &Field, at: usize) -> bool {
@@ -761,13 +762,17 @@ fn push_new(v: &mut Vec<String>, item: String) {
     }
 }
 
-/// Whether the number at `at` may be a value at all: not an angle of a field without degrees,
-/// and not a spread (`7.2 ± 1.8`, `SD 3.24`) unless the field reads spreads (labels, which
+/// Whether the number at `at` may be a value at all: not a quantity in a unit the field does
+/// not have (schema `measure_words`: `a 45° rotation, participants…` is no count, `85%` no
+/// angle, `for 1 s. Participants…` no count), and not a spread (`7.2 ± 1.8`, `SD 3.24`) unless the field reads spreads (labels, which
 /// need the sentence's text, are [`Sentence::is_label`]). A spread sign (`±`, `+/-`) makes a
 /// spread only after a number: with no number before it, it is the number's sign (`a
 /// rotation of ± 0°, 2°, 4°`, `(±9.3°)`).
 fn own_number(field: &Field, words: &[String], at: usize) -> bool {
-    if is_share(field, words, at) || is_foreign_degrees(field, words, at) {
+    if words
+        .get(at + 1)
+        .is_some_and(|w| field.is_foreign_measure(w))
+    {
         return false;
     }
     let Some(p) = at.checked_sub(1) else {
@@ -831,23 +836,6 @@ fn ranges_as_fallback(numbers: Vec<String>) -> Vec<String> {
         .into_iter()
         .filter(|v| range(v).is_none_or(|(lo, hi)| !singles.iter().any(|&x| lo <= x && x <= hi)))
         .collect()
-}
-
-/// Whether the number at `at` is written in degrees (`a 45° visuomotor rotation,
-/// participants…`, `a 45-degree rotation`) for a field that has no degree unit: an angle,
-/// never a count or an age.
-fn is_foreign_degrees(field: &Field, words: &[String], at: usize) -> bool {
-    const DEGREES: [&str; 4] = ["°", "deg", "degree", "degrees"];
-    words
-        .get(at + 1)
-        .is_some_and(|w| DEGREES.contains(&w.as_str()))
-        && !field.units.iter().any(|u| u.symbol == "°")
-}
-
-/// Whether the number at `at` is a percentage (`85%`) of a field that has no `%` unit: a
-/// share of something, never a count, age or angle.
-fn is_share(field: &Field, words: &[String], at: usize) -> bool {
-    words.get(at + 1).is_some_and(|w| w == "%") && !field.units.iter().any(|u| u.symbol == "%")
 }
 
 /// What sentence `s` offers `field` for experiment `exp`, or `None` when the sentence may not
@@ -960,11 +948,13 @@ fn options(field: &Field, s: &Sentence, clause: Option<u32>) -> Options {
     // trial`).
     let partners: Vec<usize> = all_ranges
         .iter()
-        .filter_map(|&(a, b)| match (elsewhere.contains(&a), elsewhere.contains(&b)) {
-            (true, false) => Some(b),
-            (false, true) => Some(a),
-            _ => None,
-        })
+        .filter_map(
+            |&(a, b)| match (elsewhere.contains(&a), elsewhere.contains(&b)) {
+                (true, false) => Some(b),
+                (false, true) => Some(a),
+                _ => None,
+            },
+        )
         .collect();
     elsewhere.extend(partners);
     let beside = match field.kind {
@@ -2946,10 +2936,7 @@ Twenty healthy volunteers took part. Following baseline, a 45° counterclockwise
         // head only the number right after it.
         assert!(n("Patients improved from Bout 3 to Bout 2 but not between Bouts 1 and 2 (patients: z = 2.81).").is_empty());
         assert!(n("Patients and controls were tested in Experiments 1, 2, and 3.").is_empty());
-        assert_eq!(
-            n("In Experiment 1, 20 participants took part."),
-            vec!["20"]
-        );
+        assert_eq!(n("In Experiment 1, 20 participants took part."), vec!["20"]);
         Ok(())
     }
 
@@ -2967,6 +2954,12 @@ Twenty healthy volunteers took part. Following baseline, a 45° counterclockwise
         // McDougle 2019: a power analysis states the sample needed, not the one tested.
         assert!(n("In Experiment 2, a power analysis revealed that a sample of 19 subjects would replicate the effect.").is_empty());
         assert_eq!(n("Subjects (N = 32) performed two tasks."), vec!["32"]);
+        // Bond 2017: a duration is no count.
+        assert!(n(
+            "A red crosshair remained on-screen for 1 s. Participants then rested their hand."
+        )
+        .is_empty());
+        assert!(n("The 20 participants saw the cursor at 60 Hz.").contains(&"20".to_string()));
         // Butcher 2018: a pointer to the power analysis is none.
         assert_eq!(
             n("An additional sixty-one participants were recruited for this experiment (see Power Analysis below)."),
@@ -2997,7 +2990,12 @@ Twenty healthy volunteers took part. Following baseline, a 45° counterclockwise
             vec!["45°", "75°", "105°", "135°"]
         );
         assert_eq!(
-            offered(&schema, "number_of_locations", "There were four targets corresponding to the cardinal axes.").counts,
+            offered(
+                &schema,
+                "number_of_locations",
+                "There were four targets corresponding to the cardinal axes."
+            )
+            .counts,
             vec!["4 targets"]
         );
         // A list of directions stays whole.
@@ -3024,6 +3022,12 @@ Twenty healthy volunteers took part. Following baseline, a 45° counterclockwise
             terms("Participants made a rapid shooting movement through the target."),
             vec!["shooting"]
         );
+        Ok(())
+    }
+
+    #[test]
+    fn scale_ends_steps_and_attachments_state_no_value() -> Result<()> {
+        let schema = Schema::load_default()?;
         // Stark-Inbar 2017: the ends of a handedness scale name no participant.
         assert_eq!(
             offered(&schema, "handedness", "All were right-handed as assessed by the Edinburgh Handedness Inventory (0.83 ± 0.19, where -1 is strictly left-handed and 1 is strictly right-handed).").terms,
@@ -3033,7 +3037,12 @@ Twenty healthy volunteers took part. Following baseline, a 45° counterclockwise
         // its range).
         assert!(offered(&schema, "perturbation_magnitude", "During the rotation blocks, the perturbation followed a sinusoidal pattern with local jitter, increasing or decreasing by 1-2° on each trial.").numbers.is_empty());
         assert_eq!(
-            offered(&schema, "perturbation_magnitude", "The rotation increased by 15° every 40 trials until it reached 45°.").numbers,
+            offered(
+                &schema,
+                "perturbation_magnitude",
+                "The rotation increased by 15° every 40 trials until it reached 45°."
+            )
+            .numbers,
             vec!["45°"]
         );
         // Schween 2019: a sled attached to a finger is moved by the arm.

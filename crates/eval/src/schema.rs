@@ -119,6 +119,10 @@ pub struct Lexicon {
     /// Words that make the number after them a spread (`± 1.8`, `SD 3.24`), never a value of
     /// a field that does not name one of them among its `near`/`near_before` words.
     pub spread_words: HashSet<String>,
+    /// Unit words of measured quantities (`°`, `%`, `s`, `cm`, `Hz`), lower-cased: the number
+    /// before one is that quantity, never a value of a field without that unit (`remained
+    /// on-screen for 1 s. Participants…` counts no one).
+    pub measure_words: HashSet<String>,
     /// Words that deny a term spelled at most three words after them (`did not need to stop on
     /// the target` is no evidence of stopping at the target).
     pub negation_words: HashSet<String>,
@@ -239,6 +243,8 @@ struct RawSchema {
     stopwords: Vec<String>,
     #[serde(default)]
     spread_words: Vec<String>,
+    #[serde(default)]
+    measure_words: Vec<String>,
     #[serde(default)]
     negation_words: Vec<String>,
     #[serde(default)]
@@ -420,6 +426,7 @@ impl Schema {
             direction_words: lower(raw.direction_words),
             stopwords: lower(raw.stopwords),
             spread_words: lower(raw.spread_words),
+            measure_words: lower(raw.measure_words),
             negation_words: lower(raw.negation_words),
             example_openers: phrases(raw.example_openers),
             prior_work_phrases: phrases(raw.prior_work_phrases),
@@ -543,6 +550,13 @@ impl Field {
                 .iter()
                 .chain(&self.near_before)
                 .any(|w| w.eq_ignore_ascii_case(word))
+    }
+
+    /// Whether `word` (lower-cased), written right after a number, makes it a measured
+    /// quantity in a unit this field does not have (`1 s` for a count, `45°` for an age): no
+    /// value of this field.
+    pub fn is_foreign_measure(&self, word: &str) -> bool {
+        self.lexicon.measure_words.contains(word) && self.unit_factor(word).is_none()
     }
 
     /// Whether `word` (lower-cased) heads an experiment (`experiment`, `study`, `exp`): the

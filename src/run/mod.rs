@@ -562,7 +562,7 @@ const TITLE_PAGE_HEAD_BYTES: usize = 2500;
 
 /// Bumped whenever the prompt, the answer grammar or grounding change what a run produces, so
 /// that records of an older paramx are redone rather than reused.
-pub const PIPELINE_VERSION: u32 = 22;
+pub const PIPELINE_VERSION: u32 = 23;
 
 fn floor_char_boundary(s: &str, max: usize) -> usize {
     let mut i = max.min(s.len());

@@ -87,16 +87,23 @@ impl Sentence {
             return written_after(prev, &self.words[at]);
         }
         // A later item of a list that a plural heads (`between Bouts 1 and 2`, `Experiments 1,
-        // 2, and 3`, `blocks 1-3`) names as the first does. A singular head names one number:
-        // `Experiment 1, 20 participants` counts 20.
+        // 2, and 3`, `blocks 1-3`) names as the first does. A singular head names one number
+        // (`Experiment 1, 20 participants` counts 20), and a joining word closes the list: in
+        // `Experiments 1 and 2, 40 participants` the 40 counts.
         let is_number = |w: &String| w.starts_with(|c: char| c.is_ascii_digit());
+        let joins = |w: &String| matches!(w.as_str(), "and" | "or" | "to");
         let mut first = at;
+        let mut joined = false;
         for p in (at.saturating_sub(MAX_LABEL_LIST)..at).rev() {
             let w = &self.words[p];
             if is_number(w) {
                 first = p;
-            } else if !matches!(w.as_str(), "and" | "or" | "to") {
+            } else if joins(w) {
+                joined = true;
+            } else {
+                let closed = joined && is_number(&self.words[at - 1]);
                 return first < at
+                    && !closed
                     && plural(w)
                     && p + 1 == first
                     && written_after(w, &self.words[first]);
@@ -931,10 +938,10 @@ fn options(field: &Field, s: &Sentence, clause: Option<u32>) -> Options {
         &field.not_near_after,
     );
     if matches!(field.kind, FieldKind::Locations { .. }) {
-        // The excluding words set aside directions, never a count (`four targets
-        // corresponding to the cardinal axes`).
-        elsewhere.retain(|&at| s.words.get(at + 1).is_some_and(|w| w == "°"));
+        // The excluding words and spans set aside directions, never a count (`four targets
+        // corresponding to the cardinal axes`, `4 to 8 targets`).
         elsewhere.extend(span_ends(field, &s.words, &at_all));
+        elsewhere.retain(|&at| s.words.get(at + 1).is_some_and(|w| w == "°"));
     }
     if matches!(field.kind, FieldKind::NumberSet) {
         // A number written with the field's own unit and bound by the field's own words is a
@@ -2936,6 +2943,10 @@ Twenty healthy volunteers took part. Following baseline, a 45° counterclockwise
         // head only the number right after it.
         assert!(n("Patients improved from Bout 3 to Bout 2 but not between Bouts 1 and 2 (patients: z = 2.81).").is_empty());
         assert!(n("Patients and controls were tested in Experiments 1, 2, and 3.").is_empty());
+        assert_eq!(
+            n("In Experiments 1 and 2, 40 participants took part."),
+            vec!["40"]
+        );
         assert_eq!(n("In Experiment 1, 20 participants took part."), vec!["20"]);
         Ok(())
     }
@@ -2951,8 +2962,13 @@ Twenty healthy volunteers took part. Following baseline, a 45° counterclockwise
             vec!["90"]
         );
         assert!(n("In Experiment 2 we increased the group sizes to 20 participants.").is_empty());
-        // McDougle 2019: a power analysis states the sample needed, not the one tested.
-        assert!(n("In Experiment 2, a power analysis revealed that a sample of 19 subjects would replicate the effect.").is_empty());
+        // McDougle 2019: a power analysis states the sample needed, not the one tested; a
+        // sample recruited on its grounds is the sample.
+        assert!(n("In Experiment 2, a power analysis was used and revealed that a sample of 19 subjects would replicate the effect.").is_empty());
+        assert_eq!(
+            n("Based on a power analysis, we recruited 24 participants."),
+            vec!["24"]
+        );
         assert_eq!(n("Subjects (N = 32) performed two tasks."), vec!["32"]);
         // Bond 2017: a duration is no count.
         assert!(n(
@@ -2998,6 +3014,13 @@ Twenty healthy volunteers took part. Following baseline, a 45° counterclockwise
             .counts,
             vec!["4 targets"]
         );
+        assert!(offered(
+            &schema,
+            "number_of_locations",
+            "Each block presented 4 to 8 targets."
+        )
+        .counts
+        .contains(&"8 targets".to_string()));
         // A list of directions stays whole.
         assert_eq!(
             dirs("The target appeared at 0°, 90°, and 180°."),

@@ -720,19 +720,12 @@ fn dash_joined(text: &str, x: &str, y: &str) -> bool {
 /// 135°`, `targets from 0° to 180°`). A span names an arc, not the targets on it: its ends are
 /// no target directions of their own.
 fn span_ends(field: &Field, words: &[String], numbers: &[usize]) -> Vec<usize> {
-    let is_unit = |w: &str| {
-        field.units.iter().any(|u| {
-            std::iter::once(&u.symbol)
-                .chain(&u.aliases)
-                .any(|a| a.eq_ignore_ascii_case(w))
-        })
-    };
     numbers
         .windows(2)
         .filter(|pair| {
             let between: Vec<&String> = words[pair[0] + 1..pair[1]]
                 .iter()
-                .filter(|w| !is_unit(w))
+                .filter(|w| field.unit_factor(w).is_none())
                 .collect();
             matches!(between.as_slice(), [w] if *w == "to")
         })
@@ -771,8 +764,9 @@ fn push_new(v: &mut Vec<String>, item: String) {
 
 /// Whether the number at `at` may be a value at all: not a quantity in a unit the field does
 /// not have (schema `measure_words`: `a 45° rotation, participants…` is no count, `85%` no
-/// angle, `for 1 s. Participants…` no count), and not a spread (`7.2 ± 1.8`, `SD 3.24`) unless the field reads spreads (labels, which
-/// need the sentence's text, are [`Sentence::is_label`]). A spread sign (`±`, `+/-`) makes a
+/// angle, `for 1 s. Participants…` no count), and not a spread (`7.2 ± 1.8`, `SD 3.24`)
+/// unless the field reads spreads (labels, which need the sentence's text, are
+/// [`Sentence::is_label`]). A spread sign (`±`, `+/-`) makes a
 /// spread only after a number: with no number before it, it is the number's sign (`a
 /// rotation of ± 0°, 2°, 4°`, `(±9.3°)`).
 fn own_number(field: &Field, words: &[String], at: usize) -> bool {
@@ -1273,9 +1267,9 @@ fn named_experiments(field: &Field, s: &Sentence) -> Vec<u32> {
 const SUBJECT_WINDOW: usize = 3;
 
 /// The experiments a sentence is about: of those it names by label (`names`, see
-/// [`experiment_names`]), the ones at its opening, within [`SUBJECT_WINDOW`] words, with no reference word of the schema
-/// before the name (`As in Experiment 1, …`, `Similar to Experiment 2, …` only refer to
-/// them). A name later in the sentence (`performed the task used in Experiment 2`) leaves
+/// [`experiment_names`]), the ones at its opening, within [`SUBJECT_WINDOW`] words, with no
+/// reference word of the schema before the name (`As in Experiment 1, …`, `Similar to
+/// Experiment 2, …` only refer to them). A name later in the sentence (`performed the task used in Experiment 2`) leaves
 /// the sentence to the text it stands in.
 fn subject_experiments(field: &Field, s: &Sentence, names: &[(usize, u32)]) -> Vec<u32> {
     names
